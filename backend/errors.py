@@ -1,0 +1,94 @@
+"""Every error this project raises on purpose, in one hierarchy.
+
+Each message says what went wrong *and what to do about it*; none ever
+contains an API key.  Lower-layer errors (``openai.*``, ``anthropic.*``,
+``httpx.*``, ``yaml.*``, ``lxml.*``) are caught at the edge that calls the
+library and re-raised as one of these, with the original kept as
+``__cause__``::
+
+    Error                       base class: catch this to catch everything
+    ├── ConfigError             the project is set up wrongly; fix a file or env var
+    │   ├── VersionError        prompts file malformed, or an unknown version id
+    │   └── LabelConfigError    the Label Studio label config cannot be used
+    ├── TaskError               one task cannot be pre-labelled; the batch goes on
+    │   ├── MissingDataError    the task lacks a data field the instruction uses
+    │   ├── MediaError          an image URL is not allowed or cannot be fetched
+    │   ├── OutputError         the model answered, but the answer is unusable
+    │   │   ├── RefusalError    the model refused to answer
+    │   │   └── TruncatedError  the answer was cut off (max tokens reached)
+    │   └── ProviderError       the provider call failed after its retries
+    │       ├── AuthError       bad or missing API key
+    │       ├── RateLimitError  429 from the provider, retries exhausted
+    │       └── ProviderTimeout no answer within the version's timeout
+    └── ScoringError            (scoring/errors.py) scoring could not be done
+
+A ``TaskError`` never escapes a batch: the predictor turns it into an empty
+result for that task and records ``error.reason`` (a short machine-readable
+slug) in the usage ledger, so one bad task never fails the rest.
+"""
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base class.  ``str(err)`` is a message meant for the user."""
+
+    reason = "error"
+
+
+class ConfigError(Error):
+    reason = "config"
+
+
+class VersionError(ConfigError):
+    reason = "version"
+
+
+class LabelConfigError(ConfigError):
+    reason = "label_config"
+
+
+class TaskError(Error):
+    """One task failed.  ``usage`` (a ``backend.providers.base.Usage``) is set when
+    tokens were spent before the failure (a truncated or invalid answer still costs)."""
+
+    reason = "task"
+
+    def __init__(self, message: str, *, usage=None):
+        super().__init__(message)
+        self.usage = usage
+
+
+class MissingDataError(TaskError):
+    reason = "missing_data"
+
+
+class MediaError(TaskError):
+    reason = "media"
+
+
+class OutputError(TaskError):
+    reason = "invalid_output"
+
+
+class RefusalError(OutputError):
+    reason = "refusal"
+
+
+class TruncatedError(OutputError):
+    reason = "truncated"
+
+
+class ProviderError(TaskError):
+    reason = "provider"
+
+
+class AuthError(ProviderError):
+    reason = "auth"
+
+
+class RateLimitError(ProviderError):
+    reason = "rate_limited"
+
+
+class ProviderTimeout(ProviderError):
+    reason = "timeout"

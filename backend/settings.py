@@ -1,0 +1,124 @@
+"""The one module that reads environment variables.
+
+Everything else receives a :class:`Settings` object.  Every variable, its
+default and its meaning is listed here and in the README ("Configuration").
+
+Provider API keys are read from the providers' own standard variables
+(``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``) and handed to the official SDK
+clients explicitly; they are never logged, stored or put in an error message
+(``Settings.__repr__`` masks them).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from backend.errors import ConfigError
+
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        from backend.errors import ConfigError
+
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+
+
+SECRET_FIELDS = ("openai_api_key", "anthropic_api_key", "label_studio_api_key", "basic_auth_pass")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- prompt versions -------------------------------------------------
+    prompts_file: str = "prompts.yaml"          # PROMPTS_FILE
+    default_version: str | None = None          # DEFAULT_VERSION (else the file's `default:`)
+    # --- providers --------------------------------------------------------
+    openai_api_key: str | None = None           # OPENAI_API_KEY
+    openai_base_url: str | None = None          # OPENAI_BASE_URL (also used by openai-compatible without base_url)
+    anthropic_api_key: str | None = None        # ANTHROPIC_API_KEY
+    anthropic_base_url: str | None = None       # ANTHROPIC_BASE_URL
+    provider_timeout: float = 60.0              # PROVIDER_TIMEOUT seconds per LLM call
+    provider_max_retries: int = 2               # PROVIDER_MAX_RETRIES (SDK retries on 429/5xx/timeouts)
+    # --- serving ----------------------------------------------------------
+    predict_concurrency: int = 8                # PREDICT_CONCURRENCY parallel LLM calls per /predict
+    predict_deadline: float = 90.0              # PREDICT_DEADLINE seconds; Label Studio gives up at 100
+    basic_auth_user: str | None = None          # BASIC_AUTH_USER
+    basic_auth_pass: str | None = None          # BASIC_AUTH_PASS
+    log_level: str = "INFO"                     # LOG_LEVEL
+    # --- Label Studio -----------------------------------------------------
+    label_studio_url: str | None = None         # LABEL_STUDIO_URL
+    label_studio_api_key: str | None = None     # LABEL_STUDIO_API_KEY
+    # --- storage and queue -----------------------------------------------
+    redis_url: str | None = None                # REDIS_URL: ledger, history and job queue in Redis
+    data_dir: str = "var"                       # DATA_DIR: SQLite ledger/history when REDIS_URL is unset
+    queue_name: str = "llm-prelabel"            # RQ_QUEUE
+    rescore_debounce: float = 30.0              # RESCORE_DEBOUNCE seconds between webhook-triggered rescoring
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        get = lambda name: env.get(name) or None  # noqa: E731  (empty string == unset)
+        return cls(
+            prompts_file=env.get("PROMPTS_FILE") or "prompts.yaml",
+            default_version=get("DEFAULT_VERSION"),
+            openai_api_key=get("OPENAI_API_KEY"),
+            openai_base_url=get("OPENAI_BASE_URL"),
+            anthropic_api_key=get("ANTHROPIC_API_KEY"),
+            anthropic_base_url=get("ANTHROPIC_BASE_URL"),
+            provider_timeout=_float(env, "PROVIDER_TIMEOUT", 60.0),
+            provider_max_retries=_int(env, "PROVIDER_MAX_RETRIES", 2),
+            predict_concurrency=max(1, _int(env, "PREDICT_CONCURRENCY", 8)),
+            predict_deadline=_float(env, "PREDICT_DEADLINE", 90.0),
+            basic_auth_user=get("BASIC_AUTH_USER"),
+            basic_auth_pass=get("BASIC_AUTH_PASS"),
+            log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
+            label_studio_url=(get("LABEL_STUDIO_URL") or "").rstrip("/") or None,
+            label_studio_api_key=get("LABEL_STUDIO_API_KEY"),
+            redis_url=get("REDIS_URL"),
+            data_dir=env.get("DATA_DIR") or "var",
+            queue_name=env.get("RQ_QUEUE") or "llm-prelabel",
+            rescore_debounce=_float(env, "RESCORE_DEBOUNCE", 30.0),
+        )
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def secrets(self) -> list[str]:
+        """The secret values in use, so that log filters and reports can mask them."""
+        return [v for v in (getattr(self, f) for f in SECRET_FIELDS) if v]
+
+    def __repr__(self) -> str:  # never print a key
+        parts = []
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            v = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and v:
+                v = "***"
+            parts.append(f"{f.name}={v!r}")
+        return f"Settings({', '.join(parts)})"
+
+    __str__ = __repr__

@@ -1,0 +1,51 @@
+"""``python -m scoring <command>``: one module per command, listed in COMMANDS.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args, settings) -> int``.  Adding a command = one module + one line here.
+Errors of this project (``backend.errors.Error``) are printed as one line and
+exit with status 2; nothing else is caught.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from backend.errors import Error
+from backend.settings import Settings
+
+COMMANDS = {
+    "evaluate": "scoring.commands.evaluate",   # offline: score an export file
+    "score": "scoring.commands.score",         # pull a project from Label Studio, score, write back
+    "compare": "scoring.commands.compare",     # several versions side by side: quality and cost
+    "history": "scoring.commands.history",     # past scoring runs of a project
+    "worker": "scoring.commands.worker",       # run the RQ worker (with its cron schedule)
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scoring", description="Score LLM prompt versions against Label Studio ground truth or each other.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_path in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_path:
+                continue  # command not installed in this build
+            raise
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+        return int(args._module.run(args, settings) or 0)
+    except Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

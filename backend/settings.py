@@ -46,6 +46,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    raw = (env.get(name) or allowed[0]).strip().lower()
+    if raw not in allowed:
+        from backend.errors import ConfigError
+
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
+    return raw
+
+
 SECRET_FIELDS = ("openai_api_key", "anthropic_api_key", "label_studio_api_key", "basic_auth_pass")
 
 
@@ -64,6 +73,7 @@ class Settings:
     # --- serving ----------------------------------------------------------
     predict_concurrency: int = 8                # PREDICT_CONCURRENCY parallel LLM calls per /predict
     predict_deadline: float = 90.0              # PREDICT_DEADLINE seconds; Label Studio gives up at 100
+    failed_task_result: str = "skip"            # FAILED_TASK_RESULT: skip (no prediction, retried later) | empty
     basic_auth_user: str | None = None          # BASIC_AUTH_USER
     basic_auth_pass: str | None = None          # BASIC_AUTH_PASS
     log_level: str = "INFO"                     # LOG_LEVEL
@@ -92,6 +102,7 @@ class Settings:
             provider_max_retries=_int(env, "PROVIDER_MAX_RETRIES", 2),
             predict_concurrency=max(1, _int(env, "PREDICT_CONCURRENCY", 8)),
             predict_deadline=_float(env, "PREDICT_DEADLINE", 90.0),
+            failed_task_result=_choice(env, "FAILED_TASK_RESULT", ("skip", "empty")),
             basic_auth_user=get("BASIC_AUTH_USER"),
             basic_auth_pass=get("BASIC_AUTH_PASS"),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),

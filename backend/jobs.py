@@ -1,0 +1,133 @@
+"""Queue hand-off from the ML backend to the worker (RQ on Redis).
+
+The backend only *enqueues*, by dotted path, and never imports ``scoring``:
+
+``backend.jobs.prelabel_tasks(project_id, task_ids, version_id)``
+    enqueued on ``TASKS_CREATED``: pre-labels freshly imported tasks and
+    writes the predictions into Label Studio with the SDK
+    (needs ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` in the worker).
+``scoring.jobs.rescore_on_annotation(project_id)``
+    enqueued on ``ANNOTATION_CREATED/UPDATED/DELETED`` of a ground-truth
+    annotation, debounced: one job id per project (``rescore:<project>``),
+    scheduled ``RESCORE_DEBOUNCE`` seconds ahead; events arriving while it
+    waits are folded into it.
+
+Both run in ``python -m scoring worker``.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRELABEL_JOB = "backend.jobs.prelabel_tasks"
+RESCORE_JOB = "scoring.jobs.rescore_on_annotation"
+ANNOTATION_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
+PRELABEL_CHUNK = 100  # tasks per prelabel job
+
+
+def rescore_job_id(project_id: str) -> str:
+    return f"rescore-{project_id}"
+
+
+def _is_ground_truth_event(event: dict) -> bool:
+    ann = event.get("annotation")
+    anns = event.get("annotations") or ([ann] if isinstance(ann, dict) else [])
+    if event.get("action") in {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}:
+        return True  # a deleted annotation may have been the ground truth; payloads carry ids only
+    return any(isinstance(a, dict) and a.get("ground_truth") for a in anns)
+
+
+class JobQueue:
+    """Enqueues the backend's background work.  Needs ``REDIS_URL``."""
+
+    def __init__(self, settings: Settings, connection=None):
+        from redis import Redis
+        from rq import Queue
+
+        self.settings = settings
+        self.connection = connection or Redis.from_url(settings.redis_url)
+        self.queue = Queue(settings.queue_name, connection=self.connection)
+
+    def handle_event(self, action: str, project_id: str | None, event: dict, version_id: str) -> str | None:
+        if not project_id:
+            return None
+        if action == "TASKS_CREATED":
+            ids = [t["id"] for t in event.get("tasks") or [] if isinstance(t, dict) and "id" in t]
+            if not ids:
+                return None
+            jobs = []
+            for i in range(0, len(ids), PRELABEL_CHUNK):
+                chunk = ids[i : i + PRELABEL_CHUNK]
+                job = self.queue.enqueue(
+                    PRELABEL_JOB, project_id, chunk, version_id,
+                    job_timeout=max(600, 10 * len(chunk)), result_ttl=3600, description=f"pre-label {len(chunk)} tasks of project {project_id}",
+                )
+                jobs.append(job.id)
+            return ",".join(jobs)
+        if action in ANNOTATION_EVENTS and _is_ground_truth_event(event):
+            return self.enqueue_rescore(project_id)
+        return None
+
+    def enqueue_rescore(self, project_id: str) -> str:
+        """Schedule one rescore per project, ``rescore_debounce`` s ahead; fold repeats into it."""
+        from rq.job import Job, JobStatus
+        from rq.exceptions import NoSuchJobError
+
+        job_id = rescore_job_id(project_id)
+        try:
+            existing = Job.fetch(job_id, connection=self.connection)
+            if existing.get_status(refresh=True) in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED):
+                return job_id  # already waiting: this event is folded into it
+            if existing.get_status() == JobStatus.STARTED:
+                pass  # running on older data: schedule another after it
+        except NoSuchJobError:
+            pass
+        job = self.queue.enqueue_in(
+            timedelta(seconds=self.settings.rescore_debounce), RESCORE_JOB, project_id,
+            job_id=job_id, job_timeout=1800, result_ttl=86400, description=f"rescore project {project_id} after annotation changes",
+        )
+        return job.id
+
+
+def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dict:
+    """RQ job: pre-label imported tasks and write the predictions to Label Studio.
+
+    Tasks that already have a prediction of ``version_id`` are left alone; tasks
+    that fail get no prediction (see ``backend.predictor``).  Returns counts.
+    """
+    from label_studio_sdk import LabelStudio
+
+    from backend.errors import ConfigError
+    from backend.ledger import open_ledger
+    from backend.predictor import Predictor
+    from backend.versions import load_versions
+
+    settings = Settings.from_env()
+    if not (settings.label_studio_url and settings.label_studio_api_key):
+        raise ConfigError("pre-labelling on import needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the worker's environment")
+    versions = load_versions(settings.prompts_file, settings.default_version)
+    ls = LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key)
+    project = ls.projects.get(int(project_id))
+    tasks = []
+    for tid in task_ids:
+        task = ls.tasks.get(tid)
+        preds = getattr(task, "predictions", None) or []
+        if any((p.get("model_version") if isinstance(p, dict) else getattr(p, "model_version", None)) == version_id for p in preds):
+            continue
+        tasks.append({"id": task.id, "data": task.data})
+    predictor = Predictor(settings, versions, ledger=open_ledger(settings))
+    outcomes = predictor.predict(tasks, project.label_config, version_id, project=str(project_id)) if tasks else []
+    preds = [
+        {"task": o.task_id, "result": o.regions, "score": None, "model_version": version_id}
+        for o in outcomes
+        if o.ok or settings.failed_task_result == "empty"
+    ]
+    if preds:
+        ls.projects.import_predictions(id=int(project_id), request=preds)
+    summary = {"tasks": len(task_ids), "predicted": len(preds), "skipped_existing": len(task_ids) - len(tasks), "failed": len(outcomes) - len(preds)}
+    log.info("prelabel project %s: %s", project_id, summary)
+    return summary

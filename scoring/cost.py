@@ -1,0 +1,200 @@
+"""The cost section of a scoring report, and quality-vs-cost comparison of versions.
+
+Pure functions over plain dicts: the numbers come from the prediction ledger
+(``backend.ledger.Ledger.summary(version, project)``), which records tokens and
+USD per (version, task) when the backend pre-labels.  Nothing here invents a
+price: when the ledger could not price every call (a model missing from the
+price table) or recorded no usage at all, the USD figures are ``None`` and
+``notes`` says why.
+
+The cost section (``cost_section``)::
+
+    {"calls": 120, "tasks": 100, "n_scored": 100, "n_project_tasks": 1000,
+     "input_tokens": 52000, "output_tokens": 3100,
+     "input_tokens_per_task": 520.0, "output_tokens_per_task": 31.0,
+     "usd": 0.0412, "usd_per_task": 0.000412, "projected_usd": 0.412,
+     "usd_partial": None,
+     "errors": {"timeout": 2}, "error_rate": 0.0167,
+     "latency": {"p50": 0.81, "p95": 2.3},
+     "complete": True, "notes": []}
+
+``usd_per_task`` divides by the number of tasks the ledger saw for the version
+(``tasks``), not by the number scored: a version may have pre-labelled tasks
+that have no ground truth yet.  ``projected_usd`` is ``usd_per_task`` times all
+of the project's tasks: what running the version on the whole project costs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _num(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _int(value: Any) -> int:
+    f = _num(value)
+    return int(f) if f is not None else 0
+
+
+def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: int) -> dict:
+    """Build the report's ``cost`` section from a ledger summary.
+
+    ``ledger_summary`` is ``Ledger.summary(version, project)`` (keys ``calls``,
+    ``tasks``, ``input_tokens``, ``output_tokens``, ``usd``, ``usd_complete``,
+    ``errors``, ``latency_p50``, ``latency_p95``) or ``None`` when there is no
+    ledger.  ``n_scored`` is the number of tasks compared in the report and
+    ``n_project_tasks`` the number of tasks in the project.
+
+    Example: 100 tasks pre-labelled for $0.05 in a project of 1,000 tasks::
+
+        >>> s = cost_section({"calls": 100, "tasks": 100, "input_tokens": 40000,
+        ...     "output_tokens": 2000, "usd": 0.05, "usd_complete": True,
+        ...     "errors": {}, "latency_p50": 0.8, "latency_p95": 1.9}, 90, 1000)
+        >>> s["usd_per_task"], s["projected_usd"], s["complete"]
+        (0.0005, 0.5, True)
+
+    With an unknown price (``usd_complete`` false) ``usd``, ``usd_per_task``
+    and ``projected_usd`` are ``None``; the priced part is kept in
+    ``usd_partial`` as a lower bound, and ``notes`` explains.
+    """
+    notes: list[str] = []
+    s = ledger_summary or {}
+    if ledger_summary is None:
+        notes.append("no usage ledger available: cost unknown")
+    calls = _int(s.get("calls"))
+    tasks = _int(s.get("tasks"))
+    input_tokens = _int(s.get("input_tokens"))
+    output_tokens = _int(s.get("output_tokens"))
+    errors = {str(k): _int(v) for k, v in (s.get("errors") or {}).items() if _int(v)}
+    usd_raw = _num(s.get("usd"))
+    usd_complete = bool(s.get("usd_complete")) and usd_raw is not None
+
+    if ledger_summary is not None and calls == 0 and tasks == 0:
+        notes.append("the ledger has no usage for this version (predictions made elsewhere or before the ledger existed): cost unknown")
+    if 0 < tasks < n_scored:
+        notes.append(f"the ledger has usage for {tasks} tasks but {n_scored} were scored: some predictions were made outside this backend")
+
+    usd: float | None = None
+    usd_partial: float | None = None
+    if tasks > 0 or calls > 0:
+        if usd_complete:
+            usd = usd_raw
+        else:
+            usd_partial = usd_raw
+            notes.append(
+                "some calls used a model with no known price (add it to the price table or the version's `price`): "
+                "USD left out rather than guessed" + (f"; the priced part is ${usd_raw:.4f}" if usd_raw else "")
+            )
+
+    usd_per_task = usd / tasks if usd is not None and tasks > 0 else None
+    projected = usd_per_task * n_project_tasks if usd_per_task is not None and n_project_tasks >= 0 else None
+
+    return {
+        "calls": calls,
+        "tasks": tasks,
+        "n_scored": int(n_scored),
+        "n_project_tasks": int(n_project_tasks),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "input_tokens_per_task": input_tokens / tasks if tasks else None,
+        "output_tokens_per_task": output_tokens / tasks if tasks else None,
+        "usd": usd,
+        "usd_per_task": usd_per_task,
+        "projected_usd": projected,
+        "usd_partial": usd_partial,
+        "errors": errors,
+        "error_rate": sum(errors.values()) / calls if calls else None,
+        "latency": {"p50": _num(s.get("latency_p50")), "p95": _num(s.get("latency_p95"))},
+        "complete": usd is not None and tasks > 0,
+        "notes": notes,
+    }
+
+
+def compare_table(reports: list[dict]) -> list[dict]:
+    """One row per report, best score first, with cost relative to the best-scoring version.
+
+    Each report is a scoring report with ``version``, ``reference``, ``score``,
+    ``n_tasks`` and ``cost`` (a :func:`cost_section`).  Row keys: ``version``,
+    ``reference``, ``score``, ``score_delta`` (score minus the best score),
+    ``n_tasks``, ``usd_per_task``, ``projected_usd``, ``relative_cost``
+    (``usd_per_task`` / the best version's; ``None`` when either is unknown or the
+    best is free), ``best`` (True on the best-scoring row).
+
+    Reports scored against different references are not comparable and raise
+    ``ScoringError``.
+
+    Example: v1 scores 0.90 at $0.003/task, v2 scores 0.89 at $0.001/task::
+
+        >>> rows = compare_table([
+        ...     {"version": "v1", "reference": "ground_truth", "score": 0.90, "n_tasks": 50,
+        ...      "cost": {"usd_per_task": 0.003, "projected_usd": 3.0}},
+        ...     {"version": "v2", "reference": "ground_truth", "score": 0.89, "n_tasks": 50,
+        ...      "cost": {"usd_per_task": 0.001, "projected_usd": 1.0}}])
+        >>> [(r["version"], round(r["relative_cost"], 3)) for r in rows]
+        [('v1', 1.0), ('v2', 0.333)]
+    """
+    from scoring.errors import ScoringError
+
+    if not reports:
+        return []
+    references = {r.get("reference") for r in reports}
+    if len(references) > 1:
+        raise ScoringError(
+            "cannot compare versions scored against different references "
+            f"({', '.join(sorted(map(str, references)))}): score them all against the same one"
+        )
+    rows = []
+    for r in reports:
+        cost = r.get("cost") or {}
+        rows.append({
+            "version": r.get("version"),
+            "reference": r.get("reference"),
+            "score": _num(r.get("score")),
+            "n_tasks": _int(r.get("n_tasks")),
+            "usd_per_task": _num(cost.get("usd_per_task")),
+            "projected_usd": _num(cost.get("projected_usd")),
+        })
+    rows.sort(key=lambda row: (row["score"] is None, -(row["score"] or 0.0), str(row["version"])))
+    best = rows[0]
+    for row in rows:
+        row["best"] = row is best and best["score"] is not None
+        row["score_delta"] = row["score"] - best["score"] if row["score"] is not None and best["score"] is not None else None
+        base, mine = best["usd_per_task"], row["usd_per_task"]
+        row["relative_cost"] = mine / base if mine is not None and base else None
+    return rows
+
+
+def cheapest_good_enough(rows: list[dict], tolerance: float = 0.02) -> dict | None:
+    """The cheapest row whose score is within ``tolerance`` of the best score.
+
+    ``rows`` are :func:`compare_table` rows (or any dicts with ``score`` and
+    ``usd_per_task``).  Rows with an unknown score or price are not candidates;
+    ties on price go to the higher score.  Returns ``None`` if no row qualifies.
+
+    Example: best 0.90 at $0.003; 0.89 at $0.001 is within 0.02 and cheaper::
+
+        >>> cheapest_good_enough([
+        ...     {"version": "v1", "score": 0.90, "usd_per_task": 0.003},
+        ...     {"version": "v2", "score": 0.89, "usd_per_task": 0.001},
+        ...     {"version": "v3", "score": 0.80, "usd_per_task": 0.0001}])["version"]
+        'v2'
+    """
+    scored = [r for r in rows if _num(r.get("score")) is not None]
+    if not scored:
+        return None
+    best = max(_num(r["score"]) for r in scored)
+    candidates = [
+        r for r in scored
+        if _num(r.get("usd_per_task")) is not None and _num(r["score"]) >= best - tolerance - 1e-12
+    ]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: (_num(r["usd_per_task"]), -_num(r["score"])))

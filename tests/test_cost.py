@@ -1,0 +1,99 @@
+"""Cost section and quality-vs-cost comparison (pure functions, hand-worked numbers)."""
+import doctest
+
+import pytest
+
+import scoring.cost
+from scoring.cost import cheapest_good_enough, compare_table, cost_section
+from scoring.errors import ScoringError
+
+
+def summary(**over):
+    base = {
+        "calls": 110, "tasks": 100, "input_tokens": 50_000, "output_tokens": 4_000,
+        "usd": 0.25, "usd_complete": True, "errors": {"timeout": 10},
+        "latency_p50": 0.8, "latency_p95": 2.5,
+    }
+    base.update(over)
+    return base
+
+
+def test_doctests():
+    assert doctest.testmod(scoring.cost).failed == 0
+
+
+def test_cost_section_hand_worked():
+    s = cost_section(summary(), n_scored=80, n_project_tasks=2_000)
+    assert s["usd"] == pytest.approx(0.25)
+    assert s["usd_per_task"] == pytest.approx(0.0025)          # 0.25 / 100 tasks in the ledger
+    assert s["projected_usd"] == pytest.approx(5.0)            # 0.0025 * 2000
+    assert s["input_tokens"] == 50_000 and s["output_tokens"] == 4_000
+    assert s["input_tokens_per_task"] == pytest.approx(500.0)
+    assert s["output_tokens_per_task"] == pytest.approx(40.0)
+    assert s["calls"] == 110 and s["tasks"] == 100 and s["n_scored"] == 80
+    assert s["errors"] == {"timeout": 10}
+    assert s["error_rate"] == pytest.approx(10 / 110)
+    assert s["latency"] == {"p50": 0.8, "p95": 2.5}
+    assert s["complete"] is True
+    assert s["notes"] == []
+
+
+def test_unknown_price_is_none_never_invented():
+    s = cost_section(summary(usd=0.1, usd_complete=False), n_scored=100, n_project_tasks=1000)
+    assert s["usd"] is None and s["usd_per_task"] is None and s["projected_usd"] is None
+    assert s["usd_partial"] == pytest.approx(0.1)
+    assert s["complete"] is False
+    assert any("no known price" in n for n in s["notes"])
+    # tokens are still reported
+    assert s["input_tokens"] == 50_000
+
+
+def test_no_ledger_and_empty_ledger():
+    s = cost_section(None, n_scored=10, n_project_tasks=100)
+    assert s["usd"] is None and s["projected_usd"] is None and s["complete"] is False
+    assert s["notes"] and "no usage ledger" in s["notes"][0]
+    e = cost_section(summary(calls=0, tasks=0, input_tokens=0, output_tokens=0, usd=0.0, errors={}), 10, 100)
+    assert e["usd"] is None and e["usd_per_task"] is None and e["complete"] is False
+    assert e["error_rate"] is None and e["input_tokens_per_task"] is None
+    assert any("no usage for this version" in n for n in e["notes"])
+
+
+def test_partial_ledger_coverage_is_noted():
+    s = cost_section(summary(tasks=50), n_scored=100, n_project_tasks=100)
+    assert s["usd_per_task"] == pytest.approx(0.005)
+    assert any("usage for 50 tasks but 100 were scored" in n for n in s["notes"])
+
+
+def report(version, score, usd_per_task, reference="ground_truth"):
+    return {"version": version, "reference": reference, "score": score, "n_tasks": 100,
+            "cost": {"usd_per_task": usd_per_task, "projected_usd": None if usd_per_task is None else usd_per_task * 1000}}
+
+
+def test_compare_table_similar_accuracy_third_of_price():
+    rows = compare_table([report("cheap", 0.88, 0.001), report("big", 0.90, 0.003), report("bad", 0.70, 0.0005)])
+    assert [r["version"] for r in rows] == ["big", "cheap", "bad"]
+    big, cheap, bad = rows
+    assert big["best"] and not cheap["best"]
+    assert big["relative_cost"] == pytest.approx(1.0)
+    assert cheap["relative_cost"] == pytest.approx(1 / 3)
+    assert cheap["score_delta"] == pytest.approx(-0.02)
+    assert bad["projected_usd"] == pytest.approx(0.5)
+    assert cheapest_good_enough(rows)["version"] == "cheap"
+    assert cheapest_good_enough(rows, tolerance=0.0)["version"] == "big"
+    assert cheapest_good_enough(rows, tolerance=0.5)["version"] == "bad"
+
+
+def test_compare_table_unknown_price_and_mixed_references():
+    rows = compare_table([report("a", 0.9, None), report("b", 0.8, 0.002)])
+    assert rows[0]["relative_cost"] is None and rows[1]["relative_cost"] is None
+    assert cheapest_good_enough(rows, tolerance=0.02) is None     # the best has no price, b is too far
+    assert cheapest_good_enough(rows, tolerance=0.2)["version"] == "b"
+    with pytest.raises(ScoringError, match="different references"):
+        compare_table([report("a", 0.9, 0.1), report("b", 0.8, 0.1, reference="a")])
+    assert compare_table([]) == []
+    assert cheapest_good_enough([]) is None
+
+
+def test_cheapest_ties_go_to_higher_score():
+    rows = [{"version": "x", "score": 0.9, "usd_per_task": 0.001}, {"version": "y", "score": 0.91, "usd_per_task": 0.001}]
+    assert cheapest_good_enough(rows)["version"] == "y"

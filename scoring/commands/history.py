@@ -1,0 +1,79 @@
+"""``python -m scoring history --project ID [--version V] [--limit N] [--json]``
+
+Lists a project's past scoring runs, newest first, with how each version's
+score moved since its previous run (↑ better, ↓ worse, = unchanged), then one
+line per version: first score → latest score over N runs.  Model-vs-model runs
+form their own series ("v2 vs v1").  ``--json`` prints ``{"runs": [...],
+"trend": {series: [[time, score], ...]}}`` instead.
+"""
+from __future__ import annotations
+
+import json
+
+from backend.settings import Settings
+from scoring.history import open_history, series_name, with_deltas
+
+HELP = "list a project's past scoring runs and how each version's score moved"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--project", required=True, help="Label Studio project id")
+    parser.add_argument("--version", default=None, help="only this prompt version")
+    parser.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _arrow(delta: float | None) -> str:
+    if delta is None:
+        return ""
+    if abs(delta) < 0.0005:
+        return "= 0.000"
+    return f"{'↑' if delta > 0 else '↓'} {delta:+.3f}"
+
+
+def _fmt(value, spec: str, empty: str = "-") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else empty
+
+
+def run(args, settings: Settings) -> int:
+    """Print the run table (or JSON) for ``args.project``; returns 0."""
+    store = open_history(settings)
+    # deltas need each series' previous run even beyond --limit, so read a little more
+    runs = with_deltas(store.list(args.project, version=args.version, limit=max(args.limit, 1) + 200))[: max(args.limit, 1)]
+    trend = store.trend(args.project)
+    if args.version is not None:
+        trend = {k: v for k, v in trend.items() if k == args.version or k.startswith(f"{args.version} vs ")}
+    if args.json:
+        print(json.dumps({"project": str(args.project), "runs": runs, "trend": trend}, indent=2, default=str))
+        return 0
+    if not runs:
+        print(f"no scoring runs recorded for project {args.project}" + (f" and version {args.version}" if args.version else ""))
+        return 0
+
+    header = ("finished (UTC)", "version", "reference", "score", "change", "tasks", "skipped", "USD/task", "run id")
+    rows = []
+    for r in runs:
+        finished = str(r.get("finished_at", ""))[:16].replace("T", " ")
+        cost = r.get("cost") or {}
+        rows.append((
+            finished, str(r.get("version")), str(r.get("reference")), _fmt(r.get("score"), ".3f"), _arrow(r.get("delta")),
+            _fmt(r.get("n_tasks"), "d"), _fmt(r.get("n_skipped"), "d"), _fmt(cost.get("usd_per_task"), ".6f"), str(r.get("run_id")),
+        ))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+    print()
+    print("how each version moved:")
+    shown = {series_name(r) for r in runs}
+    for name, points in trend.items():
+        if name not in shown:
+            continue
+        scores = [s for _, s in points if isinstance(s, (int, float))]
+        if not scores:
+            continue
+        first, last = scores[0], scores[-1]
+        move = _arrow(last - first) if len(scores) > 1 else "first run"
+        print(f"  {name}: {first:.3f} → {last:.3f} over {len(points)} run{'s' if len(points) != 1 else ''} ({move})")
+    return 0

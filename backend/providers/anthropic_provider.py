@@ -1,0 +1,182 @@
+"""Anthropic Messages with structured output (official ``anthropic`` SDK).
+
+Request: ``messages.create(model, system, messages=[user], max_tokens,
+output_config={"format": {"type": "json_schema", "schema": ...}})``.  Models or
+gateways that reject ``output_config`` with a 400 are asked again with a forced tool
+(``tools=[{"name", "input_schema"}]``, ``tool_choice={"type": "tool", "name": ...}``),
+and that choice is remembered per (base URL, model) for the life of the process.
+
+Images go as ``image`` blocks with a ``url`` source, or ``base64`` for inline bytes.
+Version params: max_tokens (required by the API; default 1024), temperature, top_p,
+stop (sent as ``stop_sequences``), timeout, max_retries; ``seed`` is not supported by
+the API and is ignored.  The key is ``ANTHROPIC_API_KEY``; the endpoint the version's
+``base_url``, else ``ANTHROPIC_BASE_URL``, else https://api.anthropic.com.
+
+Input tokens include cache writes and reads (``cache_creation_input_tokens`` and
+``cache_read_input_tokens``), as the API's usage docs define the total.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+
+import anthropic
+
+from backend.errors import AuthError, OutputError, ProviderError, ProviderTimeout, RefusalError, TruncatedError
+from backend.providers.base import (
+    Completion,
+    ImagePart,
+    Provider,
+    TextPart,
+    Usage,
+    parse_json_object,
+    shared_client,
+    status_error,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 1024
+OUTPUT_CONFIG, TOOL = "output_config", "tool"
+_TOOL_MODE: set[tuple[str, str]] = set()  # (base_url, model) that rejected output_config
+_LOCK = threading.Lock()
+
+
+class AnthropicProvider(Provider):
+    name = "anthropic"
+    key_env = "ANTHROPIC_API_KEY"
+    default_base_url = "https://api.anthropic.com"
+
+    def __init__(self, version, settings):
+        super().__init__(version, settings)
+        self.base_url = (version.base_url or settings.anthropic_base_url or self.default_base_url).rstrip("/")
+
+    def client(self) -> anthropic.Anthropic:
+        key = self.settings.anthropic_api_key
+        if not key:
+            raise AuthError(f"{self.key_env} is not set; set it to use the {self.where(self.base_url)}", usage=Usage())
+        base = shared_client(
+            self.name, self.base_url, key,
+            lambda: anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0),
+        )
+        return base.with_options(timeout=self.timeout, max_retries=self.max_retries)
+
+    def format_mode(self) -> str:
+        with _LOCK:
+            return TOOL if (self.base_url, self.version.model) in _TOOL_MODE else OUTPUT_CONFIG
+
+    def request(self, *, system: str, parts, schema: dict, schema_name: str, mode: str) -> dict:
+        """The keyword arguments for ``messages.create``."""
+        content = []
+        for p in parts:
+            if isinstance(p, TextPart):
+                content.append({"type": "text", "text": p.text})
+            elif isinstance(p, ImagePart):
+                if p.url is not None:
+                    source = {"type": "url", "url": p.url}
+                else:
+                    source = {"type": "base64", "media_type": p.mime(), "data": p.b64()}
+                content.append({"type": "image", "source": source})
+            else:
+                raise TypeError(f"unsupported part {type(p).__name__}")
+        p = self.version.params
+        kwargs: dict = {
+            "model": self.version.model,
+            "system": system,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": int(p.get("max_tokens") or DEFAULT_MAX_TOKENS),
+        }
+        for name in ("temperature", "top_p"):
+            if p.get(name) is not None:
+                kwargs[name] = p[name]
+        if p.get("stop"):
+            kwargs["stop_sequences"] = [p["stop"]] if isinstance(p["stop"], str) else list(p["stop"])
+        if mode == OUTPUT_CONFIG:
+            kwargs["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        else:
+            name = tool_name(schema_name)
+            kwargs["tools"] = [{
+                "name": name,
+                "description": "Record the answer for this task. Always call this tool exactly once.",
+                "input_schema": schema,
+            }]
+            kwargs["tool_choice"] = {"type": "tool", "name": name}
+        return kwargs
+
+    def complete(self, *, system, parts, schema, schema_name="labels") -> Completion:
+        """One structured call; see the module docstring.  Raises backend.errors on failure."""
+        client = self.client()
+        mode = self.format_mode()
+        start = time.perf_counter()
+        while True:
+            try:
+                msg = client.messages.create(
+                    **self.request(system=system, parts=parts, schema=schema, schema_name=schema_name, mode=mode)
+                )
+                break
+            except anthropic.BadRequestError as exc:
+                if mode == OUTPUT_CONFIG and "output_config" in _server_message(exc):
+                    log.info("%s rejected output_config for %s; using a forced tool", self.base_url,
+                             self.version.model)
+                    mode = TOOL
+                    continue
+                raise self._error(exc, start) from None
+            except anthropic.AnthropicError as exc:
+                raise self._error(exc, start) from None
+        if mode == TOOL:
+            with _LOCK:
+                _TOOL_MODE.add((self.base_url, self.version.model))
+        u = msg.usage
+        usage = Usage(
+            input_tokens=(u.input_tokens or 0) + (u.cache_creation_input_tokens or 0) + (u.cache_read_input_tokens or 0),
+            output_tokens=u.output_tokens or 0,
+            latency_s=time.perf_counter() - start,
+        )
+        log.debug("%s %s: %d in, %d out tokens, %.2fs", self.version.id, self.version.model,
+                  usage.input_tokens, usage.output_tokens, usage.latency_s)
+        where = self.where(self.base_url)
+        text = "".join(b.text for b in msg.content if b.type == "text")
+        if msg.stop_reason == "refusal":
+            raise RefusalError(f"the {where} refused to answer: {' '.join(text.split())[:200]}", usage=usage)
+        if msg.stop_reason in ("max_tokens", "model_context_window_exceeded"):
+            raise TruncatedError(
+                f"the {where} stopped at the token limit before finishing the JSON answer "
+                f"({usage.output_tokens} output tokens); raise params.max_tokens", usage=usage)
+        if mode == TOOL:
+            calls = [b for b in msg.content if b.type == "tool_use"]
+            if not calls or not isinstance(calls[0].input, dict):
+                raise OutputError(f"the {where} did not call the answer tool", usage=usage)
+            data = calls[0].input
+            return Completion(data=data, usage=usage, raw=json.dumps(data, ensure_ascii=False))
+        return Completion(data=parse_json_object(text, usage, where), usage=usage, raw=text)
+
+    def _error(self, exc: anthropic.AnthropicError, start: float) -> Exception:
+        usage = Usage(latency_s=time.perf_counter() - start)
+        where = self.where(self.base_url)
+        if isinstance(exc, anthropic.APITimeoutError):
+            return ProviderTimeout(
+                f"no answer from the {where} within {self.timeout:g}s (tried {self.max_retries + 1} times); "
+                "raise params.timeout or PROVIDER_TIMEOUT", usage=usage)
+        if isinstance(exc, anthropic.APIConnectionError):
+            return ProviderError(
+                f"could not connect to the {where}; check the base_url and that the server is running", usage=usage)
+        if isinstance(exc, anthropic.APIStatusError):
+            return status_error(self, self.base_url, exc.status_code, _server_message(exc), usage, self.max_retries)
+        return ProviderError(f"the {where} failed: {type(exc).__name__}", usage=usage)
+
+
+def tool_name(schema_name: str) -> str:
+    """A tool name the API accepts (``^[a-zA-Z0-9_-]{1,64}$``): ``tool_name("my labels!") == "my_labels_"``."""
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", schema_name)[:64] or "labels"
+
+
+def _server_message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    return exc.message or ""

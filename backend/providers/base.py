@@ -1,0 +1,210 @@
+"""The one small interface every LLM provider implements.
+
+A provider turns (system prompt, user parts, JSON schema) into a parsed JSON
+object plus the tokens and time it cost::
+
+    provider = make_provider(version, settings)          # backend.providers
+    done = provider.complete(system="You label reviews.",
+                             parts=[TextPart("Great phone!")],
+                             schema={"type": "object", ...})
+    done.data        # {"sentiment": "positive"}
+    done.usage       # Usage(input_tokens=31, output_tokens=9, latency_s=0.41)
+
+Failures are raised as :mod:`backend.errors` classes (never SDK exceptions);
+errors raised by ``complete()`` carry ``err.usage`` with the tokens spent
+(0 when none) and the time the call took, so the ledger can record them.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
+
+from backend.errors import OutputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from backend.settings import Settings
+    from backend.versions import PromptVersion
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """A piece of text in the user message."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image in the user message: a public ``url`` or inline ``data`` bytes."""
+
+    url: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    media_type: str | None = None
+
+    def __post_init__(self):
+        if (self.url is None) == (self.data is None):
+            raise ValueError("ImagePart needs exactly one of url= or data=")
+
+    def mime(self) -> str:
+        """The media type: the given one, else sniffed from the bytes' magic number (PNG/JPEG/GIF/WebP)."""
+        if self.media_type:
+            return self.media_type
+        return sniff_media_type(self.data or b"") or "image/png"
+
+    def b64(self) -> str:
+        """The inline bytes, base64-encoded (ASCII)."""
+        return base64.b64encode(self.data or b"").decode("ascii")
+
+    def data_url(self) -> str:
+        """``data:<mime>;base64,<...>`` for inline bytes, or the plain URL."""
+        if self.url is not None:
+            return self.url
+        return f"data:{self.mime()};base64,{self.b64()}"
+
+
+Part = Union[TextPart, ImagePart]
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """Guess an image media type from its first bytes, e.g. ``b"\\x89PNG..." -> "image/png"``."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@dataclass
+class Usage:
+    """Tokens and wall time of one provider call (retries included)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+
+
+@dataclass
+class Completion:
+    """A successful call: ``data`` is the parsed JSON object, ``raw`` the text it came from."""
+
+    data: dict
+    usage: Usage
+    raw: str
+
+
+class Provider(ABC):
+    """Base class: one instance per prompt version (clients are shared, see ``make_provider``)."""
+
+    name: ClassVar[str] = ""
+    key_env: ClassVar[str] = ""  # the env var a user sets for this provider's key
+
+    def __init__(self, version: "PromptVersion", settings: "Settings"):
+        self.version = version
+        self.settings = settings
+
+    @abstractmethod
+    def complete(self, *, system: str, parts: list[Part], schema: dict, schema_name: str = "labels") -> Completion:
+        """Ask the model for one JSON object matching ``schema``; see the module docstring."""
+
+    # --- helpers shared by the implementations ------------------------------
+    @property
+    def timeout(self) -> float:
+        """Seconds per attempt: ``params.timeout`` or ``PROVIDER_TIMEOUT``."""
+        return float(self.version.params.get("timeout", self.settings.provider_timeout))
+
+    @property
+    def max_retries(self) -> int:
+        """SDK retries on 429/5xx/timeouts: ``params.max_retries`` or ``PROVIDER_MAX_RETRIES``."""
+        return int(self.version.params.get("max_retries", self.settings.provider_max_retries))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every configured secret replaced by ``***``."""
+        for secret in self.settings.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    def where(self, base_url: str) -> str:
+        """``'openai API at https://... (model gpt-4o-mini, version v1)'`` for error messages."""
+        return f"{self.name} API at {base_url} (model {self.version.model}, version {self.version.id})"
+
+
+_FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.S)
+
+
+def parse_json_object(raw: str | None, usage: Usage, where: str) -> dict:
+    """Parse the model's text as one JSON object (a surrounding ```json fence is tolerated).
+
+    >>> parse_json_object('{"a": 1}', Usage(), "x")
+    {'a': 1}
+
+    Raises :class:`OutputError` (with ``usage``) for empty text, invalid JSON or a non-object.
+    """
+    text = (raw or "").strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    if not text:
+        raise OutputError(f"the {where} returned an empty answer", usage=usage)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise OutputError(
+            f"the {where} returned text that is not valid JSON ({exc.msg} at char {exc.pos}); "
+            "the task gets no pre-label", usage=usage
+        ) from None
+    if not isinstance(data, dict):
+        raise OutputError(
+            f"the {where} returned JSON {type(data).__name__}, expected an object", usage=usage
+        )
+    return data
+
+
+def status_error(provider: Provider, base_url: str, status: int, server_message: str, usage: Usage,
+                 retries: int):
+    """The :mod:`backend.errors` exception for an HTTP error status from a provider.
+
+    >>> # 401 -> AuthError naming the env var, 429 -> RateLimitError, other -> ProviderError
+    """
+    from backend.errors import AuthError, ProviderError, RateLimitError
+
+    where = provider.where(base_url)
+    if status == 401:
+        return AuthError(f"the {where} rejected the API key (HTTP 401); set {provider.key_env} to a valid key",
+                         usage=usage)
+    if status == 403:
+        return AuthError(f"the {where} refused access (HTTP 403); check that the key in {provider.key_env} "
+                         f"may use model {provider.version.model}", usage=usage)
+    if status == 429:
+        return RateLimitError(
+            f"the {where} still answered 429 Too Many Requests after {retries} retries; lower "
+            "PREDICT_CONCURRENCY, raise PROVIDER_MAX_RETRIES or check the account's rate limits", usage=usage)
+    detail = provider.redact(" ".join((server_message or "").split()))[:300]
+    hint = " (check the model name)" if status == 404 else ""
+    return ProviderError(f"the {where} answered HTTP {status}{hint}: {detail}", usage=usage)
+
+
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def shared_client(provider: str, base_url: str, api_key: str, factory: Callable[[], Any]) -> Any:
+    """One SDK client (and so one connection pool) per (provider, base_url, key), built by ``factory``.
+
+    The key enters the cache key only as a hash, so two Settings with different keys never share a client.
+    """
+    key = (provider, base_url, hashlib.sha256(api_key.encode()).hexdigest())
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = factory()
+        return client

@@ -1,0 +1,17 @@
+"""Shared pytest fixtures (fixtures only; add yours below)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.fakellm import FakeLLM
+
+
+@pytest.fixture
+def fake_llm():
+    """A stand-in LLM server on a free 127.0.0.1 port for one test.
+
+    Yields a :class:`tests.fakellm.FakeLLM` with ``.url``, ``.openai_base_url``,
+    ``.anthropic_base_url``, ``.requests``, ``.options`` and ``.set_answers(...)``.
+    """
+    with FakeLLM() as fake:
+        yield fake

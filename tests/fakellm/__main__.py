@@ -1,0 +1,57 @@
+"""``python -m tests.fakellm``: run the stand-in LLM server (a test double) in the foreground.
+
+    python -m tests.fakellm --host 127.0.0.1 --port 8765 --latency-ms 200 --fault-rate 0.05
+    python -m tests.fakellm --answers mypkg.answers:make_source
+    python -m tests.fakellm --table answers.json      # TableAnswer.from_file
+
+Point the project at it with ``OPENAI_BASE_URL=http://127.0.0.1:8765/v1`` and
+``ANTHROPIC_BASE_URL=http://127.0.0.1:8765`` (any non-empty API key is accepted).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tests.fakellm.answers import SchemaAnswer, TableAnswer, load_answer_source
+from tests.fakellm.server import FakeLLM
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and serve until Ctrl-C."""
+    ap = argparse.ArgumentParser(prog="python -m tests.fakellm", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--answers", metavar="PKG.MODULE:FACTORY", help="answer source factory (default SchemaAnswer)")
+    src.add_argument("--table", metavar="FILE.json", help="answers table for TableAnswer.from_file")
+    ap.add_argument("--latency-ms", type=int, default=0, help="added to every answer")
+    ap.add_argument("--fault-rate", type=float, default=0.0, help="share of requests given a random fault")
+    ap.add_argument("--fault-kinds", default="500", help="comma list of faults for --fault-rate (e.g. 429,500,timeout)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --fault-rate draws")
+    ap.add_argument("--timeout-s", type=float, default=30.0, help="how long [[fault:timeout]] sleeps")
+    args = ap.parse_args(argv)
+    try:
+        if args.answers:
+            source = load_answer_source(args.answers)
+        elif args.table:
+            source = TableAnswer.from_file(args.table)
+        else:
+            source = SchemaAnswer()
+    except Exception as exc:  # a clear one-line error, not a traceback
+        print(f"fakellm: cannot load answers: {exc}", file=sys.stderr)
+        return 2
+    fake = FakeLLM(source, host=args.host, port=args.port, latency_ms=args.latency_ms,
+                   fault_rate=args.fault_rate, fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
+                   seed=args.seed, timeout_s=args.timeout_s)
+    try:
+        fake.serve_forever(ready=lambda url: print(f"fakellm (stand-in LLM, a test double) on {url}", flush=True))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"fakellm: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

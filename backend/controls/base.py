@@ -1,0 +1,192 @@
+"""Shared helpers for the control-tag handlers in this package.
+
+A handler module (one per Label Studio control tag) exposes::
+
+    TAG = "Choices"                 # the control tag it handles
+    OBJECTS = ("Text", ...)         # object tags it can point at
+    prepare(sdk_control, ctx) -> dict      # optional: parse extra config once per plan
+    schema(control, ctx) -> dict           # strict JSON schema of the answer for this control
+    describe(control) -> str               # how to answer, for the system prompt
+    to_regions(control, value, data, stats) -> list[dict]   # answer -> Label Studio regions
+
+``control`` is a :class:`Control`: the SDK's parsed tag plus the object it
+labels and whatever ``prepare`` returned.  ``value`` is the model's answer for
+this control (``None`` when the answer has no key for it); ``data`` is the task
+data; ``stats`` is the dict :func:`new_stats` makes, updated in place
+(dropped spans/labels/boxes are counted, never turned into errors).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from backend.errors import MissingDataError, OutputError
+
+OBJECT_TAGS = ("Text", "HyperText", "Image")
+
+
+@dataclass
+class PlanContext:
+    """What a handler may look at while the plan is built."""
+
+    interface: Any  # label_studio_sdk LabelInterface
+    config: str
+
+
+@dataclass
+class Control:
+    """One supported control of a label config, as the handlers see it."""
+
+    sdk: Any  # label_studio_sdk ControlTag
+    tag: str  # canonical tag name, e.g. "Choices"
+    name: str
+    to_name: str  # the object this control's regions point at
+    object: Any  # label_studio_sdk ObjectTag
+    labels: list[str]  # alias or value of each Label/Choice, in config order
+    attr: dict
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def object_tag(self) -> str:
+        return canonical_object(self.object.tag)
+
+    @property
+    def object_field(self) -> str | None:
+        """The task data key the object reads (``text`` for ``value="$text"``)."""
+        return object_field(self.object)
+
+    @property
+    def required(self) -> bool:
+        return str(self.attr.get("required", "false")).lower() == "true"
+
+    @property
+    def multiple(self) -> bool:
+        return self.attr.get("choice") == "multiple"
+
+    def where(self) -> str:
+        return f"{self.tag} {self.name!r}"
+
+
+def canonical_object(tag: str) -> str:
+    for t in OBJECT_TAGS:
+        if t.lower() == (tag or "").lower():
+            return t
+    return tag
+
+
+def object_field(obj) -> str | None:
+    if obj is None or not obj.value or not obj.value_is_variable:
+        return None
+    return obj.value_name
+
+
+def new_stats() -> dict:
+    """The stats dict ``to_regions`` updates: counts of what was dropped, and notes."""
+    return {"spans_dropped": 0, "labels_dropped": 0, "boxes_dropped": 0, "values_dropped": 0, "notes": []}
+
+
+def note(stats: dict, message: str) -> None:
+    if len(stats["notes"]) < 50:
+        stats["notes"].append(message)
+
+
+def region(control: Control, value: dict, index: int = 0, **extra) -> dict:
+    """A Label Studio result region (a plain dict) with a deterministic id.
+
+    Example: ``region(c, {"choices": ["Positive"]})`` ->
+    ``{"id": "3f2a...", "from_name": "sentiment", "to_name": "text",
+    "type": "choices", "value": {"choices": ["Positive"]}, "origin": "prediction"}``
+    """
+    rtype = control.tag.lower()
+    body = json.dumps([control.name, control.to_name, rtype, value, index], sort_keys=True, ensure_ascii=False)
+    rid = hashlib.sha1(body.encode()).hexdigest()[:10]
+    out = {
+        "id": rid,
+        "from_name": control.name,
+        "to_name": control.to_name,
+        "type": rtype,
+        "value": value,
+        "origin": "prediction",
+    }
+    out.update(extra)
+    return out
+
+
+def match_label(labels: list[str], answer: Any) -> str | None:
+    """The configured label ``answer`` names: exact, else a unique case/space-insensitive match.
+
+    Example: ``match_label(["Positive", "Negative"], " positive")`` -> ``"Positive"``.
+    """
+    if not isinstance(answer, str):
+        return None
+    if answer in labels:
+        return answer
+    key = " ".join(answer.split()).casefold()
+    hits = [lab for lab in labels if " ".join(lab.split()).casefold() == key]
+    return hits[0] if len(hits) == 1 else None
+
+
+def allowed(labels: list[str], limit: int = 30) -> str:
+    shown = ", ".join(json.dumps(x, ensure_ascii=False) for x in labels[:limit])
+    return shown + (f", ... ({len(labels)} in all)" if len(labels) > limit else "")
+
+
+def bad(control: Control, message: str) -> OutputError:
+    return OutputError(f"{control.where()}: {message}")
+
+
+def as_number(control: Control, value: Any, what: str) -> float:
+    """``value`` as a finite float, else OutputError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise bad(control, f"{what} must be a number, got {value!r}") from None
+        else:
+            raise bad(control, f"{what} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise bad(control, f"{what} must be a finite number, got {value}")
+    return value
+
+
+def expect_list(control: Control, value: Any, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad(control, f"expected a list of {what}, got {type(value).__name__}")
+    return value
+
+
+def lookup(data: Mapping, key: str) -> Any:
+    """``data[key]``, or a dotted path (``meta.title``) into nested dicts; KeyError if absent."""
+    if key in data:
+        return data[key]
+    cur: Any = data
+    for part in key.split("."):
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        else:
+            raise KeyError(key)
+    return cur
+
+
+def object_text(control: Control, data: Mapping) -> str:
+    """The task text the control's object shows; MissingDataError if the task lacks it."""
+    key = control.object_field
+    if key is None:
+        return str(control.object.value or "")
+    try:
+        value = lookup(data, key)
+    except KeyError:
+        raise MissingDataError(
+            f"{control.where()} labels the {control.object_tag} {control.to_name!r}, which reads task field "
+            f"{key!r}, but the task has no such field; it has: {', '.join(sorted(map(str, data))) or '(none)'}"
+        ) from None
+    if value is None:
+        raise MissingDataError(f"task field {key!r} (read by {control.object_tag} {control.to_name!r}) is empty")
+    return value if isinstance(value, str) else str(value)

@@ -1,0 +1,147 @@
+"""Labels: label passages of a Text or HyperText object (named entities, spans).
+
+The model is never asked for character offsets.  It quotes each passage
+verbatim, names its label and, when the passage occurs more than once, says
+which occurrence it means (1 = first; 0 = every occurrence).  Offsets are then
+found with :mod:`backend.spans` (exact, then whitespace/case-normalised);
+a passage that cannot be found is dropped and counted in
+``stats["spans_dropped"]``, an unknown label in ``stats["labels_dropped"]``.
+
+Schema::
+
+    {"type": "array", "items": {"type": "object", "additionalProperties": false,
+      "required": ["text", "label", "occurrence"],
+      "properties": {"text": {"type": "string"},
+                     "label": {"type": "string", "enum": [labels]},
+                     "occurrence": {"type": "integer"}}}}
+
+Example (Text ``"Anna met Bob."``)::
+
+    answer [{"text": "Bob", "label": "PER", "occurrence": 0}]
+    -> [{"type": "labels", "value": {"start": 9, "end": 12, "text": "Bob", "labels": ["PER"]}, ...}]
+
+Over a HyperText object the value carries Label Studio's xpath form
+(``start``/``end`` xpaths of the text nodes, ``startOffset``/``endOffset`` in
+them, and ``globalOffsets`` over the shown text), e.g. for ``<p>Anna met <b>Bob</b></p>``:
+``{"start": "/p[1]/b[1]/text()[1]", "startOffset": 0, "end": "/p[1]/b[1]/text()[1]",
+"endOffset": 3, "globalOffsets": {"start": 9, "end": 12}, "text": "Bob", "labels": ["PER"]}``.
+With ``choice="multiple"`` labels given to the same passage are merged into one region.
+"""
+from __future__ import annotations
+
+from backend.controls.base import (
+    Control,
+    PlanContext,
+    allowed,
+    bad,
+    expect_list,
+    match_label,
+    note,
+    object_text,
+    region,
+)
+from backend.spans import find_html_spans, find_spans, html_text
+
+TAG = "Labels"
+OBJECTS = ("Text", "HyperText")
+LABEL_KEY = "labels"
+
+
+def prepare(sdk_control, ctx: PlanContext) -> dict:
+    if not sdk_control.labels:
+        raise ValueError("it has no <Label> children")
+    return {}
+
+
+def schema(control: Control, ctx: PlanContext) -> dict:
+    return {
+        "type": "array",
+        "description": describe(control),
+        "items": {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string", "description": "the passage, copied verbatim from the text"},
+                "label": {"type": "string", "enum": list(control.labels)},
+                "occurrence": {
+                    "type": "integer",
+                    "description": "which occurrence of this exact passage is meant (1 = first); 0 = every occurrence",
+                },
+            },
+            "required": ["text", "label", "occurrence"],
+            "additionalProperties": False,
+        },
+    }
+
+
+def describe(control: Control) -> str:
+    source = "the text shown (without HTML tags)" if control.object_tag == "HyperText" else "the text"
+    return (
+        f"labels passages of the {control.object_tag} {control.to_name!r}: a list of "
+        f"{{text, label, occurrence}} items, one per passage; `text` is copied verbatim from "
+        f"{source} (no character offsets), `label` is one of: {allowed(control.labels)}; "
+        f"`occurrence` picks one occurrence of a repeated passage (1 = first, 0 = all); an empty list if nothing applies"
+    )
+
+
+def _items(control: Control, value) -> list[tuple[str, str, int]]:
+    out = []
+    for item in expect_list(control, value, "{text, label, occurrence} objects"):
+        if not isinstance(item, dict):
+            raise bad(control, f"each item must be an object with text and label, got {item!r}")
+        text, label, occ = item.get("text"), item.get("label"), item.get("occurrence", 0)
+        if not isinstance(text, str) or not isinstance(label, str):
+            raise bad(control, f"each item needs a string `text` and `label`, got {item!r}")
+        if occ is None:
+            occ = 0
+        if isinstance(occ, float) and occ.is_integer():
+            occ = int(occ)
+        if isinstance(occ, bool) or not isinstance(occ, int):
+            raise bad(control, f"`occurrence` must be a whole number, got {occ!r}")
+        out.append((text, label, occ))
+    return out
+
+
+def to_regions(control: Control, value, data, stats, label_key: str = LABEL_KEY) -> list[dict]:
+    items = _items(control, value)
+    if not items:
+        return []
+    source = object_text(control, data)
+    hyper = control.object_tag == "HyperText"
+    index = html_text(source) if hyper else None
+    shown = index.text if hyper else source
+    found: dict[tuple[int, int], list[str]] = {}
+    order: list[tuple[tuple[int, int], str]] = []
+    for quote, answer_label, occ in items:
+        label = match_label(control.labels, answer_label)
+        if label is None:
+            stats["labels_dropped"] += 1
+            note(stats, f"{control.name}: dropped unknown label {answer_label!r}")
+            continue
+        spans = find_html_spans(index, quote, occ) if hyper else find_spans(source, quote, occ)
+        if not spans:
+            stats["spans_dropped"] += 1
+            note(stats, f"{control.name}: passage not found in the text: {quote[:80]!r}")
+            continue
+        for span in spans:
+            labels = found.setdefault(span, [])
+            if label in labels:
+                continue
+            labels.append(label)
+            order.append((span, label))
+    regions = []
+    if control.multiple:
+        pairs = [(span, labels) for span, labels in found.items()]
+    else:
+        pairs = [(span, [label]) for span, label in order]
+    for i, ((start, end), labels) in enumerate(pairs):
+        if hyper:
+            value = index.xpath_range(start, end)
+            if value is None:
+                stats["spans_dropped"] += 1
+                continue
+        else:
+            value = {"start": start, "end": end}
+        value["text"] = shown[start:end]
+        value[label_key] = labels
+        regions.append(region(control, value, i))
+    return regions

@@ -1,0 +1,53 @@
+"""Rating: a whole number of stars from 1 to ``maxRating`` (default 5).
+
+Schema: ``{"type": "integer"}`` (strict structured outputs accept no minimum/maximum,
+so the range is in the description and checked here); ``0`` means "no rating"
+unless the control is ``required="true"``.
+
+Example::
+
+    <Rating name="quality" toName="text" maxRating="10"/>
+    answer 7  ->  [{"type": "rating", "value": {"rating": 7}, ...}]
+
+A value outside 0..maxRating (or 0 for a required rating) is an OutputError.
+"""
+from __future__ import annotations
+
+from backend.controls.base import Control, PlanContext, as_number, bad, region
+
+TAG = "Rating"
+OBJECTS = ("Text", "HyperText", "Image")
+
+
+def max_rating(control: Control) -> int:
+    try:
+        return max(1, int(float(control.attr.get("maxRating", 5))))
+    except (TypeError, ValueError):
+        return 5
+
+
+def schema(control: Control, ctx: PlanContext) -> dict:
+    return {"type": "integer", "description": describe(control)}
+
+
+def describe(control: Control) -> str:
+    top = max_rating(control)
+    none = "" if control.required else "; 0 if you cannot rate it"
+    return f"rates the {control.object_tag} {control.to_name!r}: a whole number from 1 (lowest) to {top} (highest){none}"
+
+
+def to_regions(control: Control, value, data, stats) -> list[dict]:
+    top = max_rating(control)
+    if value is None:
+        if control.required:
+            raise bad(control, f"needs a rating from 1 to {top}")
+        return []
+    number = as_number(control, value, "the rating")
+    if number != int(number):
+        raise bad(control, f"the rating must be a whole number, got {value!r}")
+    rating = int(number)
+    if rating == 0 and not control.required:
+        return []
+    if not 1 <= rating <= top:
+        raise bad(control, f"rating {rating} is outside 1..{top}")
+    return [region(control, {"rating": rating})]

@@ -1,0 +1,367 @@
+"""The usage ledger: tokens, USD and latency of every LLM call, per (version, task).
+
+Durable and shared between processes: the backend writes, the scoring side reads.
+:func:`open_ledger` picks the store:
+
+* ``REDIS_URL`` set -> :class:`RedisLedger`;
+* otherwise -> :class:`SQLiteLedger` at ``{DATA_DIR}/ledger.sqlite3`` (WAL mode, so several
+  threads and processes can write; each write is one transaction).
+
+One :class:`UsageRecord` is one provider call (a re-prediction of a task is another call and
+costs again).  ``status`` is ``"ok"`` or the error's reason slug (``backend.errors``:
+``truncated``, ``rate_limited``, ...).  ``usd`` is None when the model's price is unknown.
+
+``summary(version, project=None)`` returns::
+
+    {"version", "project", "calls", "tasks",            # tasks = distinct task ids
+     "input_tokens", "output_tokens",
+     "usd",            # sum over calls with a known price; None when no call had one
+     "usd_complete",   # True when every call had a known price (usd is then the full cost)
+     "errors": {reason: count}, "latency_p50", "latency_p95",   # nearest-rank, seconds
+     "first_ts", "last_ts"}                                      # epoch seconds
+
+Redis layout (``P`` = key prefix, default ``llmpl:ledger``; ``S`` = scope: ``*`` for all
+projects, ``p:<project>`` for one)::
+
+    P:versions                  set of version ids              (also P:versions:p:<project>)
+    P:rec:<version>             stream, one entry per call: field "r" = the record as JSON
+    P:sum:<version>:S           hash: calls, input_tokens, output_tokens, usd, usd_calls,
+                                err:<reason>, first_ts, last_ts
+    P:tasks:<version>:S         set of task ids (SCARD = distinct tasks)
+    P:lat:<version>:S           sorted set member=stream entry id, score=latency_s
+
+Each record is written by one Lua script (atomic, one round trip; ``record_many`` pipelines
+them), so ``summary`` is a handful of O(1)/O(log n) reads whatever the number of calls.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Protocol
+
+from backend.errors import ConfigError
+
+DEFAULT_PREFIX = "llmpl:ledger"
+
+
+@dataclass
+class UsageRecord:
+    """One provider call."""
+
+    version: str
+    task_id: Any                  # the Label Studio task id (int), or any JSON-able id
+    project: str | None
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: float | None = None
+    latency_s: float = 0.0
+    status: str = "ok"
+    ts: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "UsageRecord":
+        return cls(**json.loads(text))
+
+
+def make_record(version, task_id: Any, project: str | None, usage=None, status: str = "ok",
+                ts: float | None = None) -> UsageRecord:
+    """A record for one call of PromptVersion ``version`` with its Usage (None = nothing spent),
+    priced by :mod:`backend.pricing` (``usd`` None when the price is unknown).
+
+    >>> from backend.versions import PromptVersion, Price
+    >>> from backend.providers.base import Usage
+    >>> v = PromptVersion("v1", "openai", "gpt-4o-mini", "{text}", price=Price(1, 2))
+    >>> make_record(v, 7, "3", Usage(1000, 500, 0.4)).usd
+    0.002
+    """
+    from backend.pricing import price_for
+
+    tokens_in = int(getattr(usage, "input_tokens", 0) or 0)
+    tokens_out = int(getattr(usage, "output_tokens", 0) or 0)
+    price = price_for(version)
+    usd = None if price is None else round((tokens_in * price.input + tokens_out * price.output) / 1e6, 10)
+    return UsageRecord(
+        version=version.id, task_id=task_id, project=None if project is None else str(project),
+        provider=version.provider, model=version.model, input_tokens=tokens_in, output_tokens=tokens_out,
+        usd=usd, latency_s=float(getattr(usage, "latency_s", 0.0) or 0.0), status=status,
+        ts=time.time() if ts is None else ts,
+    )
+
+
+def _rank(n: int, p: float) -> int:
+    """Nearest-rank percentile index (0-based) among n sorted values: ceil(p*n) - 1."""
+    return max(0, min(n - 1, math.ceil(p * n) - 1))
+
+
+class Ledger(Protocol):
+    def record(self, rec: UsageRecord) -> None: ...
+    def record_many(self, recs: Iterable[UsageRecord]) -> None: ...
+    def summary(self, version: str, project: str | None = None) -> dict: ...
+    def versions(self, project: str | None = None) -> list[str]: ...
+    def records(self, version: str, project: str | None = None) -> list[UsageRecord]: ...
+    def close(self) -> None: ...
+
+
+def _empty_summary(version: str, project: str | None) -> dict:
+    return {"version": version, "project": project, "calls": 0, "tasks": 0, "input_tokens": 0,
+            "output_tokens": 0, "usd": None, "usd_complete": True, "errors": {}, "latency_p50": None,
+            "latency_p95": None, "first_ts": None, "last_ts": None}
+
+
+# --- SQLite ------------------------------------------------------------------------------
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    task_id,
+    project TEXT,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    usd REAL,
+    latency_s REAL NOT NULL,
+    status TEXT NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_version_project ON usage (version, project);
+CREATE INDEX IF NOT EXISTS usage_version_latency ON usage (version, latency_s);
+"""
+_COLUMNS = ("version", "task_id", "project", "provider", "model", "input_tokens", "output_tokens",
+            "usd", "latency_s", "status", "ts")
+
+
+class SQLiteLedger:
+    """The ledger in one SQLite file (WAL mode; safe for several threads and processes)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the usage ledger {path}: {exc}; check DATA_DIR") from None
+
+    def record(self, rec: UsageRecord) -> None:
+        """Append one record."""
+        self.record_many([rec])
+
+    def record_many(self, recs: Iterable[UsageRecord]) -> None:
+        """Append records in one transaction."""
+        rows = [tuple(_sql_value(getattr(r, c)) for c in _COLUMNS) for r in recs]
+        if not rows:
+            return
+        sql = f"INSERT INTO usage ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _where(self, version: str, project: str | None) -> tuple[str, list]:
+        if project is None:
+            return "version = ?", [version]
+        return "version = ? AND project = ?", [version, str(project)]
+
+    def summary(self, version: str, project: str | None = None) -> dict:
+        """Totals for a version (optionally one project); see the module docstring."""
+        where, args = self._where(version, project)
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT COUNT(*), COUNT(DISTINCT task_id), COALESCE(SUM(input_tokens), 0), "
+                f"COALESCE(SUM(output_tokens), 0), SUM(usd), COUNT(usd), MIN(ts), MAX(ts) FROM usage WHERE {where}",
+                args).fetchone()
+            calls = row[0]
+            out = _empty_summary(version, project)
+            if not calls:
+                return out
+            errors = dict(self._db.execute(
+                f"SELECT status, COUNT(*) FROM usage WHERE {where} AND status != 'ok' GROUP BY status", args))
+
+            def pct(p: float) -> float:
+                return self._db.execute(
+                    f"SELECT latency_s FROM usage WHERE {where} ORDER BY latency_s LIMIT 1 OFFSET ?",
+                    args + [_rank(calls, p)]).fetchone()[0]
+
+            out.update(calls=calls, tasks=row[1], input_tokens=row[2], output_tokens=row[3],
+                       usd=round(row[4], 10) if row[5] else None, usd_complete=row[5] == calls,
+                       errors=errors, latency_p50=pct(0.5), latency_p95=pct(0.95), first_ts=row[6], last_ts=row[7])
+        return out
+
+    def versions(self, project: str | None = None) -> list[str]:
+        """Version ids with at least one record (in that project), sorted."""
+        sql, args = "SELECT DISTINCT version FROM usage", []
+        if project is not None:
+            sql, args = sql + " WHERE project = ?", [str(project)]
+        with self._lock:
+            return sorted(r[0] for r in self._db.execute(sql, args))
+
+    def records(self, version: str, project: str | None = None) -> list[UsageRecord]:
+        """Every record of a version (optionally one project), oldest first."""
+        where, args = self._where(version, project)
+        with self._lock:
+            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM usage WHERE {where} ORDER BY id", args)
+            return [UsageRecord(*r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _sql_value(v: Any) -> Any:
+    if v is None or isinstance(v, (int, float, str)):
+        return v
+    return json.dumps(v)
+
+
+# --- Redis -------------------------------------------------------------------------------
+# KEYS: none (all keys derive from ARGV so one script serves every version/scope)
+# ARGV: prefix, version, project ('' = none), record json, task id, input, output, usd ('' = unknown),
+#       latency, status, ts
+_RECORD_LUA = """
+local p, version, project = ARGV[1], ARGV[2], ARGV[3]
+local id = redis.call('XADD', p .. ':rec:' .. version, '*', 'r', ARGV[4])
+local scopes = {'*'}
+redis.call('SADD', p .. ':versions', version)
+if project ~= '' then
+  table.insert(scopes, 'p:' .. project)
+  redis.call('SADD', p .. ':versions:p:' .. project, version)
+end
+local ts = tonumber(ARGV[11])
+for _, s in ipairs(scopes) do
+  local h = p .. ':sum:' .. version .. ':' .. s
+  redis.call('HINCRBY', h, 'calls', 1)
+  redis.call('HINCRBY', h, 'input_tokens', ARGV[6])
+  redis.call('HINCRBY', h, 'output_tokens', ARGV[7])
+  if ARGV[8] ~= '' then
+    redis.call('HINCRBYFLOAT', h, 'usd', ARGV[8])
+    redis.call('HINCRBY', h, 'usd_calls', 1)
+  end
+  if ARGV[10] ~= 'ok' then redis.call('HINCRBY', h, 'err:' .. ARGV[10], 1) end
+  local first = redis.call('HGET', h, 'first_ts')
+  if (not first) or ts < tonumber(first) then redis.call('HSET', h, 'first_ts', ARGV[11]) end
+  local last = redis.call('HGET', h, 'last_ts')
+  if (not last) or ts > tonumber(last) then redis.call('HSET', h, 'last_ts', ARGV[11]) end
+  redis.call('SADD', p .. ':tasks:' .. version .. ':' .. s, ARGV[5])
+  redis.call('ZADD', p .. ':lat:' .. version .. ':' .. s, ARGV[9], id)
+end
+return id
+"""
+
+
+class RedisLedger:
+    """The ledger in Redis (layout in the module docstring)."""
+
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX):
+        import redis
+
+        self.prefix = prefix
+        try:
+            self._r = redis.Redis.from_url(url)
+            self._r.ping()
+        except redis.RedisError as exc:
+            raise ConfigError(f"cannot reach Redis for the usage ledger ({type(exc).__name__}); "
+                              "check REDIS_URL and that Redis is running") from None
+        self._script = self._r.register_script(_RECORD_LUA)
+
+    def _args(self, rec: UsageRecord) -> list:
+        return [self.prefix, rec.version, "" if rec.project is None else str(rec.project), rec.to_json(),
+                json.dumps(rec.task_id), int(rec.input_tokens), int(rec.output_tokens),
+                "" if rec.usd is None else repr(float(rec.usd)), repr(float(rec.latency_s)), rec.status,
+                repr(float(rec.ts))]
+
+    def record(self, rec: UsageRecord) -> None:
+        """Append one record (atomically updates the counters)."""
+        self._script(args=self._args(rec))
+
+    def record_many(self, recs: Iterable[UsageRecord]) -> None:
+        """Append records in one pipelined round trip."""
+        pipe = self._r.pipeline(transaction=False)
+        n = 0
+        for rec in recs:
+            self._script(args=self._args(rec), client=pipe)
+            n += 1
+        if n:
+            pipe.execute()
+
+    def _scope(self, project: str | None) -> str:
+        return "*" if project is None else f"p:{project}"
+
+    def summary(self, version: str, project: str | None = None) -> dict:
+        """Totals for a version (optionally one project); O(log n) reads."""
+        s = self._scope(project)
+        h = {k.decode(): v.decode() for k, v in self._r.hgetall(f"{self.prefix}:sum:{version}:{s}").items()}
+        out = _empty_summary(version, project)
+        calls = int(h.get("calls", 0))
+        if not calls:
+            return out
+        lat = f"{self.prefix}:lat:{version}:{s}"
+        pipe = self._r.pipeline(transaction=False)
+        pipe.scard(f"{self.prefix}:tasks:{version}:{s}")
+        pipe.zrange(lat, _rank(calls, 0.5), _rank(calls, 0.5), withscores=True)
+        pipe.zrange(lat, _rank(calls, 0.95), _rank(calls, 0.95), withscores=True)
+        tasks, p50, p95 = pipe.execute()
+        usd_calls = int(h.get("usd_calls", 0))
+        out.update(
+            calls=calls, tasks=tasks, input_tokens=int(h.get("input_tokens", 0)),
+            output_tokens=int(h.get("output_tokens", 0)),
+            usd=round(float(h["usd"]), 10) if usd_calls else None, usd_complete=usd_calls == calls,
+            errors={k[4:]: int(v) for k, v in h.items() if k.startswith("err:")},
+            latency_p50=p50[0][1] if p50 else None, latency_p95=p95[0][1] if p95 else None,
+            first_ts=float(h["first_ts"]), last_ts=float(h["last_ts"]),
+        )
+        return out
+
+    def versions(self, project: str | None = None) -> list[str]:
+        """Version ids with at least one record (in that project), sorted."""
+        key = f"{self.prefix}:versions" + ("" if project is None else f":p:{project}")
+        return sorted(v.decode() for v in self._r.smembers(key))
+
+    def records(self, version: str, project: str | None = None) -> list[UsageRecord]:
+        """Every record of a version (optionally one project), oldest first."""
+        out, start = [], "-"
+        key = f"{self.prefix}:rec:{version}"
+        while True:
+            batch = self._r.xrange(key, start, "+", count=5000)
+            for _, fields in batch:
+                rec = UsageRecord.from_json(fields[b"r"])
+                if project is None or (rec.project is not None and str(rec.project) == str(project)):
+                    out.append(rec)
+            if len(batch) < 5000:
+                return out
+            start = "(" + batch[-1][0].decode()
+
+    def delete_all(self) -> int:
+        """Remove every key under this ledger's prefix (tests and resets); returns how many."""
+        keys = list(self._r.scan_iter(match=f"{self.prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            self._r.delete(*keys[i:i + 500])
+        return len(keys)
+
+    def close(self) -> None:
+        self._r.close()
+
+
+def open_ledger(settings, *, prefix: str = DEFAULT_PREFIX) -> Ledger:
+    """RedisLedger when ``settings.redis_url`` is set, else SQLiteLedger at ``{data_dir}/ledger.sqlite3``."""
+    if settings.redis_url:
+        return RedisLedger(settings.redis_url, prefix=prefix)
+    return SQLiteLedger(os.path.join(settings.data_dir, "ledger.sqlite3"))

@@ -60,7 +60,7 @@ def run(args, settings: Settings) -> int:
             _fmt(r.get("n_tasks"), "d"), _fmt(r.get("n_skipped"), "d"), _fmt(cost.get("usd_per_task"), ".6f"), str(r.get("run_id")),
         ))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 

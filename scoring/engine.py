@@ -202,16 +202,6 @@ def _call_custom(c: Control, ra, rb) -> float:
     return v
 
 
-def _side(by: dict, c: Control, which: str):
-    regs = by.get(c.name)
-    if not regs:
-        return None, None
-    try:
-        return regs, c.extract(regs, c.spec)
-    except ResultMismatch as exc:
-        raise ResultMismatch(f"{which}: {exc}") from None
-
-
 def _score_split(pa: dict, pb: dict, schema: Schema):
     """Score two grouped results.  Returns (task score, {control: score},
     [(control, label stats)], [(control, pred pick, ref pick)])."""
@@ -220,8 +210,17 @@ def _score_split(pa: dict, pb: dict, schema: Schema):
     picks: list = []
     total = 0.0
     for c in schema.controls:
-        ra, a = _side(pa, c, "prediction")
-        rb, b = _side(pb, c, "reference")
+        name = c.name
+        ra = pa.get(name)
+        rb = pb.get(name)
+        try:
+            a = c.extract(ra, c.spec) if ra else None
+        except ResultMismatch as exc:
+            raise ResultMismatch(f"prediction: {exc}") from None
+        try:
+            b = c.extract(rb, c.spec) if rb else None
+        except ResultMismatch as exc:
+            raise ResultMismatch(f"reference: {exc}") from None
         st = None
         if c.label_stats is not None:
             st = c.label_stats(c.empty if a is None else a, c.empty if b is None else b)
@@ -239,7 +238,7 @@ def _score_split(pa: dict, pb: dict, schema: Schema):
         if c.single_choice:
             picks.append((c, next(iter(a)) if a is not None and len(a) == 1 else None,
                           next(iter(b)) if b is not None and len(b) == 1 else None))
-        per[c.name] = s
+        per[name] = s
         total += c.weight * s
     return total / schema.total_weight, per, stats, picks
 

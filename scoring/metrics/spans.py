@@ -25,7 +25,7 @@ def extract(regions: list[dict], spec: ControlSpec) -> tuple:
             start, end, labels = v["start"], v["end"], v["labels"]
         except (KeyError, TypeError):
             raise ResultMismatch(_msg(spec, "needs value.start, value.end and value.labels")) from None
-        if not (is_number(start) and is_number(end)) or end < start:
+        if not ((type(start) is int and type(end) is int) or (is_number(start) and is_number(end))) or end < start:
             raise ResultMismatch(_msg(spec, f"has start={start!r}, end={end!r}: need numbers with start <= end"))
         if not isinstance(labels, list):
             raise ResultMismatch(_msg(spec, "needs a list in value.labels"))

@@ -3,14 +3,13 @@
     python -m scoring evaluate --export EXPORT.json --label-config CONFIG.xml --version V \\
         [--against ground_truth|VERSION_B] [--config scoring.yaml] --json OUT.json [--html OUT.html]
 
-Writes the report of ``scoring.engine.evaluate`` to OUT.json (and a readable page to
-OUT.html), prints one summary line.  Bad input ends with one ``error: ...`` line and
+Writes the report of ``scoring.engine.evaluate`` to OUT.json (and the HTML report of
+``scoring.report_html`` to OUT.html), prints one summary line.  Bad input ends with one ``error: ...`` line and
 exit status 2.  Tasks whose result does not fit the label config are skipped, listed
 under "skipped" and counted in a warning; if no task can be scored it is an error.
 """
 from __future__ import annotations
 
-import html
 import json
 import os
 import sys
@@ -66,7 +65,12 @@ def run(args, settings) -> int:
     report = evaluate(tasks, label_config, args.version, args.against, config)
     _write(args.json_out, json.dumps(report, ensure_ascii=False, indent=1))
     if args.html_out:
-        _write(args.html_out, render_html(report))
+        from scoring.report_html import render_html
+
+        try:
+            render_html(report, args.html_out)
+        except OSError as exc:
+            raise ScoringError(f"cannot write {args.html_out}: {exc.strerror or exc}") from None
     mismatched = sum(1 for s in report["skipped"] if s["reason"].startswith("result does not match"))
     if mismatched:
         print(f"warning: {mismatched} task(s) skipped because their result does not match the label config; "
@@ -74,49 +78,3 @@ def run(args, settings) -> int:
     print(f"{report['version']} vs {report['reference']}: score {report['score']:.3f} over "
           f"{report['n_compared']} task(s), {report['n_skipped']} skipped -> {args.json_out}")
     return 0
-
-
-# ---------------------------------------------------------------- HTML
-
-def _fmt(x) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float):
-        return f"{x:.3f}"
-    return html.escape(str(x))
-
-
-def _table(head: list, rows: list) -> str:
-    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{h}</tr>{body}</table>"
-
-
-def render_html(report: dict) -> str:
-    """A self-contained HTML page of an evaluate report (no scripts, no external assets)."""
-    e = html.escape
-    parts = [f"<h1>{e(report['version'])} vs {e(str(report['reference']))}</h1>",
-             f"<p>Score <b>{_fmt(report['score'])}</b> over {report['n_compared']} of {report['n_tasks']} tasks "
-             f"({report['n_skipped']} skipped).</p>",
-             "<h2>Per control</h2>",
-             _table(["control", "metric", "score", "n", "weight", "kappa", "alpha"],
-                    [[n, pc["metric"], pc["score"], pc["n"], pc["weight"], report["kappa"].get(n), report["alpha"].get(n)]
-                     for n, pc in report["per_control"].items()])]
-    for ctrl, labels in report["per_label"].items():
-        parts.append(f"<h2>Per label: {e(ctrl)}</h2>")
-        parts.append(_table(["label", "precision", "recall", "f1", "support"],
-                            [[lab, v["precision"], v["recall"], v["f1"], v["support"]] for lab, v in labels.items()]))
-    for ctrl, cm in report["confusion"].items():
-        parts.append(f"<h2>Confusion: {e(ctrl)} (rows = reference, columns = prediction)</h2>")
-        parts.append(_table([""] + cm["labels"], [[lab] + row for lab, row in zip(cm["labels"], cm["matrix"])]))
-    worst = sorted(report["tasks"], key=lambda t: t["score"])[:20]
-    parts.append("<h2>Lowest-scoring tasks</h2>")
-    parts.append(_table(["task", "score"] + list(report["per_control"]),
-                        [[t["id"], t["score"]] + [t["per_control"].get(n) for n in report["per_control"]] for t in worst]))
-    if report["skipped"]:
-        parts.append(f"<h2>Skipped tasks ({len(report['skipped'])}; first 100)</h2>")
-        parts.append(_table(["task", "reason"], [[s["id"], s["reason"]] for s in report["skipped"][:100]]))
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Scoring: {e(report['version'])}</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")

@@ -148,6 +148,15 @@ def _parse(config: str):
         interface.validate()
     except Exception as exc:
         raise _fail(f"the label config is not valid for Label Studio: {exc}") from None
+    # the SDK's own checks only see double-quoted attributes: check names on the parsed tree
+    seen: set[str] = set()
+    for el in interface._tree.iter():
+        name = el.get("name") if isinstance(el.tag, str) else None
+        if name is None:
+            continue
+        if name in seen:
+            raise _fail(f"the label config has non-unique names: {name!r} is used twice; every name= must be unique")
+        seen.add(name)
     return interface
 
 

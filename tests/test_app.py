@@ -1,0 +1,228 @@
+"""The ML backend's HTTP contract, as Label Studio 1.23.2 calls it.
+
+The backend runs as a Flask app; its provider calls go through the real openai
+and anthropic SDKs over HTTP to the stand-in LLM server (``fake_llm``).
+"""
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+
+from backend.app import create_app
+from backend.ledger import open_ledger
+from backend.settings import Settings
+from backend.versions import load_versions
+from demo.dataset import LABEL_CONFIG, make_tasks
+
+MULTI_CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Image name="img" value="$image"/>
+  <Choices name="topic" toName="text" choice="multiple"><Choice value="Sport"/><Choice value="Politics"/><Choice value="Tech"/></Choices>
+  <Labels name="ner" toName="text"><Label value="PER"/><Label value="ORG"/></Labels>
+  <TextArea name="note" toName="text"/>
+  <Rating name="stars" toName="text" maxRating="5"/>
+  <Number name="count" toName="text" min="0" max="10"/>
+  <Taxonomy name="tax" toName="text"><Choice value="Animal"><Choice value="Cat"/><Choice value="Dog"/></Choice><Choice value="Plant"/></Taxonomy>
+  <RectangleLabels name="box" toName="img"><Label value="Cat"/><Label value="Dog"/></RectangleLabels>
+</View>"""
+
+
+def _versions_file(tmp_path, **extra_versions):
+    doc = {
+        "default": "oa-v1",
+        "versions": [
+            {"id": "oa-v1", "provider": "openai", "model": "gpt-4o-mini", "instruction": "Label this review.\n<text>{text}</text>"},
+            {"id": "an-v1", "provider": "anthropic", "model": "claude-haiku-4-5", "instruction": "Label this review.\n<text>{text}</text>"},
+            {"id": "img-v1", "provider": "openai", "model": "gpt-4o", "instruction": "Label text and image.\n<text>{text}</text>\n{image}"},
+        ],
+    }
+    path = tmp_path / "prompts.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+@pytest.fixture
+def make_client(tmp_path, fake_llm):
+    def make(**settings_changes):
+        settings = Settings(
+            prompts_file=_versions_file(tmp_path),
+            openai_api_key="test-openai-key", openai_base_url=fake_llm.openai_base_url,
+            anthropic_api_key="test-anthropic-key", anthropic_base_url=fake_llm.anthropic_base_url,
+            data_dir=str(tmp_path / "var"), provider_max_retries=1, provider_timeout=5,
+        ).replace(**settings_changes)
+        app = create_app(settings, load_versions(settings.prompts_file))
+        return app.test_client()
+
+    return make
+
+
+def _setup(client, version=None, project="7.1700000000", schema=LABEL_CONFIG):
+    body = {"project": project, "schema": schema, "hostname": "http://localhost:8080", "access_token": "x"}
+    if version:
+        body["extra_params"] = {"version": version}
+    return client.post("/setup", json=body)
+
+
+def _predict(client, tasks, project="7.1700000000", config=LABEL_CONFIG):
+    return client.post("/predict", json={"tasks": tasks, "project": project, "label_config": config, "params": {"login": None, "password": None, "context": None}})
+
+
+def test_health_and_versions(make_client):
+    c = make_client()
+    assert c.get("/health").get_json()["status"] == "UP"
+    listed = c.get("/versions").get_json()
+    assert listed["default"] == "oa-v1" and {v["id"] for v in listed["versions"]} == {"oa-v1", "an-v1", "img-v1"}
+    assert "key" not in str(listed).lower()
+
+
+def test_setup_returns_version_and_predict_stamps_it(make_client):
+    c = make_client()
+    assert _setup(c).get_json() == {"model_version": "oa-v1"}
+    tasks = make_tasks(5)
+    res = _predict(c, tasks).get_json()["results"]
+    assert len(res) == 5
+    assert all(r["model_version"] == "oa-v1" and r["result"] for r in res)
+    # The version chosen in extra_params (JSON string form too) sticks to the project.
+    assert _setup(c, version="an-v1").get_json() == {"model_version": "an-v1"}
+    res = _predict(c, tasks[:2]).get_json()["results"]
+    assert [r["model_version"] for r in res] == ["an-v1", "an-v1"]
+    r = c.post("/setup", json={"project": "8.1", "schema": LABEL_CONFIG, "extra_params": '{"version": "an-v1"}'})
+    assert r.get_json() == {"model_version": "an-v1"}
+    # another project keeps the default
+    assert _predict(c, tasks[:1], project="9.1").get_json()["results"][0]["model_version"] == "oa-v1"
+
+
+def test_predictions_pass_label_studio_validation(make_client):
+    from label_studio_sdk.label_interface import LabelInterface
+
+    c = make_client()
+    _setup(c)
+    li = LabelInterface(LABEL_CONFIG)
+    for r in _predict(c, make_tasks(6)).get_json()["results"]:
+        assert li.validate_prediction({"result": r["result"], "model_version": r["model_version"]}, return_errors=True) in (True, [])
+
+
+def test_setup_rejects_unknown_version_and_bad_config(make_client):
+    c = make_client()
+    r = _setup(c, version="nope")
+    assert r.status_code == 400 and "unknown prompt version 'nope'" in r.get_json()["error"]
+    r = _setup(c, schema="<View><Text name='t' value='$t'/>")
+    assert r.status_code == 400 and r.get_json()["error"]
+    r = c.post("/setup", json={"project": "1.1", "schema": LABEL_CONFIG, "extra_params": "version=x"})
+    assert r.status_code == 400 and "JSON" in r.get_json()["error"]
+
+
+def test_one_bad_task_never_fails_the_batch(make_client, tmp_path):
+    c = make_client()
+    _setup(c)
+    tasks = make_tasks(7)
+    tasks[1]["data"]["text"] += " [[fault:malformed]]"
+    tasks[2]["data"]["text"] += " [[fault:refusal]]"
+    tasks[3]["data"]["text"] += " [[fault:truncated]]"
+    tasks[4]["data"]["text"] += " [[fault:500:always]]"
+    tasks[5]["data"] = {"other": "no text field"}
+    res = _predict(c, tasks).get_json()["results"]
+    assert len(res) == 7
+    assert res[0]["result"] and res[6]["result"]
+    assert res[1:6] == [[], [], [], [], []]  # no prediction: Label Studio asks again next time
+    ledger = open_ledger(Settings(data_dir=str(tmp_path / "var")))
+    statuses = {r.task_id: r.status for r in ledger.records("oa-v1", "7")}
+    assert statuses[tasks[0]["id"]] == "ok"
+    assert statuses[tasks[1]["id"]] == "invalid_output"
+    assert statuses[tasks[2]["id"]] == "refusal"
+    assert statuses[tasks[3]["id"]] == "truncated"
+    assert statuses[tasks[4]["id"]] == "provider"
+    assert statuses[tasks[5]["id"]] == "missing_data"
+
+
+def test_failed_task_result_empty_mode(make_client):
+    c = make_client(failed_task_result="empty")
+    _setup(c)
+    tasks = make_tasks(2)
+    tasks[0]["data"]["text"] += " [[fault:refusal]]"
+    res = _predict(c, tasks).get_json()["results"]
+    assert res[0] == {"result": [], "score": None, "model_version": "oa-v1"}
+    assert res[1]["result"]
+
+
+def test_rate_limit_is_retried_within_the_batch(make_client, fake_llm):
+    c = make_client()
+    _setup(c)
+    tasks = make_tasks(3)
+    tasks[0]["data"]["text"] += " [[fault:429]]"
+    res = _predict(c, tasks).get_json()["results"]
+    assert all(r["result"] for r in res)
+    assert any(e["status"] == 429 for e in fake_llm.requests)
+
+
+def test_deadline_leaves_the_rest_for_next_time(make_client, fake_llm):
+    fake_llm.options.latency_ms = 400
+    c = make_client(predict_deadline=0.5, predict_concurrency=1)
+    _setup(c)
+    res = _predict(c, make_tasks(6)).get_json()["results"]
+    assert len(res) == 6
+    done = [r for r in res if r]
+    assert 1 <= len(done) < 6 and res[-1] == []
+
+
+def test_every_control_tag_in_one_config_with_an_image(make_client, fake_llm):
+    from label_studio_sdk.label_interface import LabelInterface
+
+    answer = {
+        "topic": ["Tech", "Politics"], "ner": [{"text": "Acme", "label": "ORG", "occurrence": 0}, {"text": "Bob", "label": "PER", "occurrence": 1}],
+        "note": "two people meet", "stars": 4, "count": 2, "tax": [["Animal", "Cat"]],
+        "box": [{"label": "Cat", "x": 10, "y": 20, "width": 30, "height": 40}],
+    }
+    fake_llm.set_answers(lambda info: answer)
+    c = make_client()
+    assert _setup(c, version="img-v1", schema=MULTI_CONFIG).get_json() == {"model_version": "img-v1"}
+    task = {"id": 1, "data": {"text": "Alice from Acme met Bob at Acme.", "image": "https://example.org/cat.png"}}
+    res = _predict(c, [task], config=MULTI_CONFIG).get_json()["results"]
+    result = res[0]["result"]
+    by = {}
+    for r in result:
+        by.setdefault(r["from_name"], []).append(r["value"])
+    assert set(by) == {"topic", "ner", "note", "stars", "count", "tax", "box"}
+    assert sorted(by["topic"][0]["choices"]) == ["Politics", "Tech"]
+    assert sorted((v["start"], v["end"], v["labels"][0]) for v in by["ner"]) == [(11, 15, "ORG"), (20, 23, "PER"), (27, 31, "ORG")]
+    assert by["stars"][0]["rating"] == 4 and by["count"][0]["number"] == 2
+    assert by["tax"][0]["taxonomy"] == [["Animal", "Cat"]]
+    box = by["box"][0]
+    assert (box["x"], box["y"], box["width"], box["height"], box["rectanglelabels"]) == (10, 20, 30, 40, ["Cat"])
+    assert LabelInterface(MULTI_CONFIG).validate_prediction({"result": result}, return_errors=True) in (True, [])
+    body = fake_llm.requests[-1]["body"]
+    assert "https://example.org/cat.png" in str(body)  # public image URL passed as a URL
+
+
+def test_basic_auth_required_when_configured(make_client):
+    c = make_client(basic_auth_user="ls", basic_auth_pass="s3cret")
+    assert c.get("/health").status_code == 401
+    bad = base64.b64encode(b"ls:wrong").decode()
+    assert c.get("/health", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+    good = {"Authorization": "Basic " + base64.b64encode(b"ls:s3cret").decode()}
+    assert c.get("/health", headers=good).get_json()["status"] == "UP"
+    assert _setup(c).status_code == 401
+    assert c.post("/setup", json={"project": "1.1", "schema": LABEL_CONFIG}, headers=good).get_json() == {"model_version": "oa-v1"}
+
+
+def test_webhook_answers_fast_without_queue(make_client):
+    c = make_client()
+    r = c.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 7}, "tasks": [{"id": 1}]})
+    assert r.status_code == 200 and r.get_json()["queued"] is None
+
+
+def test_bad_predict_body(make_client):
+    c = make_client()
+    assert c.post("/predict", data="nope").status_code == 400
+    assert c.post("/predict", json={"tasks": []}).get_json() == {"results": []}
+
+
+def test_keys_never_leak(make_client, fake_llm, caplog):
+    c = make_client(openai_api_key="sk-very-secret-value")
+    fake_llm.options.api_keys = frozenset({"something-else"})  # the key is refused -> AuthError
+    _setup(c)
+    res = _predict(c, make_tasks(2)).get_json()["results"]
+    assert res == [[], []]
+    assert "sk-very-secret-value" not in caplog.text

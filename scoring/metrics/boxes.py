@@ -63,6 +63,8 @@ def box_iou(a, b) -> float:
     >>> round(box_iou(("A", 0, 0, 10, 10, 90, None, None), ("A", -10, 0, 10, 10, 0, None, None)), 6)
     1.0
     """
+    if a[1:6] == b[1:6]:
+        return 1.0   # same geometry (also for zero-size boxes and sizes that float sums would lose)
     if not a[5] and not b[5]:
         iw = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
         ih = min(a[2] + a[4], b[2] + b[4]) - max(a[2], b[2])
@@ -79,8 +81,8 @@ def box_iou(a, b) -> float:
         inter = pa.intersection(pb).area
         union = pa.area + pb.area - inter
     if union <= 0:
-        return 1.0 if a[1:6] == b[1:6] else 0.0
-    return inter / union
+        return 0.0
+    return min(1.0, inter / union)
 
 
 def label_stats(a: tuple, b: tuple) -> dict[str, tuple[int, int, int]]:

@@ -54,7 +54,7 @@ def interval_iou(s1, e1, s2, e2) -> float:
     union = (e1 - s1) + (e2 - s2) - inter
     if union <= 0:
         return 1.0 if (s1, e1) == (s2, e2) else 0.0
-    return inter / union
+    return min(1.0, inter / union)
 
 
 def _iou(a, b) -> float:
@@ -156,7 +156,7 @@ def char_overlap(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
         union += sum(e - s for s, e in xs) + sum(e - s for s, e in ys) - i
     if union <= 0:  # nothing, or only empty spans
         return 1.0 if set(a) == set(b) else 0.0
-    return inter / union
+    return min(1.0, inter / union)
 
 
 __all__ = ["EMPTY", "THRESHOLD", "extract", "interval_iou", "label_stats", "span_f1", "char_overlap", "f1_from_stats"]

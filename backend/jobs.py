@@ -10,7 +10,7 @@ The backend only *enqueues*, by dotted path, and never imports ``scoring``:
     enqueued on ``ANNOTATION_CREATED/UPDATED/DELETED`` of a ground-truth
     annotation, debounced: one job id per project (``rescore:<project>``),
     scheduled ``RESCORE_DEBOUNCE`` seconds ahead; events arriving while it
-    waits are folded into it.
+    waits or runs are folded into it (the contract in ``scoring/jobs.py``).
 
 Both run in ``python -m scoring worker``.
 """
@@ -80,10 +80,9 @@ class JobQueue:
         job_id = rescore_job_id(project_id)
         try:
             existing = Job.fetch(job_id, connection=self.connection)
-            if existing.get_status(refresh=True) in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED):
-                return job_id  # already waiting: this event is folded into it
-            if existing.get_status() == JobStatus.STARTED:
-                pass  # running on older data: schedule another after it
+            if existing.get_status(refresh=True) in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.STARTED):
+                return job_id  # already waiting or running: this event is folded into it
+            existing.delete()  # finished, failed or stopped: replace it
         except NoSuchJobError:
             pass
         job = self.queue.enqueue_in(

@@ -208,6 +208,7 @@ class _Indexer(HTMLParser):
         self.has_body = False
         self.in_body = True
         self.skip = 0  # depth inside <head> (not shown)
+        self.drop_newline = False  # browsers drop a newline right after <pre>/<textarea>/<listing>
 
     def _child_segment(self, name: str) -> str:
         counters = self.stack[-1][1]
@@ -230,6 +231,7 @@ class _Indexer(HTMLParser):
         if self.skip:
             return
         self.open_text = None
+        self.drop_newline = False
         if tag == "tr" and self.stack[-1][0].startswith("table["):
             self.stack.append([self._child_segment("tbody"), {}])  # browsers insert it
         if tag == "br":
@@ -240,6 +242,7 @@ class _Indexer(HTMLParser):
         seg = self._child_segment(tag)
         if tag not in _VOID:
             self.stack.append([seg, {}])
+        self.drop_newline = tag in ("pre", "textarea", "listing")
 
     def handle_startendtag(self, tag, attrs):
         self.handle_starttag(tag, attrs)
@@ -256,6 +259,7 @@ class _Indexer(HTMLParser):
         if self.skip or tag in _VOID:
             return
         self.open_text = None
+        self.drop_newline = False
         for i in range(len(self.stack) - 1, 0, -1):
             if self.stack[i][0].startswith(tag + "["):
                 del self.stack[i:]
@@ -267,6 +271,9 @@ class _Indexer(HTMLParser):
             self.stack.pop()
 
     def handle_data(self, data):
+        if self.drop_newline and self.open_text is None and data.startswith("\n"):
+            data = data[1:]
+        self.drop_newline = False
         if self.skip or not data:
             return
         n = len(data)
@@ -291,7 +298,8 @@ class _Indexer(HTMLParser):
 def html_text(markup: str) -> HtmlText:
     """Index ``markup`` the way Label Studio's HyperText editor does (see :class:`HtmlText`).
 
-    Limits: this is not a full HTML5 tree builder.  Well-formed markup maps
+    Like a browser, CRLF becomes LF and a newline right after ``<pre>`` is
+    dropped.  Limits: this is not a full HTML5 tree builder.  Well-formed markup maps
     exactly; implied end tags (``<p>a<p>b``) and foster-parented table content
     can shift the xpaths, in which case the editor falls back on the
     ``globalOffsets`` that are always written alongside.
@@ -305,7 +313,8 @@ def html_text(markup: str) -> HtmlText:
         '/p[1]/b[1]/text()[1]'
     """
     parser = _Indexer()
-    parser.feed(markup)
+    # a browser's input stream turns CRLF and lone CR into LF before parsing
+    parser.feed(markup.replace("\r\n", "\n").replace("\r", "\n"))
     parser.close()
     return HtmlText(text="".join(parser.parts), nodes=parser.nodes)
 

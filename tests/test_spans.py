@@ -244,3 +244,9 @@ def test_html_not_found_and_bad_range():
     index = html_text("<p>hello</p>")
     assert find_html_spans(index, "goodbye") == []
     assert index.xpath_range(3, 3) is None
+
+
+def test_html_crlf_and_pre_newline_follow_the_browser():
+    index = html_text("<p>a\r\nb</p><pre>\ncode\n</pre>")
+    assert index.text == "a\nbcode\n"
+    assert [(n.path, n.start, n.end) for n in index.nodes] == [("/p[1]/text()[1]", 0, 3), ("/pre[1]/text()[1]", 3, 8)]

@@ -226,8 +226,12 @@ def enqueue_unique(queue, func, *, job_ids: list[str], args: tuple = (), kwargs:
 
 
 def _queue(settings: Settings, connection=None):
-    from rq import Queue
+    """The queue to enqueue on: inside a job, the queue that job came from; else ``settings.queue_name``."""
+    from rq import Queue, get_current_job
 
+    job = get_current_job()
+    if job is not None and connection is None:
+        return Queue(job.origin, connection=job.connection)
     return Queue(settings.queue_name, connection=connection or _connection(settings))
 
 
@@ -437,7 +441,7 @@ def rescore_on_annotation(project_id, *, settings: Settings | None = None, versi
         log.info("project %s: no version has been scored against ground truth yet; nothing to rescore", project_id)
     jobs = []
     for version in chosen:
-        job, created = enqueue_score(settings, project_id, version, "ground_truth", True, connection=_connection(settings),
+        job, created = enqueue_score(settings, project_id, version, "ground_truth", True,
                                      description=f"rescore {version} in project {project_id} after ground truth changed")
         jobs.append({"version": version, "job_id": job.id, "created": created})
     return {"project": str(project_id), "versions": chosen, "jobs": jobs}
@@ -448,6 +452,6 @@ def scheduled_score(project_id, version: str, against: str = "ground_truth", wri
                     settings: Settings | None = None) -> dict:
     """RQ job the cron schedule enqueues: enqueue :func:`score_job` unless an identical one is already pending."""
     settings = settings or Settings.from_env()
-    job, created = enqueue_score(settings, project_id, version, against, write_back, connection=_connection(settings),
+    job, created = enqueue_score(settings, project_id, version, against, write_back,
                                  description=f"scheduled: score {version} against {against} in project {project_id}")
     return {"project": str(project_id), "version": version, "against": against, "job_id": job.id, "created": created}

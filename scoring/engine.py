@@ -294,7 +294,7 @@ def evaluate(tasks: list[dict], label_config: str, version: str, against: str = 
 def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: str = GROUND_TRUTH) -> dict:
     """``evaluate`` with an already compiled schema (for repeated runs on one config)."""
     _check_sources(tasks, version, against)
-    ref_word = "ground truth" if against == GROUND_TRUTH else f"a prediction of version '{against}'"
+    ref_word = "ground truth" if against == GROUND_TRUTH else f"prediction of version '{against}'"
     n_ctrl = {c.name: 0 for c in schema.controls}
     sum_ctrl = {c.name: 0.0 for c in schema.controls}
     label_acc = {c.name: {lab: [0, 0, 0] for lab in c.spec.labels}

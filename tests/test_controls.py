@@ -8,6 +8,7 @@ import pytest
 from backend.controls import HANDLERS
 from backend.errors import MissingDataError, OutputError
 from backend.schema import build_plan, strict_violations
+from tests.lsharness import label_studio  # noqa: F401  (the real Label Studio fixture)
 
 TEXT = "Anna Smith met Bob in Paris. Later Bob flew to Berlin."
 
@@ -425,3 +426,54 @@ def test_region_ids_are_deterministic():
 def test_answer_must_be_an_object(answer):
     with pytest.raises(OutputError, match="JSON object"):
         build_plan(CHOICES).to_result(answer, {"text": TEXT})
+
+
+# --- the real Label Studio accepts and stores every kind of region -----------------------
+
+ALL_TAGS = """<View>
+  <Text name="text" value="$text"/>
+  <HyperText name="page" value="$html"/>
+  <Image name="img" value="$image"/>
+  <Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/></Choices>
+  <Choices name="topics" toName="text" choice="multiple"><Choice value="Travel"/><Choice value="Food"/></Choices>
+  <Labels name="ner" toName="text"><Label value="PER"/><Label value="LOC"/></Labels>
+  <Labels name="page_ner" toName="page"><Label value="PER"/></Labels>
+  <HyperTextLabels name="page_ents" toName="page"><Label value="LOC"/></HyperTextLabels>
+  <TextArea name="summary" toName="text"/>
+  <Rating name="stars" toName="text"/>
+  <Number name="people" toName="text"/>
+  <Taxonomy name="topic" toName="text"><Choice value="Places"><Choice value="Europe"/></Choice></Taxonomy>
+  <RectangleLabels name="boxes" toName="img"><Label value="Car"/></RectangleLabels>
+</View>"""
+
+
+@pytest.mark.labelstudio
+def test_real_label_studio_imports_every_region_kind(label_studio):
+    data = {"text": TEXT, "html": HTML, "image": "https://example.com/car.jpg"}
+    answer = {
+        "sentiment": "Positive", "topics": ["Travel"],
+        "ner": [{"text": "Bob", "label": "PER", "occurrence": 0}, {"text": "Paris", "label": "LOC", "occurrence": 0}],
+        "page_ner": [{"text": "Anna met Bob", "label": "PER", "occurrence": 0}],
+        "page_ents": [{"text": "Paris & Berlin", "label": "LOC", "occurrence": 0}],
+        "summary": "A trip.", "stars": 4, "people": 2, "topic": [["Places", "Europe"]],
+        "boxes": [{"label": "Car", "x": 5, "y": 5, "width": 50, "height": 40}],
+    }
+    regions, stats = convert(ALL_TAGS, answer, data)
+    assert len(regions) == 12 and stats["spans_dropped"] == 0
+    ls = label_studio.sdk()
+    project = label_studio.create_project(ALL_TAGS, title="every control tag")
+    ls.projects.import_tasks(id=project, request=[{"data": data}])
+    (task,) = list(ls.tasks.list(project=project))
+    # /import/predictions runs Label Studio's validator and silently skips what fails it
+    rejected = [{"id": "bad", "from_name": "stars", "to_name": "text", "type": "rating", "value": {"rating": 99}}]
+    assert ls.projects.import_predictions(
+        id=project, request=[{"task": task.id, "result": rejected, "model_version": "control-case"}]
+    ).created == 0
+    assert ls.projects.import_predictions(
+        id=project, request=[{"task": task.id, "result": regions, "score": 0.5, "model_version": "controls-test"}]
+    ).created == 1
+    (task,) = list(ls.tasks.list(project=project, fields="all"))
+    (prediction,) = task.predictions
+    stored = prediction.result
+    assert prediction.model_version == "controls-test"
+    assert {r["id"]: r["value"] for r in stored} == {r["id"]: r["value"] for r in regions}

@@ -1,0 +1,187 @@
+"""``python -m scoring evaluate`` through a subprocess: a good run, and every bad input
+ends with one ``error:`` line, exit status 2 and no traceback."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+
+CONFIG = """<View>
+  <Text name="text" value="$text"/>
+  <Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/></Choices>
+  <TextArea name="summary" toName="text"/>
+</View>"""
+
+
+def agreement(annotation_1, annotation_2, per_label=False):
+    """Custom metric used through scoring.yaml: 1 when both sides have the same number of texts."""
+    count = lambda ann: sum(len(r["value"]["text"]) for r in ann["result"])
+    return 1.0 if count(annotation_1) == count(annotation_2) else 0.0
+
+
+def ch(v):
+    return {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [v]}}
+
+
+def ta(t):
+    return {"from_name": "summary", "to_name": "text", "type": "textarea", "value": {"text": [t]}}
+
+
+def make_tasks():
+    return [
+        {"id": 1, "data": {"text": "a"}, "annotations": [{"id": 1, "ground_truth": True, "result": [ch("Positive"), ta("abcd")]}],
+         "predictions": [{"id": 1, "model_version": "v1", "result": [ch("Positive"), ta("abcf")]},
+                         {"id": 2, "model_version": "v2", "result": [ch("Negative"), ta("abcd")]}]},
+        {"id": 2, "data": {"text": "b"}, "annotations": [{"id": 2, "ground_truth": True, "result": [ch("Negative")]}],
+         "predictions": [{"id": 3, "model_version": "v1", "result": [ch("Negative")]},
+                         {"id": 4, "model_version": "v2", "result": [ch("Negative")]}]},
+        {"id": 3, "data": {"text": "c"}, "annotations": [],
+         "predictions": [{"id": 5, "model_version": "v1", "result": [ch("Positive")]}]},
+    ]
+
+
+@pytest.fixture
+def files(tmp_path):
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(make_tasks()))
+    config = tmp_path / "config.xml"
+    config.write_text(CONFIG)
+    return {"export": str(export), "config": str(config), "out": str(tmp_path / "out" / "report.json"), "dir": tmp_path}
+
+
+def run(*args):
+    return subprocess.run([PYTHON, "-m", "scoring", "evaluate", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def base(files, **over):
+    args = {"--export": files["export"], "--label-config": files["config"], "--version": "v1", "--json": files["out"]}
+    args.update(over)
+    out = []
+    for k, v in args.items():
+        if v is not None:
+            out += [k, v]
+    return out
+
+
+def test_good_run_writes_json_and_html(files):
+    html = str(files["dir"] / "out" / "report.html")
+    p = run(*base(files), "--html", html)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"v1 vs ground_truth: score 0.938 over 2 task(s), 1 skipped -> {files['out']}"
+    report = json.loads(Path(files["out"]).read_text())
+    # task 1: sentiment 1, summary 1 - 1/4 = 0.75 -> 0.875; task 2: 1 -> mean 0.9375
+    assert report["score"] == 0.9375 and report["n_tasks"] == 3 and report["n_skipped"] == 1
+    assert report["per_control"]["summary"] == {"metric": "levenshtein", "score": 0.875, "n": 2, "weight": 1.0}
+    assert report["skipped"] == [{"id": 3, "reason": "no ground truth"}]
+    assert report["confusion"]["sentiment"] == {"labels": ["Positive", "Negative"], "matrix": [[1, 0], [0, 1]]}
+    assert report["kappa"]["sentiment"] == 1.0 and report["alpha"]["sentiment"] == 1.0
+    page = Path(html).read_text()
+    assert page.startswith("<!doctype html>") or page.lower().startswith("<!doctype html>")
+    assert "v1" in page
+
+
+def test_against_another_version_with_custom_metric(files):
+    cfg = files["dir"] / "scoring.yaml"
+    cfg.write_text("controls:\n  summary: {metric: 'tests.test_evaluate_cli:agreement', weight: 1}\n")
+    p = run(*base(files, **{"--against": "v2", "--config": str(cfg)}))
+    assert p.returncode == 0, p.stderr
+    report = json.loads(Path(files["out"]).read_text())
+    assert report["reference"] == "v2"
+    # task 1: sentiment 0, summary 1 (one text each) -> 0.5; task 2: 1; task 3 has no v2 prediction
+    assert [t["score"] for t in report["tasks"]] == [0.5, 1.0]
+    assert report["per_control"]["summary"]["metric"] == "tests.test_evaluate_cli:agreement"
+    assert report["skipped"] == [{"id": 3, "reason": "no prediction of version 'v2'"}]
+
+
+def test_some_mismatching_results_warn_but_succeed(files):
+    tasks = make_tasks()
+    tasks[1]["predictions"][0]["result"] = [{"from_name": "mood", "to_name": "text", "value": {}}]
+    Path(files["export"]).write_text(json.dumps(tasks))
+    p = run(*base(files))
+    assert p.returncode == 0
+    assert p.stderr.startswith("warning: 1 task(s) skipped because their result does not match the label config")
+    assert json.loads(Path(files["out"]).read_text())["n_compared"] == 1
+
+
+def bad(files, content=None, config_text=None, **over):
+    if content is not None:
+        Path(files["export"]).write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+    if config_text is not None:
+        Path(files["config"]).write_text(config_text)
+    return run(*base(files, **over))
+
+
+def no_gt():
+    tasks = make_tasks()
+    for t in tasks:
+        t["annotations"] = []
+    return tasks
+
+
+def all_mismatch():
+    tasks = make_tasks()
+    for t in tasks:
+        for p in t["predictions"]:
+            p["result"] = [{"from_name": "mood", "value": {"choices": ["x"]}}]
+    return tasks
+
+
+def ids_only():
+    tasks = make_tasks()
+    for t in tasks:
+        t["predictions"] = [p["id"] for p in t["predictions"]]
+    return tasks
+
+
+CASES = {
+    "not json": (dict(content=b"<html>"), "is not JSON"),
+    "not an export": (dict(content={"title": "project"}), "not a Label Studio JSON export"),
+    "json-min export": (dict(content=[{"id": 1, "text": "a", "sentiment": "Positive"}]), "JSON_MIN"),
+    "ids-only predictions": (dict(content=ids_only()), "predictions as ids only"),
+    "missing export": (dict(**{"--export": "/nonexistent/export.json"}), "cannot read export file"),
+    "unknown version": (dict(**{"--version": "v9"}), "version 'v9' has no predictions"),
+    "unknown reference version": (dict(**{"--against": "v7"}), "reference version 'v7'"),
+    "no ground truth": (dict(content=no_gt()), "no task has a ground-truth annotation"),
+    "result does not match config": (dict(content=all_mismatch()), "no task could be scored"),
+    "label config not xml": (dict(config_text="<View><Choices"), "label config cannot be parsed"),
+    "label config empty": (dict(config_text="  "), "is empty"),
+    "label config missing": (dict(**{"--label-config": "/nonexistent/config.xml"}), "cannot read label config"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gives_one_line_error(files, case):
+    kwargs, message = CASES[case]
+    p = bad(files, **kwargs)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], p.stderr
+    assert not Path(files["out"]).exists()
+
+
+@pytest.mark.parametrize("yaml_text,message", [
+    ("controls: {sentiment: {metric: levenshtein}}\n", "metric 'levenshtein' is not one of exact, jaccard"),
+    ("controls: {mood: exact}\n", "control 'mood' is not in the label config"),
+    ("controls: {summary: 'no_such_mod_abc:f'}\n", "cannot import custom metric module"),
+    ("controls: [\n", "is not valid YAML"),
+])
+def test_bad_scoring_config_gives_one_line_error(files, yaml_text, message):
+    cfg = files["dir"] / "scoring.yaml"
+    cfg.write_text(yaml_text)
+    p = run(*base(files, **{"--config": str(cfg)}))
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], p.stderr
+
+
+def test_unwritable_output_gives_one_line_error(files):
+    blocker = files["dir"] / "file"
+    blocker.write_text("x")
+    p = run(*base(files, **{"--json": str(blocker / "report.json")}))
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().startswith("error: cannot write") and len(p.stderr.strip().splitlines()) == 1

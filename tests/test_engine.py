@@ -451,3 +451,13 @@ def test_task_scores_are_in_unit_interval_and_identical_results_score_one(a, b):
     assert 0.0 <= s <= 1.0 and all(0.0 <= v <= 1.0 for v in per.values())
     assert score_pair(a, a, schema)[0] == pytest.approx(1.0)
     assert score_pair(b, a, schema)[0] == pytest.approx(s)
+
+
+def test_example_scoring_yaml_fits_the_example_label_config():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_scoring_config(str(root / "scoring.example.yaml"))
+    assert cfg.for_control("sentiment") == ControlConfig(metric="exact", weight=2.0)
+    assert cfg.for_control("summary").metric == "token_set"
+    schema = compile_schema(CONFIG, cfg)
+    assert schema.by_name["quality"].weight == 0.5

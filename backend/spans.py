@@ -28,9 +28,10 @@ there, and spans are never invented.  Matches never overlap.
 """
 from __future__ import annotations
 
+import functools
 import unicodedata
 
-__all__ = ["find_spans", "normalise"]
+__all__ = ["SpanFinder", "find_spans", "find_html_spans", "html_text", "normalise"]
 
 _PUNCT = str.maketrans(
     {
@@ -42,6 +43,7 @@ _PUNCT = str.maketrans(
 )
 
 
+@functools.lru_cache(maxsize=8192)
 def _norm_char(ch: str) -> str:
     return unicodedata.normalize("NFKD", ch).translate(_PUNCT).casefold()
 
@@ -89,20 +91,48 @@ def _extend_over_marks(text: str, end: int) -> int:
     return end
 
 
-def _all_normalised(text: str, quote: str) -> list[tuple[int, int]]:
-    ntext, src = normalise(text)
-    nquote, _ = normalise(quote)
-    nquote = nquote.strip()
-    if not nquote:
-        return []
-    spans = []
-    for a, b in _all_exact(ntext, nquote):
-        start = src[a]
-        end = _extend_over_marks(text, src[b - 1] + 1)
-        if spans and start < spans[-1][1]:
-            continue  # two normalised matches inside one original character
-        spans.append((start, end))
-    return spans
+class SpanFinder:
+    """:func:`find_spans` for many quotes in one text: the normalised text is built once.
+
+    Example: ``SpanFinder("Anna met Bob").find("bob")`` -> ``[(9, 12)]``.
+    """
+
+    def __init__(self, text: str):
+        self.text = text if isinstance(text, str) else ""
+        self._norm: tuple[str, list[int]] | None = None
+
+    def _all_normalised(self, quote: str) -> list[tuple[int, int]]:
+        nquote, _ = normalise(quote)
+        nquote = nquote.strip()
+        if not nquote:
+            return []
+        if self._norm is None:
+            self._norm = normalise(self.text)
+        ntext, src = self._norm
+        spans: list[tuple[int, int]] = []
+        for a, b in _all_exact(ntext, nquote):
+            start = src[a]
+            end = _extend_over_marks(self.text, src[b - 1] + 1)
+            if spans and start < spans[-1][1]:
+                continue  # two normalised matches inside one original character
+            spans.append((start, end))
+        return spans
+
+    def find(self, quote: str, occurrence: int | None = None) -> list[tuple[int, int]]:
+        """See :func:`find_spans`."""
+        if not isinstance(quote, str):
+            return []
+        if occurrence is not None and (not isinstance(occurrence, int) or isinstance(occurrence, bool) or occurrence < 0):
+            return []
+        stripped = quote.strip()
+        if not stripped:
+            return []
+        spans = _all_exact(self.text, stripped)
+        if not spans or (occurrence and occurrence > len(spans)):
+            spans = self._all_normalised(stripped) or spans
+        if not occurrence:
+            return spans
+        return [spans[occurrence - 1]] if occurrence <= len(spans) else []
 
 
 def find_spans(text: str, quote: str, occurrence: int | None = None) -> list[tuple[int, int]]:
@@ -111,7 +141,8 @@ def find_spans(text: str, quote: str, occurrence: int | None = None) -> list[tup
     Exact match first, then a whitespace/case/Unicode-normalised match (see the
     module docstring).  ``occurrence`` (1-based) selects one of several matches;
     ``None``/``0`` returns all of them; a passage that cannot be found, or an
-    occurrence past the last match, gives ``[]``.
+    occurrence past the last match, gives ``[]``.  For many quotes in one text
+    use :class:`SpanFinder`.
 
     Example::
 
@@ -127,19 +158,9 @@ def find_spans(text: str, quote: str, occurrence: int | None = None) -> list[tup
         >>> find_spans(text, "Carol")
         []
     """
-    if not isinstance(text, str) or not isinstance(quote, str):
+    if not isinstance(text, str):
         return []
-    if occurrence is not None and (not isinstance(occurrence, int) or isinstance(occurrence, bool) or occurrence < 0):
-        return []
-    stripped = quote.strip()
-    if not stripped:
-        return []
-    spans = _all_exact(text, stripped)
-    if not spans or (occurrence and occurrence > len(spans)):
-        spans = _all_normalised(text, stripped) or spans
-    if not occurrence:
-        return spans
-    return [spans[occurrence - 1]] if occurrence <= len(spans) else []
+    return SpanFinder(text).find(quote, occurrence)
 
 
 # --------------------------------------------------------------------------
@@ -173,6 +194,16 @@ class HtmlText:
 
     text: str
     nodes: list[_Node] = field(default_factory=list)
+    finder: "SpanFinder | None" = field(default=None, repr=False)
+
+    def find(self, quote: str, occurrence: int | None = None) -> list[tuple[int, int]]:
+        """:func:`find_spans` over the shown text; a quote that still carries entities (``&amp;``) is retried decoded."""
+        if self.finder is None:
+            self.finder = SpanFinder(self.text)
+        spans = self.finder.find(quote, occurrence)
+        if not spans and isinstance(quote, str) and "&" in quote:
+            spans = self.finder.find(_html.unescape(quote), occurrence)
+        return spans
 
     def xpath_range(self, start: int, end: int) -> dict | None:
         """The HyperText region value for ``text[start:end]``.
@@ -322,7 +353,4 @@ def html_text(markup: str) -> HtmlText:
 def find_html_spans(index: HtmlText, quote: str, occurrence: int | None = None) -> list[tuple[int, int]]:
     """:func:`find_spans` over the shown text of an HTML document; a quote that
     still carries entities (``&amp;``) is retried decoded."""
-    spans = find_spans(index.text, quote, occurrence)
-    if not spans and isinstance(quote, str) and "&" in quote:
-        spans = find_spans(index.text, _html.unescape(quote), occurrence)
-    return spans
+    return index.find(quote, occurrence)

@@ -40,7 +40,7 @@ from backend.controls.base import (
     object_text,
     region,
 )
-from backend.spans import find_html_spans, find_spans, html_text
+from backend.spans import SpanFinder, html_text
 
 TAG = "Labels"
 OBJECTS = ("Text", "HyperText")
@@ -109,6 +109,7 @@ def to_regions(control: Control, value, data, stats, label_key: str = LABEL_KEY)
     hyper = control.object_tag == "HyperText"
     index = html_text(source) if hyper else None
     shown = index.text if hyper else source
+    finder = index if hyper else SpanFinder(source)
     found: dict[tuple[int, int], list[str]] = {}
     order: list[tuple[tuple[int, int], str]] = []
     for quote, answer_label, occ in items:
@@ -117,7 +118,7 @@ def to_regions(control: Control, value, data, stats, label_key: str = LABEL_KEY)
             stats["labels_dropped"] += 1
             note(stats, f"{control.name}: dropped unknown label {answer_label!r}")
             continue
-        spans = find_html_spans(index, quote, occ) if hyper else find_spans(source, quote, occ)
+        spans = finder.find(quote, occ)
         if not spans:
             stats["spans_dropped"] += 1
             note(stats, f"{control.name}: passage not found in the text: {quote[:80]!r}")

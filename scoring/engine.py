@@ -4,6 +4,7 @@ Public API::
 
     evaluate(tasks, label_config, version, against="ground_truth", config=None) -> dict
     compile_schema(label_config, config=None) -> Schema        # parse the label config once
+    pair_results(task, version, against="ground_truth") -> (prediction, reference)
     score_pair(pred_result, ref_result, schema) -> (score, {control: score})
     single_choice_values(tasks, schema, source, control) -> [label | None per task]
     alpha_multi(tasks, label_config, sources, control) -> float | None
@@ -17,7 +18,7 @@ JSON types; ``None`` where a statistic is undefined)::
      "per_label": {control: {label: {"precision", "recall", "f1", "support"}}},
      "confusion": {control: {"labels": [...], "matrix": [[...]]}},   # rows = reference
      "kappa": {control: float | None}, "alpha": {control: float | None},
-     "tasks": [{"id", "score", "per_control": {name: float}}],       # compared tasks
+     "tasks": [{"id", "score", "per_control": {name: float}, "prediction_id"}],  # compared tasks
      "skipped": [{"id", "reason"}], "unscored_controls": [...]}
 
 Rules (issue 4): a control with no region on either side scores 1.0, on one side
@@ -260,6 +261,14 @@ def _reference(task: dict, against: str):
     return prediction_of(task, against)
 
 
+def pair_results(task: dict, version: str, against: str = GROUND_TRUTH) -> tuple[dict | None, dict | None]:
+    """The two sides of one task: (newest prediction of ``version``, reference), where the
+    reference is the ground-truth annotation or the newest prediction of version ``against``;
+    either is None when missing.  ``score_pair(pred["result"], ref["result"], schema)`` scores them.
+    """
+    return prediction_of(task, version), _reference(task, against)
+
+
 def _check_sources(tasks: list[dict], version: str, against: str) -> None:
     if not tasks:
         raise ScoringError("there are no tasks to score")
@@ -352,7 +361,7 @@ def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: st
                 preds, refs = pick_acc[c.name]
                 preds.append(pp)
                 refs.append(rp)
-        task_rows.append({"id": tid, "score": score, "per_control": per})
+        task_rows.append({"id": tid, "score": score, "per_control": per, "prediction_id": pred.get("id")})
 
     n = len(task_rows)
     if n == 0:

@@ -461,3 +461,15 @@ def test_example_scoring_yaml_fits_the_example_label_config():
     assert cfg.for_control("summary").metric == "token_set"
     schema = compile_schema(CONFIG, cfg)
     assert schema.by_name["quality"].weight == 0.5
+
+
+def test_pair_results_and_prediction_ids_for_write_back():
+    from scoring.engine import pair_results
+    t = task(1, [ch("Positive")], v1=[ch("Positive")], v2=[ch("Negative")])
+    pred, ref = pair_results(t, "v1")
+    assert pred["id"] == 11 and ref["id"] == 10
+    pred, ref = pair_results(t, "v1", "v2")
+    assert ref["model_version"] == "v2"
+    assert pair_results(t, "v9") == (None, t["annotations"][0])
+    r = evaluate([t], CONFIG, "v1")
+    assert r["tasks"][0]["prediction_id"] == 11 and r["tasks"][0]["score"] == 1.0

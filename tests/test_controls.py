@@ -8,7 +8,6 @@ import pytest
 from backend.controls import HANDLERS
 from backend.errors import MissingDataError, OutputError
 from backend.schema import build_plan, strict_violations
-from tests.lsharness import label_studio  # noqa: F401  (the real Label Studio fixture)
 
 TEXT = "Anna Smith met Bob in Paris. Later Bob flew to Berlin."
 

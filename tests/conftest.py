@@ -5,6 +5,8 @@ import pytest
 
 from tests.fakellm import FakeLLM
 
+pytest_plugins = ["tests.lsharness"]  # the real-Label-Studio fixture `label_studio`
+
 
 @pytest.fixture
 def fake_llm():

@@ -97,6 +97,8 @@ def load_schedules(path: str) -> list[Schedule]:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise ScoringConfigError(f"schedules file {path} not found (copy schedules.example.yaml)") from None
+    except OSError as exc:
+        raise ScoringConfigError(f"cannot read schedules file {path}: {exc.strerror or exc} (it must be a YAML file)") from exc
     except yaml.YAMLError as exc:
         raise ScoringConfigError(f"schedules file {path} is not valid YAML: {exc}".splitlines()[0]) from exc
     return parse_schedules(data, source=path)

@@ -345,6 +345,8 @@ def test_schedules_validation(tmp_path):
             load_schedules(write_schedules(tmp_path, text))
     with pytest.raises(ScoringConfigError, match="not found"):
         load_schedules(str(tmp_path / "missing.yaml"))
+    with pytest.raises(ScoringConfigError, match="cannot read"):
+        load_schedules(str(tmp_path))                       # a directory (docker bind-mount of a missing file)
     with pytest.raises(ScoringConfigError, match="not valid YAML"):
         load_schedules(write_schedules(tmp_path, "schedules: [project: 1"))
     assert parse_schedules(None) == []

@@ -14,7 +14,6 @@ from scoring.export import ground_truth, load_export, prediction_of
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "ls_export"
-pytestmark = pytest.mark.skipif(not (FIXTURE / "export.json").exists(), reason="fixture export not present")
 
 
 @pytest.fixture(scope="module")

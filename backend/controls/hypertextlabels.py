@@ -14,7 +14,7 @@ Example (HyperText ``<p>Anna met <b>Bob</b></p>``)::
 from __future__ import annotations
 
 from backend.controls import labels as _labels
-from backend.controls.base import Control, PlanContext
+from backend.controls.base import Control
 
 TAG = "HyperTextLabels"
 OBJECTS = ("HyperText",)

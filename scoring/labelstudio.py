@@ -1,0 +1,300 @@
+"""The Label Studio edge of the scoring worker: every call to Label Studio goes through here.
+
+``LabelStudioClient(settings)`` wraps ``label_studio_sdk.LabelStudio`` (the key is
+passed explicitly; the SDK's own import-time environment default is never used)
+and gives the scoring side the few operations it needs::
+
+    client = LabelStudioClient(settings)
+    tasks, label_config = client.pull_project(7)            # snapshot export, full predictions
+    client.import_predictions(7, preds, chunk=1000)         # bulk, chunked
+    client.model_version_counts(7)                          # {"v-good": 19, ...}
+    client.delete_model_version(7, "old")                   # bulk delete of one version
+    client.task_url(7, 42)                                  # for reports
+
+Failure behaviour: a connection error, a timeout, HTTP 429 or a 5xx is retried with
+exponential backoff (``attempts`` tries in all), then ``LabelStudioError`` is raised
+naming the URL and what was being done -- never the API key (every message is
+scrubbed of the configured secrets).  A 4xx other than 429 is not retried: it
+means the request itself is wrong (bad key, unknown project), and the message
+says what to fix.
+
+Label Studio facts this module relies on (measured on 1.23.2, see
+``tests/test_labelstudio_client.py``): ``DELETE /api/projects/{id}/model-versions/``
+deletes one version's predictions in bulk, and *also resets the project's
+``model_version`` to none* when it deleted the current one or when the current
+one is an ML backend's title -- ``delete_model_version`` therefore puts the
+project's model version back unless it named the deleted version.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+import httpx
+
+from backend.errors import ConfigError
+from backend.settings import Settings
+from scoring.errors import LabelStudioError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class _HTTPStatus(Exception):
+    """A non-2xx answer of a raw request (converted like the SDK's ApiError)."""
+
+    def __init__(self, status_code: int, body: Any):
+        super().__init__(status_code)
+        self.status_code, self.body = status_code, body
+
+
+def _status_of(exc: BaseException) -> int | None:
+    from label_studio_sdk.core.api_error import ApiError
+
+    if isinstance(exc, (ApiError, _HTTPStatus)):
+        return exc.status_code
+    return None
+
+
+def _body_summary(exc: BaseException, limit: int = 200) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        body = body.get("detail") or body.get("validation_errors") or body
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    text = " ".join(str(text).split())
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+class LabelStudioClient:
+    """The scoring worker's client for one Label Studio (``settings.label_studio_url``).
+
+    ``attempts`` tries per call in all, sleeping ``backoff * 2**i`` seconds between
+    them (0.5, 1, 2 s by default); ``timeout`` seconds per HTTP request.
+    """
+
+    def __init__(self, settings: Settings, *, attempts: int = 4, backoff: float = 0.5, timeout: float = 120.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        if not settings.label_studio_url or not settings.label_studio_api_key:
+            raise ConfigError("scoring against Label Studio needs LABEL_STUDIO_URL (e.g. http://localhost:8080) "
+                              "and LABEL_STUDIO_API_KEY (Account & Settings → Access Token)")
+        from label_studio_sdk import LabelStudio
+
+        self.url = settings.label_studio_url.rstrip("/")
+        self._secrets = [s for s in settings.secrets() if s]
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self._sleep = sleep
+        # max_retries=0: this class owns retrying, so that every failure ends in one clear error.
+        self.sdk = LabelStudio(base_url=self.url, api_key=settings.label_studio_api_key, timeout=timeout, max_retries=0)
+
+    # ------------------------------------------------------------------ plumbing
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _call(self, what: str, fn: Callable, *args, **kwargs):
+        """Run ``fn`` with retries; translate every failure into ``LabelStudioError``."""
+        last = ""
+        for attempt in range(self.attempts):
+            try:
+                return fn(*args, **kwargs)
+            except httpx.TransportError as exc:  # refused, reset, timed out, ...
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            except Exception as exc:
+                status = _status_of(exc)
+                if status is None:
+                    raise
+                if status not in RETRY_STATUS:
+                    raise LabelStudioError(self._scrub(self._client_error(what, status, exc))) from None
+                last = f"HTTP {status}: {_body_summary(exc)}"
+            if attempt < self.attempts - 1:
+                delay = self.backoff * (2 ** attempt)
+                log.warning("Label Studio at %s: %s failed (%s); retrying in %.1fs", self.url, what, self._scrub(last), delay)
+                self._sleep(delay)
+        raise LabelStudioError(self._scrub(
+            f"Label Studio at {self.url} did not answer properly ({what}) after {self.attempts} attempts: {last}. "
+            "Check that it is running and reachable from here (LABEL_STUDIO_URL)")) from None
+
+    def _client_error(self, what: str, status: int, exc: BaseException) -> str:
+        if status in (401, 403):
+            return (f"Label Studio at {self.url} refused the API key ({what}: HTTP {status}); set LABEL_STUDIO_API_KEY "
+                    "to a valid access token of a user who can see the project")
+        if status == 404:
+            return f"Label Studio at {self.url}: {what}: not found (HTTP 404); check the project id"
+        return f"Label Studio at {self.url}: {what} was refused (HTTP {status}): {_body_summary(exc)}"
+
+    def _raw(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None) -> Any:
+        """One raw API request through the SDK's HTTP client (auth headers included); returns parsed JSON."""
+        response = self.sdk._client_wrapper.httpx_client.request(
+            path, method=method, json=json_body, params=params, request_options={"max_retries": 0})
+        if not 200 <= response.status_code < 300:
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text
+            raise _HTTPStatus(response.status_code, body)
+        if not response.content:
+            return None
+        return response.json()
+
+    # ------------------------------------------------------------------ reads
+    def project(self, project_id: int) -> dict:
+        """Project fields the scorer uses: ``id``, ``title``, ``label_config``, ``model_version``, ``task_number``."""
+        p = self._call(f"reading project {project_id}", self.sdk.projects.get, int(project_id))
+        return {"id": p.id, "title": p.title, "label_config": p.label_config,
+                "model_version": getattr(p, "model_version", None), "task_number": getattr(p, "task_number", None)}
+
+    def count_tasks(self, project_id: int) -> int:
+        """How many tasks the project has."""
+        return int(self.project(project_id)["task_number"] or 0)
+
+    def pull_project(self, project_id: int, progress: bool = True) -> tuple[list[dict], str]:
+        """All tasks of a project with annotations and *full* predictions, and its label config.
+
+        Uses a snapshot export (``serialization_options={"predictions": {"only_id": False}}``),
+        downloads it (a progress bar on stderr when ``progress``) and deletes the snapshot.
+        """
+        project = self.project(project_id)
+        pid = int(project_id)
+        export = self._call(f"creating a snapshot export of project {pid}", self.sdk.projects.exports.create, pid,
+                            title="llm-prelabel scoring",
+                            serialization_options={"predictions": {"only_id": False}})
+        try:
+            deadline = time.monotonic() + 600
+            while export.status not in ("completed", "failed"):
+                if time.monotonic() > deadline:
+                    raise LabelStudioError(f"Label Studio at {self.url}: snapshot export {export.id} of project {pid} "
+                                           f"still '{export.status}' after 600 s")
+                time.sleep(0.2)
+                export = self._call(f"polling export {export.id}", self.sdk.projects.exports.get, pid, export.id)
+            if export.status == "failed":
+                raise LabelStudioError(f"Label Studio at {self.url}: the snapshot export of project {pid} failed "
+                                       "(see Label Studio's log)")
+            raw = self._call(f"downloading export {export.id} of project {pid}", self._download, pid, export.id, progress)
+        finally:
+            try:
+                self._call(f"deleting export {export.id}", self.sdk.projects.exports.delete, pid, export.id)
+            except LabelStudioError as exc:  # cleanup only: never hide the real outcome
+                log.warning("%s", exc)
+        try:
+            tasks = json.loads(raw)
+        except ValueError:
+            raise LabelStudioError(f"Label Studio at {self.url}: export of project {pid} is not JSON") from None
+        if not isinstance(tasks, list):
+            raise LabelStudioError(f"Label Studio at {self.url}: export of project {pid} is not a list of tasks")
+        return tasks, project["label_config"]
+
+    def _download(self, pid: int, export_id: int, progress: bool) -> bytes:
+        from tqdm import tqdm
+
+        parts = []
+        with tqdm(desc=f"pull project {pid}", unit="B", unit_scale=True, disable=not progress, leave=False) as bar:
+            for chunk in self.sdk.projects.exports.download(pid, export_id, export_type="JSON",
+                                                            request_options={"chunk_size": 1 << 16, "max_retries": 0}):
+                parts.append(chunk)
+                bar.update(len(chunk))
+        return b"".join(parts)
+
+    def model_version_counts(self, project_id: int) -> dict[str, int]:
+        """Number of predictions per model version in the project, e.g. ``{"v-good": 19}``."""
+        data = self._call(f"counting predictions of project {project_id}", self._raw,
+                          "GET", f"api/projects/{int(project_id)}/model-versions/")
+        return {str(k): int(v) for k, v in (data or {}).items()}
+
+    # ------------------------------------------------------------------ writes
+    def import_predictions(self, project_id: int, preds: list[dict], chunk: int = 1000, progress: bool = False,
+                           on_chunk: Callable[[int], None] | None = None) -> int:
+        """Write predictions (``{"task", "model_version", "score", "result"}``) in chunks; return how many were created.
+
+        ``on_chunk(n_written_so_far)`` is called after each chunk (progress hooks, tests).
+        """
+        from tqdm import tqdm
+
+        pid, created = int(project_id), 0
+        with tqdm(total=len(preds), desc=f"write predictions to project {pid}", unit="pred",
+                  disable=not progress, leave=False) as bar:
+            for start in range(0, len(preds), max(1, chunk)):
+                part = preds[start:start + max(1, chunk)]
+                res = self._call(f"importing {len(part)} predictions into project {pid}",
+                                 self.sdk.projects.import_predictions, pid, request=part)
+                created += int(getattr(res, "created", None) or len(part))
+                bar.update(len(part))
+                if on_chunk is not None:
+                    on_chunk(start + len(part))
+        return created
+
+    def delete_model_version(self, project_id: int, model_version: str) -> int:
+        """Delete every prediction of ``model_version`` in the project; return how many were deleted.
+
+        Label Studio resets the project's current model version when it deletes it or when
+        the current one is an ML backend's title; the previous value is put back unless it
+        was the deleted version.
+        """
+        pid = int(project_id)
+        before = self.project(pid)["model_version"]
+        data = self._call(f"deleting predictions of model version '{model_version}' in project {pid}", self._raw,
+                          "DELETE", f"api/projects/{pid}/model-versions/", json_body={"model_version": model_version})
+        if before and before != model_version and self.project(pid)["model_version"] != before:
+            self.set_model_version(pid, before)
+        return int((data or {}).get("deleted_predictions", 0))
+
+    def set_model_version(self, project_id: int, model_version: str | None) -> None:
+        """Make ``model_version`` the project's current one (Settings → Annotation → Prelabeling)."""
+        self._call(f"setting the model version of project {project_id}", self.sdk.projects.update,
+                   int(project_id), model_version=model_version or "")
+
+    def create_annotations(self, project_id: int, items: Iterable[dict], ground_truth: bool = False,
+                           progress: bool = False) -> list[int]:
+        """Create one annotation per item (``{"task", "result", "parent_prediction"?}``); return their ids.
+
+        Used for ground-truth *candidates*: ``ground_truth`` stays False until a human confirms.
+        """
+        from tqdm import tqdm
+
+        items = list(items)
+        ids = []
+        for item in tqdm(items, desc=f"create annotations in project {project_id}", unit="task",
+                         disable=not progress, leave=False):
+            extra = {"parent_prediction": item["parent_prediction"]} if item.get("parent_prediction") else {}
+            ann = self._call(f"creating an annotation on task {item['task']}", self.sdk.annotations.create,
+                             int(item["task"]), result=item["result"], ground_truth=ground_truth, **extra)
+            ids.append(ann.id)
+        return ids
+
+    # ------------------------------------------------------------------ Data Manager
+    def columns(self, project_id: int) -> list[dict]:
+        """The Data Manager's columns of a project (``GET /api/dm/columns``)."""
+        data = self._call(f"reading Data Manager columns of project {project_id}", self._raw,
+                          "GET", "api/dm/columns", params={"project": int(project_id)})
+        return list((data or {}).get("columns", []))
+
+    def views(self, project_id: int) -> list[dict]:
+        """The Data Manager tabs of a project as ``{"id", "title", "data"}``."""
+        views = self._call(f"listing Data Manager tabs of project {project_id}", self.sdk.views.list, project=int(project_id))
+        return [{"id": v.id, "title": (v.data or {}).get("title"), "data": v.data or {}} for v in views]
+
+    def upsert_view(self, project_id: int, title: str, data: dict) -> int:
+        """Create the Data Manager tab ``title`` or update it in place; return its id."""
+        data = {**data, "title": title}
+        for view in self.views(project_id):
+            if view["title"] == title:
+                self._call(f"updating Data Manager tab '{title}'", self.sdk.views.update, str(view["id"]),
+                           project=int(project_id), data=data)
+                return view["id"]
+        view = self._call(f"creating Data Manager tab '{title}'", self.sdk.views.create, project=int(project_id), data=data)
+        return view.id
+
+    def view_tasks(self, project_id: int, view_id: int) -> list[dict]:
+        """Tasks of a Data Manager tab in its order, as ``{"id", "predictions_score"}``."""
+        def run():
+            return [{"id": t.id, "predictions_score": getattr(t, "predictions_score", None)}
+                    for t in self.sdk.tasks.list(project=int(project_id), view=int(view_id), fields="all")]
+        return self._call(f"listing tasks of Data Manager tab {view_id}", run)
+
+    def task_url(self, project_id: int, task_id: int) -> str:
+        """Where a person opens the task in Label Studio."""
+        return f"{self.url}/projects/{project_id}/data?task={task_id}"

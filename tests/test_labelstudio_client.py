@@ -1,0 +1,201 @@
+"""scoring.labelstudio.LabelStudioClient against a real Label Studio 1.23.2 (and a faulty stand-in)."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from scoring.errors import LabelStudioError
+from scoring.labelstudio import LabelStudioClient
+from tests.fixtures.ls_export import make_fixture
+from tests.lsharness import free_port
+
+pytestmark = pytest.mark.labelstudio
+
+
+@pytest.fixture(scope="module")
+def fixture_project(label_studio):
+    """The 20-task fixture project (see tests/fixtures/ls_export/README.md): (project id, {ref: task id})."""
+    return make_fixture.build_project(label_studio.sdk(), title="client tests")
+
+
+def client_for(label_studio, **kw) -> LabelStudioClient:
+    return LabelStudioClient(label_studio.settings(), backoff=0.01, **kw)
+
+
+def test_pull_project_returns_full_predictions_and_the_config(label_studio, fixture_project):
+    pid, ids = fixture_project
+    client = client_for(label_studio)
+    tasks, config = client.pull_project(pid, progress=False)
+    assert config == make_fixture.CONFIG.strip()
+    assert len(tasks) == 20 == client.count_tasks(pid)
+    by_ref = {t["data"]["ref"]: t for t in tasks}
+    assert set(by_ref) == set(ids)
+    t07 = by_ref["t07"]
+    good = [p for p in t07["predictions"] if p["model_version"] == "v-good"][0]
+    assert [r["value"]["text"] for r in good["result"] if r["from_name"] == "ner"] == ["Eve Adams", "Madrid"]
+    assert t07["annotations"][0]["ground_truth"] is True
+    # the snapshot export was deleted after download
+    assert list(label_studio.sdk().projects.exports.list(pid)) == []
+
+
+def test_model_version_counts_import_and_delete(label_studio):
+    client = client_for(label_studio)
+    pid, ids = make_fixture.build_project(label_studio.sdk(), title="client writes")
+    assert client.model_version_counts(pid) == {"v-good": 19, "v-cheap": 20}
+
+    seen = []
+    preds = [{"task": tid, "model_version": "extra", "score": 0.5, "result": []} for tid in ids.values()]
+    assert client.import_predictions(pid, preds, chunk=7, on_chunk=seen.append) == 20
+    assert seen == [7, 14, 20]
+    assert client.model_version_counts(pid) == {"v-good": 19, "v-cheap": 20, "extra": 20}
+
+    # Deleting another version leaves the project's current model version alone ...
+    client.set_model_version(pid, "v-good")
+    assert client.delete_model_version(pid, "extra") == 20
+    assert client.project(pid)["model_version"] == "v-good"
+    assert client.model_version_counts(pid) == {"v-good": 19, "v-cheap": 20}
+    # ... and deleting the current one clears it (Label Studio's own behaviour).
+    assert client.delete_model_version(pid, "v-good") == 19
+    assert not client.project(pid)["model_version"]
+    assert client.model_version_counts(pid) == {"v-cheap": 20}
+    assert client.delete_model_version(pid, "never-existed") == 0
+
+
+def test_create_annotations_are_not_ground_truth(label_studio):
+    client = client_for(label_studio)
+    pid, ids = make_fixture.build_project(label_studio.sdk(), title="client candidates")
+    tasks, _ = client.pull_project(pid, progress=False)
+    t19 = next(t for t in tasks if t["data"]["ref"] == "t19")  # the task without ground truth
+    pred = next(p for p in t19["predictions"] if p["model_version"] == "v-cheap")
+    [ann_id] = client.create_annotations(pid, [{"task": t19["id"], "result": pred["result"], "parent_prediction": pred["id"]}])
+    tasks, _ = client.pull_project(pid, progress=False)
+    t19 = next(t for t in tasks if t["data"]["ref"] == "t19")
+    [ann] = t19["annotations"]
+    assert ann["id"] == ann_id
+    assert ann["ground_truth"] is False
+    assert ann["parent_prediction"] == pred["id"]
+    assert [r["value"] for r in ann["result"]] == [r["value"] for r in pred["result"]]
+
+
+def test_task_url(label_studio):
+    assert client_for(label_studio).task_url(3, 41) == f"{label_studio.url}/projects/3/data?task=41"
+
+
+def test_missing_settings_is_a_config_error():
+    from backend.errors import ConfigError
+    from backend.settings import Settings
+
+    with pytest.raises(ConfigError, match="LABEL_STUDIO_URL"):
+        LabelStudioClient(Settings())
+
+
+# ---------------------------------------------------------------- failures
+
+SECRET = "sekrit-key-0123456789"
+
+
+def test_unreachable_is_retried_with_backoff_then_names_the_url_not_the_key():
+    from backend.settings import Settings
+
+    sleeps = []
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    client = LabelStudioClient(Settings(label_studio_url=url, label_studio_api_key=SECRET), attempts=3, backoff=0.25,
+                               sleep=sleeps.append)
+    with pytest.raises(LabelStudioError) as err:
+        client.count_tasks(1)
+    assert sleeps == [0.25, 0.5]
+    assert url in str(err.value) and "3 attempts" in str(err.value)
+    assert SECRET not in str(err.value)
+
+
+class _Faulty:
+    """A stand-in Label Studio: answers ``status`` to the first ``failures`` requests, then proxies to ``upstream``."""
+
+    def __init__(self, status: int, failures: int, upstream: str | None = None):
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                outer.requests += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if outer.requests <= failures or upstream is None:
+                    payload = json.dumps({"detail": f"injected {status}"}).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                r = httpx.request(self.command, upstream + self.path, headers=headers, content=body, timeout=60)
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_5xx_is_retried_then_fails_with_a_clear_message():
+    from backend.settings import Settings
+
+    faulty = _Faulty(503, failures=10**6)
+    try:
+        client = LabelStudioClient(Settings(label_studio_url=faulty.url, label_studio_api_key=SECRET),
+                                   attempts=3, backoff=0.01)
+        with pytest.raises(LabelStudioError) as err:
+            client.model_version_counts(5)
+        assert faulty.requests == 3
+        assert "HTTP 503" in str(err.value) and faulty.url in str(err.value)
+        assert SECRET not in str(err.value)
+    finally:
+        faulty.close()
+
+
+def test_transient_5xx_then_success(label_studio, fixture_project):
+    pid, _ = fixture_project
+    faulty = _Faulty(502, failures=2, upstream=label_studio.url)
+    try:
+        settings = label_studio.settings().replace(label_studio_url=faulty.url)
+        client = LabelStudioClient(settings, attempts=4, backoff=0.01)
+        assert client.model_version_counts(pid) == {"v-good": 19, "v-cheap": 20}
+        assert faulty.requests == 3
+    finally:
+        faulty.close()
+
+
+def test_bad_key_is_not_retried_and_says_what_to_fix(label_studio):
+    faulty = _Faulty(401, failures=0, upstream=label_studio.url)  # pure proxy: counts requests
+    try:
+        settings = label_studio.settings().replace(label_studio_url=faulty.url, label_studio_api_key=SECRET)
+        client = LabelStudioClient(settings, attempts=4, backoff=0.01)
+        with pytest.raises(LabelStudioError) as err:
+            client.count_tasks(1)
+        assert faulty.requests == 1
+        assert "LABEL_STUDIO_API_KEY" in str(err.value)
+        assert SECRET not in str(err.value)
+    finally:
+        faulty.close()
+
+
+def test_unknown_project_is_a_404_message(label_studio):
+    with pytest.raises(LabelStudioError, match="not found"):
+        client_for(label_studio).pull_project(987654, progress=False)

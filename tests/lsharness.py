@@ -230,6 +230,65 @@ class LabelStudioServer:
         self.stop()
 
 
+class FaultyProxy:
+    """A stand-in Label Studio in front of a real one, for failure tests.
+
+    Every request goes through ``fail(n, method, path)`` (``n`` counts from 1): when it
+    returns a status code, the proxy answers that status itself; otherwise it forwards
+    the request to ``upstream`` (or answers 502 when there is none).  ``.requests``
+    lists ``(method, path)`` of every request.  Binds 127.0.0.1; ``close()`` stops it.
+    """
+
+    def __init__(self, upstream: str | None, fail):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status: int, body: bytes, ctype: str = "application/json"):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _handle(self):
+                outer.requests.append((self.command, self.path))
+                n = len(outer.requests)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                status = fail(n, self.command, self.path)
+                if status is None and upstream is None:
+                    status = 502
+                if status is not None:
+                    return self._reply(status, json.dumps({"detail": f"injected {status}"}).encode())
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                r = httpx.request(self.command, upstream + self.path, headers=headers, content=body, timeout=120)
+                self._reply(r.status_code, r.content, r.headers.get("content-type", "application/json"))
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def find_binary() -> str:
     """The label-studio command: $LS_BIN, else whatever tools/ensure_label_studio.sh prints.
 

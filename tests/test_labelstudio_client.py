@@ -1,17 +1,12 @@
 """scoring.labelstudio.LabelStudioClient against a real Label Studio 1.23.2 (and a faulty stand-in)."""
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import httpx
 import pytest
 
 from scoring.errors import LabelStudioError
 from scoring.labelstudio import LabelStudioClient
 from tests.fixtures.ls_export import make_fixture
-from tests.lsharness import free_port
+from tests.lsharness import FaultyProxy, free_port
 
 pytestmark = pytest.mark.labelstudio
 
@@ -112,58 +107,16 @@ def test_unreachable_is_retried_with_backoff_then_names_the_url_not_the_key():
     assert SECRET not in str(err.value)
 
 
-class _Faulty:
-    """A stand-in Label Studio: answers ``status`` to the first ``failures`` requests, then proxies to ``upstream``."""
-
-    def __init__(self, status: int, failures: int, upstream: str | None = None):
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self):
-                outer.requests += 1
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                if outer.requests <= failures or upstream is None:
-                    payload = json.dumps({"detail": f"injected {status}"}).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
-                r = httpx.request(self.command, upstream + self.path, headers=headers, content=body, timeout=60)
-                self.send_response(r.status_code)
-                self.send_header("Content-Type", r.headers.get("content-type", "application/json"))
-                self.send_header("Content-Length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_5xx_is_retried_then_fails_with_a_clear_message():
     from backend.settings import Settings
 
-    faulty = _Faulty(503, failures=10**6)
+    faulty = FaultyProxy(None, lambda n, m, p: 503)
     try:
         client = LabelStudioClient(Settings(label_studio_url=faulty.url, label_studio_api_key=SECRET),
                                    attempts=3, backoff=0.01)
         with pytest.raises(LabelStudioError) as err:
             client.model_version_counts(5)
-        assert faulty.requests == 3
+        assert len(faulty.requests) == 3
         assert "HTTP 503" in str(err.value) and faulty.url in str(err.value)
         assert SECRET not in str(err.value)
     finally:
@@ -172,24 +125,24 @@ def test_5xx_is_retried_then_fails_with_a_clear_message():
 
 def test_transient_5xx_then_success(label_studio, fixture_project):
     pid, _ = fixture_project
-    faulty = _Faulty(502, failures=2, upstream=label_studio.url)
+    faulty = FaultyProxy(label_studio.url, lambda n, m, p: 502 if n <= 2 else None)
     try:
         settings = label_studio.settings().replace(label_studio_url=faulty.url)
         client = LabelStudioClient(settings, attempts=4, backoff=0.01)
         assert client.model_version_counts(pid) == {"v-good": 19, "v-cheap": 20}
-        assert faulty.requests == 3
+        assert len(faulty.requests) == 3
     finally:
         faulty.close()
 
 
 def test_bad_key_is_not_retried_and_says_what_to_fix(label_studio):
-    faulty = _Faulty(401, failures=0, upstream=label_studio.url)  # pure proxy: counts requests
+    faulty = FaultyProxy(label_studio.url, lambda n, m, p: None)  # pure proxy: counts requests
     try:
         settings = label_studio.settings().replace(label_studio_url=faulty.url, label_studio_api_key=SECRET)
         client = LabelStudioClient(settings, attempts=4, backoff=0.01)
         with pytest.raises(LabelStudioError) as err:
             client.count_tasks(1)
-        assert faulty.requests == 1
+        assert len(faulty.requests) == 1
         assert "LABEL_STUDIO_API_KEY" in str(err.value)
         assert SECRET not in str(err.value)
     finally:

@@ -6,7 +6,7 @@ A run is a plain dict (extra keys are kept as they are)::
      "project": "7", "version": "v2", "reference": "ground_truth",
      "started_at": "2026-01-01T12:00:00+00:00", "finished_at": "2026-01-01T12:00:09+00:00",
      "score": 0.84, "per_control": {"sentiment": 0.9, "summary": 0.78},
-     "n_tasks": 500, "n_skipped": 3, "cost": {...cost section...},
+     "n_tasks": 503, "n_compared": 500, "n_skipped": 3, "cost": {...cost section...},
      "write_back": True}
 
 Times are stored as ISO-8601 UTC strings (``add`` accepts datetimes, epoch
@@ -112,6 +112,7 @@ def run_from_report(report: dict, *, project, started_at, finished_at, **extra) 
         "score": report.get("score"),
         "per_control": per_control,
         "n_tasks": report.get("n_tasks"),
+        "n_compared": report.get("n_compared", report.get("n_tasks")),
         "n_skipped": report.get("n_skipped"),
         "kappa": report.get("kappa") or {},
         "alpha": report.get("alpha") or {},

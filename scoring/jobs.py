@@ -384,10 +384,11 @@ def score_job(project_id, version: str, against: str = "ground_truth", write_bac
     connection = _lock_connection(settings)
     with exclusive(connection, lock_key(project_id, version, against)):
         started = time.monotonic()
-        report = score_project(settings, project_id, version, against=against, write_back=write_back)
+        report = score_project(settings, project_id, version, against=against, write_back=write_back, progress=False)
     summary = {
         "project": str(project_id), "version": version, "reference": report.get("reference", against),
-        "score": report.get("score"), "n_tasks": report.get("n_tasks"), "n_skipped": report.get("n_skipped"),
+        "score": report.get("score"), "n_tasks": report.get("n_tasks"),
+        "n_compared": report.get("n_compared"), "n_skipped": report.get("n_skipped"),
         "run_id": report.get("run_id"), "write_back": bool(write_back), "seconds": round(time.monotonic() - started, 3),
     }
     log.info("scored project %s version %s against %s: %s", project_id, version, against, summary["score"])

@@ -253,9 +253,10 @@ def _summary(report: dict) -> str:
     parts = [
         f'<p><span class="big">{_num(report.get("score"))}</span> <span class="muted">overall score</span></p>',
         _table(
-            ["version", "reference", "tasks compared", "tasks skipped"],
-            [[_e(report.get("version")), _e(report.get("reference")), _num(report.get("n_tasks"), "d"), _num(report.get("n_skipped"), "d")]],
-            {2, 3},
+            ["version", "reference", "tasks", "compared", "skipped"],
+            [[_e(report.get("version")), _e(report.get("reference")), _num(report.get("n_tasks"), "d"),
+              _num(report.get("n_compared", report.get("n_tasks")), "d"), _num(report.get("n_skipped"), "d")]],
+            {2, 3, 4},
         ),
     ]
     per_control = report.get("per_control") or {}

@@ -124,12 +124,13 @@ def test_history_survives_process_restart(tmp_path, backend):
 
 
 def test_run_from_report():
-    report = {"version": "v3", "reference": "v1", "score": 0.61, "n_tasks": 12, "n_skipped": 2,
+    report = {"version": "v3", "reference": "v1", "score": 0.61, "n_tasks": 14, "n_compared": 12, "n_skipped": 2,
               "per_control": {"a": {"metric": "exact", "score": 0.5, "n": 12}}, "kappa": {"a": 0.2}, "alpha": {"a": 0.19},
               "cost": {"usd": 0.3, "usd_per_task": 0.025, "projected_usd": 2.5, "input_tokens": 100, "notes": ["x"]},
               "tasks": [{"id": 1}]}
     r = run_from_report(report, project=9, started_at=T0, finished_at=T0 + timedelta(seconds=3), write_back=True)
     assert r["project"] == "9" and r["reference"] == "v1" and r["per_control"] == {"a": 0.5}
+    assert (r["n_tasks"], r["n_compared"], r["n_skipped"]) == (14, 12, 2)
     assert r["cost"] == {"usd": 0.3, "usd_per_task": 0.025, "projected_usd": 2.5, "input_tokens": 100}
     assert r["started_at"] == "2026-01-01T12:00:00+00:00" and r["write_back"] is True
     assert "tasks" not in r

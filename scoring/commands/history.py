@@ -50,14 +50,14 @@ def run(args, settings: Settings) -> int:
         print(f"no scoring runs recorded for project {args.project}" + (f" and version {args.version}" if args.version else ""))
         return 0
 
-    header = ("finished (UTC)", "version", "reference", "score", "change", "tasks", "skipped", "USD/task", "run id")
+    header = ("finished (UTC)", "version", "reference", "score", "change", "compared", "skipped", "USD/task", "run id")
     rows = []
     for r in runs:
         finished = str(r.get("finished_at", ""))[:16].replace("T", " ")
         cost = r.get("cost") or {}
         rows.append((
             finished, str(r.get("version")), str(r.get("reference")), _fmt(r.get("score"), ".3f"), _arrow(r.get("delta")),
-            _fmt(r.get("n_tasks"), "d"), _fmt(r.get("n_skipped"), "d"), _fmt(cost.get("usd_per_task"), ".6f"), str(r.get("run_id")),
+            _fmt(r.get("n_compared", r.get("n_tasks")), "d"), _fmt(r.get("n_skipped"), "d"), _fmt(cost.get("usd_per_task"), ".6f"), str(r.get("run_id")),
         ))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())

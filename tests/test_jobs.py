@@ -413,3 +413,55 @@ def test_worker_command_needs_redis():
     worker.add_arguments(parser)
     with pytest.raises(ConfigError, match="REDIS_URL"):
         worker.run(parser.parse_args(["--burst"]), Settings())
+
+
+# --------------------------------------------------------------------------- end to end on a real Label Studio
+@pytest.mark.labelstudio
+def test_score_job_and_webhook_rescore_through_a_real_worker(conn, qname, label_studio, tmp_path):
+    """score_job in a real worker process against a real Label Studio: the hand-computed score, a history
+    record, then a ground-truth event (enqueued the way the ML backend does) rescored by the trampoline."""
+    from backend.jobs import JobQueue
+    from scoring.history import RedisHistory
+    from tests.fixtures.ls_export import make_fixture
+
+    pid, _ids = make_fixture.build_project(label_studio.sdk(), title="jobs e2e")
+    settings = label_studio.settings(redis_url=REDIS_URL, queue_name=qname, data_dir=str(tmp_path), rescore_debounce=0)
+    env = {"REDIS_URL": REDIS_URL, "RQ_QUEUE": qname, "DATA_DIR": str(tmp_path), "LOG_LEVEL": "WARNING",
+           "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token}
+    history = RedisHistory(conn)
+    run_ids = []
+
+    def work():
+        out = subprocess.run([sys.executable, "-m", "scoring", "worker", "--burst"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert label_studio.token not in out.stdout + out.stderr
+
+    try:
+        job, created = jobs.enqueue_score(settings, pid, "v-good", "ground_truth", True)
+        work()
+        job = Job.fetch(job.id, connection=conn)
+        assert job.get_status() == "finished", job.latest_result().exc_string
+        summary = job.return_value()
+        run_ids.append(summary["run_id"])
+        assert summary["score"] == pytest.approx(0.978869, abs=1e-6)
+        assert (summary["n_compared"], summary["n_skipped"]) == (18, 2)
+        (run,) = [r for r in history.list(pid) if r["run_id"] == summary["run_id"]]
+        assert run["version"] == "v-good" and run["write_back"] is True
+
+        # a ground-truth annotation changed: the backend enqueues the debounced trampoline by dotted path
+        rescore_id = JobQueue(settings, connection=conn).enqueue_rescore(str(pid))
+        work()
+        trampoline = Job.fetch(rescore_id, connection=conn)
+        assert trampoline.get_status() == "finished"
+        enqueued = {j["version"]: j for j in trampoline.return_value()["jobs"]}
+        assert enqueued["v-good"]["created"] and enqueued["v-good"]["job_id"] == jobs.score_job_id(pid, "v-good")
+        rescored = Job.fetch(jobs.score_job_id(pid, "v-good"), connection=conn)
+        assert rescored.get_status() == "finished"
+        second = rescored.return_value()
+        run_ids.append(second["run_id"])
+        assert second["run_id"] != summary["run_id"] and second["score"] == pytest.approx(0.978869, abs=1e-6)
+    finally:
+        for rid in filter(None, run_ids):
+            conn.delete(f"scoring:history:run:{rid}")
+            conn.zrem(f"scoring:history:{pid}:runs", rid)

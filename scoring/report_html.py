@@ -127,7 +127,7 @@ def figure_per_label(control: str, labels: dict) -> Figure | None:
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("score")
     ax.set_title(f"Per label: {_short(control, 40)}")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return fig
 

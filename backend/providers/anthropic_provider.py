@@ -7,10 +7,16 @@ gateways that reject ``output_config`` with a 400 are asked again with a forced 
 and that choice is remembered per (base URL, model) for the life of the process.
 
 Images go as ``image`` blocks with a ``url`` source, or ``base64`` for inline bytes.
-Version params: max_tokens (required by the API; default 1024), temperature, top_p,
-stop (sent as ``stop_sequences``), timeout, max_retries; ``seed`` is not supported by
-the API and is ignored.  The key is ``ANTHROPIC_API_KEY``; the endpoint the version's
+Version params: max_tokens (required by the API; default 1024), stop (sent as
+``stop_sequences``), timeout, max_retries.  ``temperature``, ``top_p`` and ``seed`` are
+not sent: the API version that anthropic SDK 2.x speaks (``anthropic-version: 2026-10-21``)
+rejects sampling parameters with a 400, and has no seed; a warning is logged once per version.  The key is ``ANTHROPIC_API_KEY``; the endpoint the version's
 ``base_url``, else ``ANTHROPIC_BASE_URL``, else https://api.anthropic.com.
+
+The SDK's retries honour ``Retry-After`` however long it is; a middleware (the SDK's own
+extension point) stops retrying when the server asks for more than
+:data:`MAX_RETRY_AFTER_S` seconds, so a prediction thread is never parked for minutes
+(the OpenAI SDK has the same rule built in, at 120 s).
 
 Input tokens include cache writes and reads (``cache_creation_input_tokens`` and
 ``cache_read_input_tokens``), as the API's usage docs define the total.
@@ -40,9 +46,11 @@ from backend.providers.base import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 1024
+MAX_RETRY_AFTER_S = 60.0
 OUTPUT_CONFIG, TOOL = "output_config", "tool"
 _TOOL_MODE: set[tuple[str, str]] = set()  # (base_url, model) that rejected output_config
 _LOCK = threading.Lock()
+_WARNED: set[str] = set()
 
 
 class AnthropicProvider(Provider):
@@ -60,7 +68,8 @@ class AnthropicProvider(Provider):
             raise AuthError(f"{self.key_env} is not set; set it to use the {self.where(self.base_url)}", usage=Usage())
         base = shared_client(
             self.name, self.base_url, key,
-            lambda: anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0),
+            lambda: anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0,
+                                        middleware=[cap_retry_after]),
         )
         return base.with_options(timeout=self.timeout, max_retries=self.max_retries)
 
@@ -89,9 +98,11 @@ class AnthropicProvider(Provider):
             "messages": [{"role": "user", "content": content}],
             "max_tokens": int(p.get("max_tokens") or DEFAULT_MAX_TOKENS),
         }
-        for name in ("temperature", "top_p"):
-            if p.get(name) is not None:
-                kwargs[name] = p[name]
+        ignored = sorted(k for k in ("temperature", "top_p", "seed") if p.get(k) is not None)
+        if ignored and self.version.id not in _WARNED:
+            _WARNED.add(self.version.id)
+            log.warning("version %s: %s not sent to Anthropic (the Messages API no longer accepts them)",
+                        self.version.id, ", ".join(ignored))
         if p.get("stop"):
             kwargs["stop_sequences"] = [p["stop"]] if isinstance(p["stop"], str) else list(p["stop"])
         if mode == OUTPUT_CONFIG:
@@ -166,6 +177,31 @@ class AnthropicProvider(Provider):
         if isinstance(exc, anthropic.APIStatusError):
             return status_error(self, self.base_url, exc.status_code, _server_message(exc), usage, self.max_retries)
         return ProviderError(f"the {where} failed: {type(exc).__name__}", usage=usage)
+
+
+def retry_after_seconds(headers) -> float | None:
+    """Seconds asked for by ``retry-after-ms`` or ``retry-after`` (a number), else None.
+
+    >>> retry_after_seconds({"retry-after": "600"}), retry_after_seconds({"retry-after-ms": "250"})
+    (600.0, 0.25)
+    """
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is not None:
+            try:
+                return float(raw) / scale
+            except ValueError:
+                return None
+    return None
+
+
+def cap_retry_after(request, call_next):
+    """SDK middleware: mark a response not retryable when it asks to wait over MAX_RETRY_AFTER_S."""
+    response = call_next(request)
+    wait = retry_after_seconds(response.headers) if response.status_code >= 400 else None
+    if wait is not None and wait > MAX_RETRY_AFTER_S:
+        response.http_response.headers["x-should-retry"] = "false"
+    return response
 
 
 def tool_name(schema_name: str) -> str:

@@ -315,6 +315,10 @@ class FakeLLM:
         else:
             if not isinstance(body.get("max_tokens"), int):
                 raise HTTPFault(400, "invalid_request_error", "max_tokens: Field required")
+            if request.headers.get("anthropic-version", "2026-10-21") >= "2026-10-21":
+                for name in ("temperature", "top_p", "top_k"):
+                    if name in body:  # API version 2026-10-21 dropped sampling parameters
+                        raise HTTPFault(400, "invalid_request_error", f"{name}: Extra inputs are not permitted")
             system_texts.extend(_text_of(body.get("system") or "")[0])
             for m in msgs:
                 texts, imgs = _text_of(m.get("content"))

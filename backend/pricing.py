@@ -1,7 +1,9 @@
 """Model prices (USD per one million tokens) and the cost of a call.
 
-Prices as of :data:`PRICES_AS_OF`, standard (non-batch, uncached) rates from the vendors'
-published price pages (:data:`PRICES_SOURCE`).  They change: a version's ``price:`` in the
+Prices as of :data:`PRICES_AS_OF`, standard (non-batch, uncached, <=200K-context) rates from
+the vendors' published price pages (:data:`PRICES_SOURCE`).  Models released later (the
+installed SDKs already name e.g. ``claude-opus-4-7`` or ``claude-sonnet-5``) are deliberately
+absent until their price is checked: give such versions a ``price:``.  They change: a version's ``price:`` in the
 prompts file overrides the table, and a model that is not in the table has *no* price - its
 cost is reported as unknown, never guessed.  Local models (openai-compatible) cost nothing
 only when their version says ``price: {input: 0, output: 0}``.
@@ -23,7 +25,7 @@ import re
 
 from backend.versions import Price
 
-PRICES_AS_OF = "2025-11-24"
+PRICES_AS_OF = "2026-03-01"
 PRICES_SOURCE = "https://openai.com/api/pricing/ and https://docs.anthropic.com/en/docs/about-claude/pricing"
 
 # model name -> (USD per 1M input tokens, USD per 1M output tokens)
@@ -34,6 +36,7 @@ PRICES: dict[str, Price] = {
     "gpt-5-nano": Price(0.05, 0.40),
     "gpt-5-chat-latest": Price(1.25, 10.00),
     "gpt-5.1": Price(1.25, 10.00),
+    "gpt-5.2": Price(1.75, 14.00),
     "gpt-4.1": Price(2.00, 8.00),
     "gpt-4.1-mini": Price(0.40, 1.60),
     "gpt-4.1-nano": Price(0.10, 0.40),
@@ -43,10 +46,11 @@ PRICES: dict[str, Price] = {
     "gpt-3.5-turbo": Price(0.50, 1.50),
     "o1": Price(15.00, 60.00),
     "o3": Price(2.00, 8.00),
-    "o3-pro": Price(20.00, 80.00),
     "o3-mini": Price(1.10, 4.40),
     "o4-mini": Price(1.10, 4.40),
     # Anthropic
+    "claude-opus-4-6": Price(5.00, 25.00),
+    "claude-sonnet-4-6": Price(3.00, 15.00),
     "claude-opus-4-5": Price(5.00, 25.00),
     "claude-opus-4-1": Price(15.00, 75.00),
     "claude-opus-4-0": Price(15.00, 75.00),

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import importlib
 import json
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -151,10 +152,15 @@ class SchemaAnswer:
             items = _resolve(schema.get("items") or {}, root)
             if isinstance(items, dict) and "enum" in items:
                 values = [v for v in items["enum"] if v is not None]
-                return values[: max(n, 1)] if values else []
+                return values[:n]
             return [self.build(items, root, quote) for _ in range(n)]
         if kind == "integer":
-            lo = schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1 if "exclusiveMinimum" in schema else 0)
+            if "minimum" in schema:
+                lo = schema["minimum"]
+            elif "exclusiveMinimum" in schema:
+                lo = math.floor(schema["exclusiveMinimum"]) + 1
+            else:
+                lo = 0
             hi = schema.get("maximum")
             return int(min(lo, hi) if hi is not None else lo)
         if kind == "number":

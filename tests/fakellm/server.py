@@ -163,7 +163,8 @@ class FakeLLM:
         self._stopping.clear()
         self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fakellm:{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name=f"fakellm:{self.port}", daemon=True)
         self._thread.start()
         return self
 

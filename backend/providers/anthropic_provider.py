@@ -51,6 +51,8 @@ OUTPUT_CONFIG, TOOL = "output_config", "tool"
 _TOOL_MODE: set[tuple[str, str]] = set()  # (base_url, model) that rejected output_config
 _LOCK = threading.Lock()
 _WARNED: set[str] = set()
+# a 400 that says the structured-output request itself is not supported
+_REJECTS_FORMAT = re.compile(r"output_config|output.format|structured.output|json_schema", re.I)
 
 
 class AnthropicProvider(Provider):
@@ -129,7 +131,7 @@ class AnthropicProvider(Provider):
                 )
                 break
             except anthropic.BadRequestError as exc:
-                if mode == OUTPUT_CONFIG and "output_config" in _server_message(exc):
+                if mode == OUTPUT_CONFIG and _REJECTS_FORMAT.search(_server_message(exc)):
                     log.info("%s rejected output_config for %s; using a forced tool", self.base_url,
                              self.version.model)
                     mode = TOOL

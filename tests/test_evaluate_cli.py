@@ -97,14 +97,19 @@ def test_against_another_version_with_custom_metric(files):
     assert report["skipped"] == [{"id": 3, "reason": "no prediction of version 'v2'"}]
 
 
-def test_some_mismatching_results_warn_but_succeed(files):
+def test_some_mismatching_results_fail_but_keep_the_report(files):
     tasks = make_tasks()
     tasks[1]["predictions"][0]["result"] = [{"from_name": "mood", "to_name": "text", "value": {}}]
     Path(files["export"]).write_text(json.dumps(tasks))
     p = run(*base(files))
+    assert p.returncode == 1
+    assert p.stderr.strip() == (f"error: 1 task(s) skipped because their result does not match the label config; "
+                                f"reasons under \"skipped\" in {files['out']}")
+    assert "Traceback" not in p.stderr
+    assert json.loads(Path(files["out"]).read_text())["n_compared"] == 1
+    p = run(*base(files), "--allow-mismatch")
     assert p.returncode == 0
     assert p.stderr.startswith("warning: 1 task(s) skipped because their result does not match the label config")
-    assert json.loads(Path(files["out"]).read_text())["n_compared"] == 1
 
 
 def bad(files, content=None, config_text=None, **over):

@@ -5,8 +5,10 @@
 
 Writes the report of ``scoring.engine.evaluate`` to OUT.json (and the HTML report of
 ``scoring.report_html`` to OUT.html), prints one summary line.  Bad input ends with one ``error: ...`` line and
-exit status 2.  Tasks whose result does not fit the label config are skipped, listed
-under "skipped" and counted in a warning; if no task can be scored it is an error.
+exit status 2.  Tasks whose result does not fit the label config are skipped and listed
+under "skipped"; the report is still written, and the command ends with one ``error: ...``
+line and exit status 1 (``--allow-mismatch`` turns that into a warning and exit 0, e.g. for
+a config that changed since some tasks were labelled).  If no task can be scored it is exit 2.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", metavar="scoring.yaml", help="per-control metrics, weights, custom metrics")
     parser.add_argument("--json", required=True, dest="json_out", metavar="OUT.json", help="where to write the report")
     parser.add_argument("--html", dest="html_out", metavar="OUT.html", help="also write a readable HTML report")
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="exit 0 even when some tasks' results do not match the label config (they are skipped and listed)")
 
 
 def read_label_config(path: str) -> str:
@@ -72,9 +76,11 @@ def run(args, settings) -> int:
         except OSError as exc:
             raise ScoringError(f"cannot write {args.html_out}: {exc.strerror or exc}") from None
     mismatched = sum(1 for s in report["skipped"] if s["reason"].startswith("result does not match"))
-    if mismatched:
-        print(f"warning: {mismatched} task(s) skipped because their result does not match the label config; "
-              f"reasons under \"skipped\" in {args.json_out}", file=sys.stderr)
     print(f"{report['version']} vs {report['reference']}: score {report['score']:.3f} over "
           f"{report['n_compared']} task(s), {report['n_skipped']} skipped -> {args.json_out}")
+    if mismatched:
+        level = "warning" if args.allow_mismatch else "error"
+        print(f"{level}: {mismatched} task(s) skipped because their result does not match the label config; "
+              f"reasons under \"skipped\" in {args.json_out}", file=sys.stderr)
+        return 0 if args.allow_mismatch else 1
     return 0

@@ -41,6 +41,13 @@ from scoring.errors import LabelStudioError
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+# Full predictions (the point); drafts as ids and no annotation history (not needed, about 20% faster).
+EXPORT_OPTIONS = {"predictions": {"only_id": False}, "drafts": {"only_id": True},
+                  "annotations__completed_by": {"only_id": True}, "include_annotation_history": False}
+
+
+class _Gone(Exception):
+    """The thing to delete is not there (any more)."""
 
 
 class _HTTPStatus(Exception):
@@ -161,8 +168,7 @@ class LabelStudioClient:
         project = self.project(project_id)
         pid = int(project_id)
         export = self._call(f"creating a snapshot export of project {pid}", self.sdk.projects.exports.create, pid,
-                            title="llm-prelabel scoring",
-                            serialization_options={"predictions": {"only_id": False}})
+                            title="llm-prelabel scoring", serialization_options=EXPORT_OPTIONS)
         try:
             deadline = time.monotonic() + 600
             while export.status not in ("completed", "failed"):
@@ -205,6 +211,17 @@ class LabelStudioClient:
                           "GET", f"api/projects/{int(project_id)}/model-versions/")
         return {str(k): int(v) for k, v in (data or {}).items()}
 
+    def predictions_of_version(self, project_id: int, model_version: str) -> list[dict]:
+        """Every prediction of ``model_version`` in the project as ``{"id", "task", "score", "result"}``.
+
+        One request (``GET /api/predictions/?project=``; it lists all of the project's
+        predictions, about 4.5 s for 20,000) filtered here: Label Studio cannot filter by version.
+        """
+        data = self._call(f"listing predictions of project {project_id}", self._raw,
+                          "GET", "api/predictions/", params={"project": int(project_id)})
+        return [{"id": p["id"], "task": p["task"], "score": p.get("score"), "result": p.get("result") or []}
+                for p in (data or []) if p.get("model_version") == model_version]
+
     # ------------------------------------------------------------------ writes
     def import_predictions(self, project_id: int, preds: list[dict], chunk: int = 1000, progress: bool = False,
                            on_chunk: Callable[[int], None] | None = None) -> int:
@@ -241,6 +258,38 @@ class LabelStudioClient:
         if before and before != model_version and self.project(pid)["model_version"] != before:
             self.set_model_version(pid, before)
         return int((data or {}).get("deleted_predictions", 0))
+
+    def delete_predictions(self, prediction_ids: Iterable[int], progress: bool = False,
+                           on_delete: Callable[[int], None] | None = None) -> int:
+        """Delete predictions one by one (about 80 ms each on 1.23.2); return how many.
+
+        A prediction that is already gone counts as deleted (a rerun after a crash).
+        ``on_delete(n_done)`` is called after each one.
+        """
+        from label_studio_sdk.core.api_error import ApiError
+        from tqdm import tqdm
+
+        ids = list(prediction_ids)
+        done = 0
+        for pred_id in tqdm(ids, desc="remove replaced predictions", unit="pred", disable=not progress, leave=False):
+            try:
+                self._call(f"deleting prediction {pred_id}", self._delete_one, int(pred_id))
+            except _Gone:
+                pass
+            done += 1
+            if on_delete is not None:
+                on_delete(done)
+        return done
+
+    def _delete_one(self, pred_id: int) -> None:
+        from label_studio_sdk.core.api_error import ApiError
+
+        try:
+            self.sdk.predictions.delete(pred_id, request_options={"max_retries": 0})
+        except ApiError as exc:
+            if exc.status_code == 404:
+                raise _Gone() from None
+            raise
 
     def set_model_version(self, project_id: int, model_version: str | None) -> None:
         """Make ``model_version`` the project's current one (Settings → Annotation → Prelabeling)."""

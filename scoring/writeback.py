@@ -1,44 +1,43 @@
 """Write per-task agreement back to Label Studio as predictions with scores.
 
 One *evaluation* = one (version, reference) pair, e.g. ``v-good`` against
-``ground_truth``.  Each scoring run with write-back writes, for every compared
-task, one prediction:
+``ground_truth``.  Its predictions all have the model version
+``eval(<version> vs <reference>)`` (``evaluation_name``), one per compared task:
 
-* ``model_version`` = ``eval(<version> vs <reference>) @ <UTC time of the run>``
-  -- the evaluation's name (``evaluation_name``) plus the run's time;
 * ``score`` = the task's agreement (0..1), which the Data Manager shows in its
-  "Prediction score" column when that model version is the project's current one;
+  "Prediction score" column when that model version is the project's current one
+  (Label Studio 1.23.2 averages only predictions of the current version);
 * ``result`` = the scored version's own regions, so a reviewer opening the task
   sees what the model said.
 
-Replacing, not duplicating: the run's predictions are written under a new name
-first; only when all of them are in (verified by counting) are the older runs of
-the same evaluation deleted (``DELETE /api/projects/{id}/model-versions/``).  So
+Re-running *reconciles* instead of rewriting: the wanted predictions are compared
+with the ones Label Studio has (from the same pull), and only tasks whose score or
+regions changed get a new prediction (bulk import) before their old one is deleted;
+predictions of tasks no longer compared are deleted.  Unchanged tasks cost nothing.
+When most of a large evaluation changed, deleting one by one (about 80 ms each) would
+be slow, so the whole version is deleted in bulk first and written again
+(``REWRITE_MIN``; Label Studio still spends about 6.5 ms per deleted prediction).
 
-* a rerun leaves exactly one run of the evaluation (same counts as before);
-* a failure while writing (Label Studio unreachable after retries) deletes what
-  this run wrote and leaves the previous run untouched: nothing partial;
-* a crash (killed process) leaves the previous run untouched plus some
-  predictions under the new name; the next run deletes every older run of the
-  evaluation, so it repairs the counts.
-
-The project's current model version (Settings → Annotation → Prelabeling) decides
-which predictions feed the "Prediction score" column (Label Studio 1.23.2 averages
-only predictions of that version).  ``make_current=True`` switches it to the new
-run; when the current one was an older run of this evaluation it follows the new
-run automatically (otherwise Label Studio would reset it to none on delete).
+Consistency: an interruption (a crash, Label Studio going away) leaves each task with
+its old evaluation prediction, its new one, or -- briefly -- both; in the bulk
+rewrite some tasks may have none.  The next run compares again and repairs: every
+compared task ends with exactly one prediction (verified by counting), nothing else.
+When the bulk import itself fails, the predictions it created in this run are
+removed again before the error is raised.
 
 A Data Manager tab "Agreement: <version> vs <reference>" is created (or updated)
 with the filter *Prediction model versions contains eval(<version> vs <reference>)*,
-the order *Prediction score ascending* (lowest agreement first) and the
-"Prediction score" column shown.  The user-facing steps are in the README
-("Write-back: reviewing the lowest-agreement tasks").
+the order *Prediction score ascending* (lowest agreement first) and the "Prediction
+score" column shown.  ``make_current=True`` makes the evaluation the project's
+current model version (Settings → Annotation → Prelabeling) so that the column shows
+agreement; the name is stable, so this is needed once.  The reviewer's steps are in
+the README ("Write-back: reviewing the lowest-agreement tasks").
 """
 from __future__ import annotations
 
-import copy
+import json
 import logging
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from typing import Callable
 
 from scoring.errors import LabelStudioError
@@ -47,10 +46,14 @@ from scoring.labelstudio import LabelStudioClient
 log = logging.getLogger(__name__)
 
 SHOWN_COLUMNS = ("predictions_score", "predictions_model_versions")
+WRITE_CHUNK = 10_000  # predictions per import request (see write_back)
+REWRITE_MIN = 200     # replace in bulk when at least this many, and at least half, of the old ones go
+SCORE_EPS = 1e-9
+CURRENT_MARK = "llm_prelabel_evaluation_is_current"  # kept in the tab's data: survives a crash mid-rewrite
 
 
 def evaluation_name(version: str, against: str) -> str:
-    """The stable name of an evaluation, the prefix of its runs' model versions.
+    """The model version of an evaluation's predictions.
 
     >>> evaluation_name("v-good", "ground_truth")
     'eval(v-good vs ground_truth)'
@@ -67,30 +70,8 @@ def tab_title(version: str, against: str) -> str:
     return f"Agreement: {version} vs {against}"
 
 
-def is_run_of(base: str, model_version: str) -> bool:
-    """True when ``model_version`` is a run of the evaluation ``base`` (or the bare name).
-
-    >>> is_run_of("eval(a vs b)", "eval(a vs b) @ 2026-01-02 03:04:05")
-    True
-    >>> is_run_of("eval(a vs b)", "eval(a vs b2) @ 2026-01-02 03:04:05")
-    False
-    """
-    return model_version == base or model_version.startswith(base + " @ ")
-
-
-def run_name(base: str, when: datetime | None = None, taken: set[str] | frozenset = frozenset()) -> str:
-    """The model version of one run: ``<base> @ <UTC time>``, with ``#2``, ``#3`` ... if taken.
-
-    >>> run_name("eval(a vs b)", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
-    'eval(a vs b) @ 2026-01-02 03:04:05'
-    """
-    when = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    name = f"{base} @ {when:%Y-%m-%d %H:%M:%S}"
-    candidate, n = name, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{name} #{n}"
-    return candidate
+def _canon(result) -> str:
+    return json.dumps(result or [], sort_keys=True, separators=(",", ":"), default=str)
 
 
 def evaluation_predictions(report: dict, tasks: list[dict], model_version: str) -> list[dict]:
@@ -109,85 +90,182 @@ def evaluation_predictions(report: dict, tasks: list[dict], model_version: str) 
     for row in report.get("tasks", ()):
         if row.get("score") is None:
             continue
-        result = results.get(row.get("prediction_id"), [])
         out.append({"task": row["id"], "model_version": model_version, "score": float(row["score"]),
-                    "result": copy.deepcopy(result)})
+                    "result": json.loads(_canon(results.get(row.get("prediction_id"), [])))})
     return out
 
 
-def tab_data(client: LabelStudioClient, project_id: int, base: str) -> dict:
+def existing_predictions(tasks: list[dict], model_version: str) -> list[dict]:
+    """The predictions of ``model_version`` in pulled tasks, as ``{"id", "task", "score", "result"}``."""
+    out = []
+    for task in tasks:
+        for pred in task.get("predictions") or ():
+            if isinstance(pred, dict) and pred.get("model_version") == model_version:
+                out.append({"id": pred["id"], "task": task["id"], "score": pred.get("score"),
+                            "result": pred.get("result") or []})
+    return out
+
+
+@dataclass
+class Plan:
+    """What to change so that Label Studio holds exactly the wanted predictions."""
+
+    create: list[dict] = field(default_factory=list)   # predictions to import
+    delete: list[int] = field(default_factory=list)    # prediction ids to remove
+    keep: int = 0                                       # tasks already right
+    existing_ids: set = field(default_factory=set)      # ids of the version's predictions now
+    wanted: int = 0                                     # predictions of the version wanted
+
+    def rewrite(self, rewrite_min: int = REWRITE_MIN) -> bool:
+        """Replace the whole version in bulk (most of a large evaluation changed)."""
+        return len(self.delete) >= rewrite_min and 2 * len(self.delete) >= len(self.existing_ids)
+
+
+def plan(wanted: list[dict], existing: list[dict]) -> Plan:
+    """Compare wanted with existing predictions task by task.
+
+    A task keeps one existing prediction equal to the wanted one (same score within
+    1e-9, same regions); every other existing prediction of the version is deleted;
+    tasks without an equal one get the wanted one created.
+
+    >>> p = plan([{"task": 1, "score": 0.5, "result": []}, {"task": 2, "score": 1.0, "result": []}],
+    ...          [{"id": 10, "task": 1, "score": 0.5, "result": []}, {"id": 11, "task": 1, "score": 0.5, "result": []},
+    ...           {"id": 12, "task": 2, "score": 0.25, "result": []}, {"id": 13, "task": 3, "score": 1.0, "result": []}])
+    >>> [c["task"] for c in p.create], sorted(p.delete), p.keep
+    ([2], [11, 12, 13], 1)
+    """
+    by_task: dict = {}
+    for e in existing:
+        by_task.setdefault(e["task"], []).append(e)
+    out = Plan(existing_ids={e["id"] for e in existing}, wanted=len(wanted))
+    seen = set()
+    for w in wanted:
+        seen.add(w["task"])
+        olds = by_task.get(w["task"], [])
+        target = _canon(w["result"])
+        match = next((o for o in olds if o.get("score") is not None and abs(o["score"] - w["score"]) <= SCORE_EPS
+                      and _canon(o["result"]) == target), None)
+        if match is None:
+            out.create.append(w)
+        else:
+            out.keep += 1
+        out.delete += [o["id"] for o in olds if o is not match]
+    for task, olds in by_task.items():
+        if task not in seen:
+            out.delete += [o["id"] for o in olds]
+    return out
+
+
+def tab_data(client: LabelStudioClient, project_id: int, name: str, current: bool = False) -> dict:
     """Data Manager tab settings: filter to the evaluation, lowest agreement first, score column shown."""
     hidden = []
     for col in client.columns(project_id):
         vis = col.get("visibility_defaults")
-        if not vis or col.get("id") == "data":
-            continue
-        cid = "tasks:" + ("data." if col.get("parent") == "data" else "") + str(col["id"])
-        if col["id"] in SHOWN_COLUMNS:
+        if not vis or col.get("id") == "data" or col.get("id") in SHOWN_COLUMNS:
             continue
         if not vis.get("explore", True):
-            hidden.append(cid)
-    hidden_labeling = [c for c in hidden]
+            hidden.append("tasks:" + ("data." if col.get("parent") == "data" else "") + str(col["id"]))
     return {
-        "filters": {"conjunction": "and", "items": [{
-            "filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List",
-            "value": [base]}]},  # a list: Label Studio iterates it (a bare string would match by letters)
+        # the value is a list: Label Studio iterates it (a bare string would match letter by letter)
+        "filters": {"conjunction": "and", "items": [{"filter": "filter:tasks:predictions_model_versions",
+                                                      "operator": "contains", "type": "List", "value": [name]}]},
         "ordering": ["tasks:predictions_score"],
-        "hiddenColumns": {"explore": hidden, "labeling": hidden_labeling},
+        "hiddenColumns": {"explore": hidden, "labeling": list(hidden)},
+        CURRENT_MARK: bool(current),
     }
 
 
 def write_back(client: LabelStudioClient, project_id: int, report: dict, tasks: list[dict], *,
                version: str | None = None, against: str | None = None, make_current: bool = False,
-               chunk: int = 1000, progress: bool = False, on_chunk: Callable[[int], None] | None = None,
-               when: datetime | None = None) -> dict:
-    """Write the report's per-task agreement to Label Studio, replacing older runs of the evaluation.
+               chunk: int = WRITE_CHUNK, rewrite_min: int = REWRITE_MIN, progress: bool = False,
+               on_chunk: Callable[[int], None] | None = None, on_delete: Callable[[int], None] | None = None) -> dict:
+    """Make Label Studio hold exactly one evaluation prediction per compared task of ``report``.
 
-    Returns ``{"model_version", "evaluation", "written", "replaced": {old: n}, "tab": {"id", "title"},
-    "current_model_version", "previous_model_version"}``.  Raises ``LabelStudioError`` (after
-    removing this run's predictions) when the predictions cannot all be written.
+    ``tasks`` is the pull the report was computed from (its evaluation predictions are
+    the starting state).  ``chunk`` predictions go in one import request: it is large on
+    purpose, because Label Studio 1.23.2 recounts the counters of *every* task of the
+    project after each import request (about 10 s per request at 10,000 tasks).
+    ``on_chunk(n_created)`` / ``on_delete(n_deleted)`` are progress hooks.
+
+    Returns ``{"model_version", "mode": "incremental"|"rewrite", "written", "created", "deleted",
+    "unchanged", "rejected", "tab": {"id", "title"}, "current_model_version",
+    "previous_model_version"}``; ``written`` is the number of evaluation predictions in
+    Label Studio afterwards.  Raises ``LabelStudioError`` when Label Studio fails or the
+    counts do not come out right after a repair pass.
     """
     version = version or report["version"]
     against = against or report.get("reference") or "ground_truth"
     pid = int(project_id)
-    base = evaluation_name(version, against)
-    counts = client.model_version_counts(pid)
-    name = run_name(base, when, taken=set(counts))
-    stale = {mv: n for mv, n in counts.items() if is_run_of(base, mv)}
-    previous = client.project(pid)["model_version"] or None
-    preds = evaluation_predictions(report, tasks, name)
-
-    for attempt in (1, 2):
-        try:
-            client.import_predictions(pid, preds, chunk=chunk, progress=progress, on_chunk=on_chunk)
-            written = client.model_version_counts(pid).get(name, 0)
-        except LabelStudioError:
-            _discard(client, pid, name)
-            raise
-        if written == len(preds):
-            break
-        # A chunk retried after a lost answer can be stored twice: start this run over once.
-        log.warning("evaluation %s: %d predictions stored for %d written; rewriting", name, written, len(preds))
-        _discard(client, pid, name)
-        if attempt == 2:
-            raise LabelStudioError(f"Label Studio at {client.url} stored {written} of {len(preds)} evaluation "
-                                   f"predictions for '{name}' twice in a row; nothing was kept, rerun to retry")
-
-    current = previous
-    if make_current or (previous is not None and previous in stale):
-        client.set_model_version(pid, name)
-        current = name
-    for mv in stale:
-        client.delete_model_version(pid, mv)
+    name = evaluation_name(version, against)
+    wanted = evaluation_predictions(report, tasks, name)
     title = tab_title(version, against)
-    view_id = client.upsert_view(pid, title, tab_data(client, pid, base))
-    return {"model_version": name, "evaluation": base, "written": written, "replaced": stale,
-            "tab": {"id": view_id, "title": title}, "current_model_version": current,
+    previous = client.project(pid)["model_version"] or None
+    tab = next((v for v in client.views(pid) if v["title"] == title), None)
+    # A bulk rewrite clears the project's current version when it is this evaluation; the tab
+    # remembers it, so that a run after a crash in that window can put it back.
+    was_current = previous == name or (previous is None and bool(tab and tab["data"].get(CURRENT_MARK)))
+    existing = existing_predictions(tasks, name)
+    totals = {"created": 0, "deleted": 0}
+    first = plan(wanted, existing)
+    mode, stored = "incremental", 0
+    for attempt in (1, 2):
+        p = first if attempt == 1 else plan(wanted, client.predictions_of_version(pid, name))
+        mode = "rewrite" if p.rewrite(rewrite_min) else "incremental"
+        if mode == "rewrite" and was_current and not (tab and tab["data"].get(CURRENT_MARK)):
+            tab = {"id": client.upsert_view(pid, title, tab_data(client, pid, name, current=True)),
+                   "data": {CURRENT_MARK: True}}
+        log.info("evaluation %s: %d to create, %d to delete, %d unchanged (%s)", name, len(p.create), len(p.delete),
+                 p.keep, mode)
+        created, deleted = _execute(client, pid, name, p, mode, wanted, chunk, progress, on_chunk, on_delete)
+        totals["created"] += created
+        totals["deleted"] += deleted
+        stored = client.model_version_counts(pid).get(name, 0)
+        expected = created if mode == "rewrite" else len(p.existing_ids) - len(p.delete) + created
+        if stored == expected:
+            break
+        # Off: a chunk stored twice after a lost answer, or another writer.  Look at what is
+        # really there and reconcile once more.
+        log.warning("evaluation %s: %d predictions stored, %d expected; reconciling again", name, stored, expected)
+        if attempt == 2:
+            raise LabelStudioError(f"Label Studio at {client.url}: the evaluation '{name}' of project {pid} has "
+                                   f"{stored} predictions, {expected} expected, after a repair pass; rerun to repair")
+    rejected = len(wanted) - stored if stored < len(wanted) else 0
+    if rejected:  # Label Studio 1.23.2 logs and drops predictions its validator rejects
+        log.warning("evaluation %s: Label Studio rejected %d of %d predictions (see its log)", name, rejected, len(wanted))
+    current = previous
+    if make_current or was_current:
+        if client.project(pid)["model_version"] != name:  # a bulk delete of the current version clears it
+            client.set_model_version(pid, name)
+        current = name
+    view_id = client.upsert_view(pid, title, tab_data(client, pid, name, current=current == name))
+    return {"model_version": name, "mode": mode, "written": stored, "created": totals["created"],
+            "deleted": totals["deleted"], "unchanged": 0 if first.rewrite(rewrite_min) else first.keep,
+            "rejected": rejected, "tab": {"id": view_id, "title": title}, "current_model_version": current,
             "previous_model_version": previous}
 
 
-def _discard(client: LabelStudioClient, pid: int, name: str) -> None:
+def _execute(client, pid, name, p: Plan, mode, wanted, chunk, progress, on_chunk, on_delete) -> tuple[int, int]:
+    """Carry out a plan; return (created, deleted)."""
+    if mode == "rewrite":
+        deleted = client.delete_model_version(pid, name)
+        created = client.import_predictions(pid, wanted, chunk=chunk, progress=progress, on_chunk=on_chunk)
+        return created, deleted
+    created = 0
+    if p.create:
+        try:
+            created = client.import_predictions(pid, p.create, chunk=chunk, progress=progress, on_chunk=on_chunk)
+        except LabelStudioError:
+            _rollback(client, pid, name, p)
+            raise
+    deleted = client.delete_predictions(p.delete, progress=progress, on_delete=on_delete) if p.delete else 0
+    return created, deleted
+
+
+def _rollback(client, pid, name, p: Plan) -> None:
+    """Remove what a failed import created in this run (the version's predictions not there before); best effort."""
     try:
-        client.delete_model_version(pid, name)
-    except LabelStudioError as exc:  # Label Studio is gone: the next run cleans up this run's leftovers
-        log.warning("could not remove the partial evaluation %s: %s", name, exc)
+        fresh = [e["id"] for e in client.predictions_of_version(pid, name) if e["id"] not in p.existing_ids]
+        if fresh:
+            client.delete_predictions(fresh)
+    except LabelStudioError as exc:
+        log.warning("could not remove the predictions of the failed write-back of %s: %s (the next run will)", name, exc)

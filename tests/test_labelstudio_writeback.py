@@ -4,13 +4,11 @@ Expected numbers are the hand-computed ones of tests/fixtures/ls_export/README.m
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,20 @@ import pytest
 from scoring.engine import evaluate
 from scoring.errors import LabelStudioError
 from scoring.labelstudio import LabelStudioClient
-from scoring.writeback import evaluation_name, is_run_of, write_back
+from scoring.writeback import write_back
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import FaultyProxy
 
 pytestmark = pytest.mark.labelstudio
 REPO = Path(__file__).resolve().parent.parent
+CHEAP = "eval(v-cheap vs ground_truth)"
 
 # v-cheap against ground truth, per task (README): the lowest agreement first.
 CHEAP_SCORES = {"t02": 0.75, "t03": 0.75, "t05": 0.75, "t09": 0.75, "t08": 0.875, "t13": 0.875, "t14": 0.875,
                 "t17": 0.95, "t16": (3 + 18 / 19) / 4}
 CHEAP_SCORES.update({k: 1.0 for k in ("t01", "t04", "t06", "t07", "t10", "t11", "t12", "t15", "t18", "t20")})
+# v-good against ground truth (README), for when v-cheap's predictions are replaced by v-good's.
+GOOD_SCORES = {"t03": 0.75, "t07": 0.95, "t12": 0.9375, "t15": (3 + 13 / 14) / 4}
 
 
 def score_and_write(client, pid, version="v-cheap", against="ground_truth", **kw):
@@ -37,8 +38,23 @@ def score_and_write(client, pid, version="v-cheap", against="ground_truth", **kw
     return report, write_back(client, pid, report, tasks, **kw)
 
 
-def runs_of(counts: dict, base: str) -> dict:
-    return {mv: n for mv, n in counts.items() if is_run_of(base, mv)}
+def others(counts: dict) -> dict:
+    return {k: v for k, v in counts.items() if not k.startswith("eval(")}
+
+
+def make_cheap_like_good(ls, pid, ids) -> None:
+    """Give v-cheap a newer prediction equal to v-good's on t01-t19 (t20 keeps the old one)."""
+    preds = []
+    for key, tid in ids.items():
+        values = make_fixture.version_labelling(key, "v-good")
+        if values is not None:
+            preds.append({"task": tid, "model_version": "v-cheap", "result": make_fixture.regions(key, values, "new-")})
+    ls.projects.import_predictions(pid, request=preds)
+
+
+def scores_by_ref(client, pid, ids, name=CHEAP) -> dict:
+    ref_of = {tid: ref for ref, tid in ids.items()}
+    return {ref_of[p["task"]]: p["score"] for p in client.predictions_of_version(pid, name)}
 
 
 @pytest.fixture
@@ -51,8 +67,8 @@ def test_sorting_the_tab_by_prediction_score_gives_lowest_agreement_first(projec
     pid, ids, client = project
     ref_of = {tid: ref for ref, tid in ids.items()}
     _, out = score_and_write(client, pid, make_current=True)
-    assert out["written"] == 19
-    assert client.project(pid)["model_version"] == out["model_version"]
+    assert (out["model_version"], out["written"], out["created"], out["deleted"]) == (CHEAP, 19, 19, 0)
+    assert client.project(pid)["model_version"] == CHEAP
 
     rows = client.view_tasks(pid, out["tab"]["id"])
     refs = [ref_of[r["id"]] for r in rows]
@@ -66,67 +82,76 @@ def test_sorting_the_tab_by_prediction_score_gives_lowest_agreement_first(projec
     # The evaluation prediction carries the version's own regions.
     tasks, _ = client.pull_project(pid, progress=False)
     t13 = next(t for t in tasks if t["data"]["ref"] == "t13")
-    ev = next(p for p in t13["predictions"] if p["model_version"] == out["model_version"])
+    ev = next(p for p in t13["predictions"] if p["model_version"] == CHEAP)
     cheap = next(p for p in t13["predictions"] if p["model_version"] == "v-cheap")
     assert ev["result"] == cheap["result"] and ev["score"] == pytest.approx(0.875)
 
 
 def test_without_the_current_model_version_the_score_column_is_empty(project):
-    """Label Studio 1.23.2 fact the README instructions rest on."""
+    """The Label Studio 1.23.2 behaviour the README instructions rest on."""
     pid, ids, client = project
     _, out = score_and_write(client, pid)
     assert out["current_model_version"] is None
     rows = client.view_tasks(pid, out["tab"]["id"])
     assert len(rows) == 19 and {r["predictions_score"] for r in rows} == {None}
-    client.set_model_version(pid, out["model_version"])
-    assert sorted(r["predictions_score"] for r in client.view_tasks(pid, out["tab"]["id"]))[0] == 0.75
+    client.set_model_version(pid, CHEAP)
+    assert sorted(r["predictions_score"] for r in client.view_tasks(pid, out["tab"]["id"]))[:4] == [0.75] * 4
 
 
-def test_rerun_replaces_the_previous_run(project, label_studio):
+def test_rerun_changes_only_what_changed(project, label_studio):
     pid, ids, client = project
-    base = evaluation_name("v-cheap", "ground_truth")
     _, first = score_and_write(client, pid, make_current=True)
     counts1 = client.model_version_counts(pid)
-    _, second = score_and_write(client, pid)  # no make_current: follows because the current one was replaced
-    counts2 = client.model_version_counts(pid)
-    assert second["model_version"] != first["model_version"]
-    assert runs_of(counts1, base) == {first["model_version"]: 19}
-    assert runs_of(counts2, base) == {second["model_version"]: 19}
-    assert second["replaced"] == {first["model_version"]: 19}
-    assert {k: v for k, v in counts2.items() if not is_run_of(base, k)} == {"v-good": 19, "v-cheap": 20}
-    assert client.project(pid)["model_version"] == second["model_version"]
-    assert second["tab"]["id"] == first["tab"]["id"]
-    titles = [v["title"] for v in client.views(pid)]
-    assert titles.count("Agreement: v-cheap vs ground_truth") == 1
-    # a second evaluation lives next to the first one
+    _, again = score_and_write(client, pid)
+    assert (again["created"], again["deleted"], again["unchanged"], again["written"]) == (0, 0, 19, 19)
+    assert client.model_version_counts(pid) == counts1 == {CHEAP: 19, "v-good": 19, "v-cheap": 20}
+
+    # A reviewer fixes t02's ground truth to what v-cheap said (Neutral): only t02 changes.
+    ls = label_studio.sdk()
+    tasks, _ = client.pull_project(pid, progress=False)
+    t02 = next(t for t in tasks if t["data"]["ref"] == "t02")
+    ann = t02["annotations"][0]
+    result = [dict(r, value={"choices": ["Neutral"]}) if r["from_name"] == "sentiment" else r for r in ann["result"]]
+    ls.annotations.update(ann["id"], result=result)
+    _, fixed = score_and_write(client, pid)
+    assert (fixed["created"], fixed["deleted"], fixed["unchanged"], fixed["mode"]) == (1, 1, 18, "incremental")
+    assert client.model_version_counts(pid) == counts1
+    assert scores_by_ref(client, pid, ids)["t02"] == 1.0
+    assert client.project(pid)["model_version"] == CHEAP
+    assert [v["title"] for v in client.views(pid)].count("Agreement: v-cheap vs ground_truth") == 1
+
+    # A second evaluation lives next to the first one.
     _, good = score_and_write(client, pid, version="v-good")
-    counts3 = client.model_version_counts(pid)
-    assert runs_of(counts3, base) == {second["model_version"]: 19}
-    assert runs_of(counts3, evaluation_name("v-good", "ground_truth")) == {good["model_version"]: 18}
-    assert client.project(pid)["model_version"] == second["model_version"]
+    assert good["model_version"] == "eval(v-good vs ground_truth)"
+    assert client.model_version_counts(pid) == {**counts1, "eval(v-good vs ground_truth)": 18}
+    assert client.project(pid)["model_version"] == CHEAP
 
 
-def test_same_second_reruns_get_distinct_names(project):
+def test_mass_change_is_rewritten_in_bulk_and_stays_current(project, label_studio):
     pid, ids, client = project
-    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    _, a = score_and_write(client, pid, when=when)
-    _, b = score_and_write(client, pid, when=when)
-    assert a["model_version"] == "eval(v-cheap vs ground_truth) @ 2026-01-02 03:04:05"
-    assert b["model_version"] == a["model_version"] + " #2"
-    assert runs_of(client.model_version_counts(pid), evaluation_name("v-cheap", "ground_truth")) == {b["model_version"]: 19}
+    score_and_write(client, pid, make_current=True)
+    make_cheap_like_good(label_studio.sdk(), pid, ids)  # 18 of 19 evaluation predictions change
+    _, out = score_and_write(client, pid, rewrite_min=10)
+    assert (out["mode"], out["written"], out["deleted"], out["created"]) == ("rewrite", 19, 19, 19)
+    assert client.model_version_counts(pid)[CHEAP] == 19
+    assert client.project(pid)["model_version"] == CHEAP  # cleared by Label Studio's bulk delete, put back
+    scores = scores_by_ref(client, pid, ids)
+    expected = {ref: GOOD_SCORES.get(ref, 1.0) for ref in CHEAP_SCORES}
+    assert scores == pytest.approx(expected)
 
 
 def test_label_studio_failing_mid_write_leaves_nothing_partial(project, label_studio):
     pid, ids, client = project
-    base = evaluation_name("v-cheap", "ground_truth")
-    _, first = score_and_write(client, pid, make_current=True)
+    score_and_write(client, pid, make_current=True)
+    make_cheap_like_good(label_studio.sdk(), pid, ids)
     before = client.model_version_counts(pid)
+    before_scores = scores_by_ref(client, pid, ids)
     imports = []
 
     def fail(n, method, path):
         if method == "POST" and "/import/predictions" in path:
             imports.append(n)
-            if len(imports) >= 3:  # the third chunk and its retries fail
+            if len(imports) >= 3:  # the third chunk and its retry fail
                 return 503
         return None
 
@@ -134,16 +159,16 @@ def test_label_studio_failing_mid_write_leaves_nothing_partial(project, label_st
         flaky = LabelStudioClient(label_studio.settings().replace(label_studio_url=proxy.url), attempts=2, backoff=0.01)
         with pytest.raises(LabelStudioError, match="503"):
             score_and_write(flaky, pid, chunk=5)
-    assert len(imports) == 4  # chunks 1, 2 written, chunk 3 tried twice
-    assert client.model_version_counts(pid) == before  # this run's 10 predictions were removed again
-    assert client.project(pid)["model_version"] == first["model_version"]
-    assert runs_of(before, base) == {first["model_version"]: 19}
+    assert len(imports) == 4  # chunks 1 and 2 stored, chunk 3 tried twice
+    assert client.model_version_counts(pid) == before  # the 10 stored in this run were removed again
+    assert scores_by_ref(client, pid, ids) == before_scores
+    assert client.project(pid)["model_version"] == CHEAP
 
 
 # ---------------------------------------------------------------- crash
 
-def _child(url: str, token: str, pid: int, marker: str, kill_after: int) -> None:
-    """Run in a child process: write back in chunks of 3 and hang after ``kill_after`` predictions."""
+def _child(url: str, token: str, pid: int, marker: str, kill_after: int, rewrite_min: int) -> None:
+    """Run in a child process: write back in chunks of 3 and hang once ``kill_after`` are created."""
     from backend.settings import Settings
 
     client = LabelStudioClient(Settings(label_studio_url=url, label_studio_api_key=token))
@@ -153,16 +178,13 @@ def _child(url: str, token: str, pid: int, marker: str, kill_after: int) -> None
             Path(marker).write_text(str(done))
             time.sleep(600)
 
-    score_and_write(client, pid, chunk=3, on_chunk=hook)
+    score_and_write(client, pid, chunk=3, on_chunk=hook, rewrite_min=rewrite_min)
 
 
-def test_killed_mid_write_then_rerun_repairs(project, label_studio, tmp_path):
-    pid, ids, client = project
-    base = evaluation_name("v-cheap", "ground_truth")
-    _, first = score_and_write(client, pid, make_current=True)
-    marker = tmp_path / "marker"
+def _run_and_kill(label_studio, pid, tmp_path, rewrite_min) -> None:
+    marker = tmp_path / f"marker-{rewrite_min}"
     code = (f"from tests.test_labelstudio_writeback import _child; "
-            f"_child({label_studio.url!r}, {label_studio.token!r}, {pid}, {str(marker)!r}, 9)")
+            f"_child({label_studio.url!r}, {label_studio.token!r}, {pid}, {str(marker)!r}, 9, {rewrite_min})")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -170,22 +192,30 @@ def test_killed_mid_write_then_rerun_repairs(project, label_studio, tmp_path):
             assert child.poll() is None, "the write-back child exited early"
             assert time.monotonic() < deadline, "the write-back child never reached its hook"
             time.sleep(0.1)
-        os.kill(child.pid, signal.SIGKILL)  # mid-write: 9 of 19 predictions are in
+        os.kill(child.pid, signal.SIGKILL)  # mid-write: 9 new predictions are in
         child.wait(10)
     finally:
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
             child.wait(10)
 
-    crashed = runs_of(client.model_version_counts(pid), base)
-    assert crashed[first["model_version"]] == 19  # the previous run is untouched ...
-    assert sorted(crashed.values()) == [9, 19]  # ... next to a partial one
-    assert client.project(pid)["model_version"] == first["model_version"]
+
+@pytest.mark.parametrize("rewrite_min", [10**9, 1], ids=["incremental", "bulk-rewrite"])
+def test_killed_mid_write_then_rerun_repairs(project, label_studio, tmp_path, rewrite_min):
+    pid, ids, client = project
+    score_and_write(client, pid, make_current=True)
+    make_cheap_like_good(label_studio.sdk(), pid, ids)
+    _run_and_kill(label_studio, pid, tmp_path, rewrite_min)
+
+    crashed = client.model_version_counts(pid)[CHEAP]
+    # incremental: 19 old + 9 new (9 tasks have two for now); bulk: old ones gone, 9 new
+    assert crashed == (28 if rewrite_min > 1 else 9)
 
     _, repaired = score_and_write(client, pid)
     counts = client.model_version_counts(pid)
-    assert runs_of(counts, base) == {repaired["model_version"]: 19}
-    assert {k: v for k, v in counts.items() if not is_run_of(base, k)} == {"v-good": 19, "v-cheap": 20}
-    assert client.project(pid)["model_version"] == repaired["model_version"]
+    assert counts[CHEAP] == repaired["written"] == 19
+    assert others(counts) == {"v-good": 19, "v-cheap": 39}
+    assert scores_by_ref(client, pid, ids) == pytest.approx({ref: GOOD_SCORES.get(ref, 1.0) for ref in CHEAP_SCORES})
+    assert client.project(pid)["model_version"] == CHEAP  # still (or again) the current one
     rows = client.view_tasks(pid, repaired["tab"]["id"])
-    assert [r["predictions_score"] for r in rows][:4] == [0.75] * 4
+    assert [r["predictions_score"] for r in rows][0] == 0.75

@@ -1,0 +1,158 @@
+"""Benchmark: pull, score and write back 10,000 tasks against a real Label Studio 1.23.2.
+
+    .venv/bin/python bench/bench_scoring.py                 # starts a throw-away Label Studio
+    .venv/bin/python bench/bench_scoring.py --tasks 2000    # smaller
+    .venv/bin/python bench/bench_scoring.py --url http://127.0.0.1:8080 --token TOKEN
+
+Set-up (not timed): a project with the sentiment + ner + summary + quality config of
+tests/fixtures/ls_export, N tasks imported in bulk with a ground-truth annotation
+inside each task, and one prediction per task of version ``v-bench`` (imported in
+bulk) that differs from the ground truth on a known share of tasks.
+
+Timed: the snapshot pull, the metrics engine, and the write-back (evaluation
+predictions of all compared tasks + replacing the previous run + the Data Manager
+tab), each separately; then the whole ``score_project(..., write_back=True)`` path
+for a rerun where nothing changed (write-back reconciles: nothing to write) and a
+rerun after every task got a new prediction (most scores change: the evaluation is
+deleted in bulk and written again).  Prints the figures; the target (issue 3) is
+scoring + write-back of 10,000 tasks in under 60 s.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from backend.settings import Settings  # noqa: E402
+from scoring.engine import evaluate  # noqa: E402
+from scoring.labelstudio import LabelStudioClient  # noqa: E402
+from scoring.writeback import write_back  # noqa: E402
+from tests.fixtures.ls_export.make_fixture import CONFIG  # noqa: E402
+
+PEOPLE = ["Alice Martin", "Bob Stone", "Carol Diaz", "Dan Lee", "Eve Adams", "Frank Wu", "Grace Hopper", "Ivy Chen"]
+ORGS = ["Globex", "Initech", "Umbrella", "Hooli", "Cyberdyne", "Vandelay", "Soylent", "Acme"]
+CITIES = ["Lyon", "Berlin", "Rome", "Oslo", "Madrid", "Tokyo", "Vienna", "Dublin"]
+MOODS = [("loved", "Positive"), ("hated", "Negative"), ("visited", "Neutral")]
+
+
+def regions(text: str, sentiment: str, spans: list, summary: str | None, quality: int) -> list[dict]:
+    out = [{"id": "s", "from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [sentiment]}}]
+    for i, (start, end, label) in enumerate(spans):
+        out.append({"id": f"n{i}", "from_name": "ner", "to_name": "text", "type": "labels",
+                    "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}})
+    if summary:
+        out.append({"id": "t", "from_name": "summary", "to_name": "text", "type": "textarea", "value": {"text": [summary]}})
+    out.append({"id": "r", "from_name": "quality", "to_name": "text", "type": "rating", "value": {"rating": quality}})
+    return out
+
+
+def synthetic(n: int, seed: int = 7):
+    """n tasks (data + ground-truth result) and, per task, the v-bench prediction's result."""
+    rng = random.Random(seed)
+    tasks, preds = [], []
+    for i in range(n):
+        person, org, city = rng.choice(PEOPLE), rng.choice(ORGS), rng.choice(CITIES)
+        verb, sentiment = rng.choice(MOODS)
+        text = f"{person} {verb} the {org} office in {city} (case {i})."
+        p0 = 0
+        o0 = text.index(org)
+        c0 = text.index(city, o0)
+        spans = [(p0, len(person), "PER"), (o0, o0 + len(org), "ORG"), (c0, c0 + len(city), "LOC")]
+        summary = f"{person.split()[0]} {verb} {city}."
+        quality = rng.randint(1, 5)
+        gt = regions(text, sentiment, spans, summary, quality)
+        # v-bench: wrong sentiment on 15%, a missed span on 20%, a typo on 10%, rating off by one on 25%
+        p_sent = rng.choice([s for _, s in MOODS if s != sentiment]) if rng.random() < 0.15 else sentiment
+        p_spans = spans[:2] if rng.random() < 0.20 else spans
+        p_summary = summary[:-1] if rng.random() < 0.10 else summary
+        p_quality = max(1, min(5, quality + (1 if rng.random() < 0.25 else 0)))
+        tasks.append({"data": {"text": text}, "annotations": [{"result": gt}]})
+        preds.append(regions(text, p_sent, p_spans, p_summary, p_quality))
+    return tasks, preds
+
+
+def setup_project(client: LabelStudioClient, n: int) -> int:
+    ls = client.sdk
+    tasks, preds = synthetic(n)
+    t0 = time.perf_counter()
+    project = ls.projects.create(title=f"bench {n} tasks", label_config=CONFIG)
+    for start in range(0, n, 2000):
+        ls.projects.import_tasks(project.id, request=tasks[start:start + 2000], commit_to_project=True,
+                                 request_options={"timeout_in_seconds": 600})
+    ids = sorted(t.id for t in ls.tasks.list(project=project.id, fields="task_only", page_size=1000))
+    assert len(ids) == n, (len(ids), n)
+    client.import_predictions(project.id, [{"task": tid, "model_version": "v-bench", "result": r}
+                                           for tid, r in zip(ids, preds)], chunk=2000)
+    print(f"set-up: {n} tasks with ground truth + {n} predictions imported in {time.perf_counter() - t0:.1f} s "
+          "(not part of the figures below)", flush=True)
+    return project.id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--url")
+    parser.add_argument("--token")
+    parser.add_argument("--project", type=int, help="reuse a project made by an earlier run (with --url)")
+    args = parser.parse_args(argv)
+    server = None
+    if args.url:
+        settings = Settings(label_studio_url=args.url, label_studio_api_key=args.token)
+    else:
+        from tests.lsharness import LabelStudioServer, find_binary, prepare_data_dir
+
+        binary = find_binary()
+        data_dir = Path(tempfile.mkdtemp(prefix="ls-bench-"))
+        prepare_data_dir(binary, data_dir)
+        server = LabelStudioServer(binary, data_dir).start()
+        settings = server.settings(data_dir=str(data_dir / "scoring"))
+    try:
+        client = LabelStudioClient(settings)
+        pid = args.project or setup_project(client, args.tasks)
+
+        t0 = time.perf_counter()
+        tasks, config = client.pull_project(pid, progress=False)
+        t_pull = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report = evaluate(tasks, config, "v-bench", "ground_truth")
+        t_score = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = write_back(client, pid, report, tasks)
+        t_write = time.perf_counter() - t0
+        total = t_pull + t_score + t_write
+        print(f"tasks: {len(tasks)}  compared: {report['n_compared']}  score: {report['score']:.4f}")
+        print(f"pull (snapshot export + download): {t_pull:6.2f} s")
+        print(f"score (metrics engine):            {t_score:6.2f} s")
+        print(f"write-back ({out['mode']}: {out['created']} created, {out['deleted']} deleted): {t_write:6.2f} s")
+        print(f"total pull + score + write-back:   {total:6.2f} s  (target < 60 s: {'met' if total < 60 else 'MISSED'})",
+              flush=True)
+
+        from scoring.pipeline import score_project
+
+        def timed(label: str) -> None:
+            t0 = time.perf_counter()
+            rep = score_project(settings, pid, "v-bench", write_back=True, progress=False)
+            wb = rep["write_back"]
+            print(f"{label}: {time.perf_counter() - t0:6.2f} s  ({wb['mode']}: {wb['created']} created, "
+                  f"{wb['deleted']} deleted, {wb['unchanged']} unchanged; {wb['written']} in Label Studio)", flush=True)
+
+        timed("rerun, nothing changed (score_project, whole path)")
+        _, preds = synthetic(args.tasks, seed=8)  # a new prediction per task: most per-task scores change
+        ids = sorted(t["id"] for t in tasks)
+        client.import_predictions(pid, [{"task": tid, "model_version": "v-bench", "result": r}
+                                        for tid, r in zip(ids, preds)], chunk=args.tasks)
+        timed("rerun after new predictions for every task (bulk rewrite)")
+        print(f"model versions: {client.model_version_counts(pid)}")
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

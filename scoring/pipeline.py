@@ -1,0 +1,183 @@
+"""Score a prompt version of a live Label Studio project: pull → score → cost → write-back → history.
+
+    report = score_project(settings, 7, "v2")                              # against ground truth
+    report = score_project(settings, 7, "v2", against="v1")                # model vs model
+    report = score_project(settings, 7, "v2", write_back=True)             # agreement into Label Studio
+    reports = compare_versions(settings, 7, ["v1", "v2", "v3"])            # quality and cost side by side
+    ids = create_candidates(client, 7, report, tasks, n=20)                # ground-truth candidates
+
+The report is the engine's JSON contract (``scoring.engine.evaluate``) plus
+``project``, ``run_id``, ``n_project_tasks``, ``cost`` (``scoring.cost.cost_section``),
+``lowest`` (the lowest-agreement tasks with their Label Studio links; against
+another version: the most-disagreeing tasks), ``write_back`` (what was written,
+or None) and ``candidates`` (None unless asked for).  The run is stored in the
+history (``scoring.history``) after everything else succeeded, so a failed run
+leaves no record and (see ``scoring.writeback``) nothing partial in Label Studio.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Callable
+
+from backend.settings import Settings
+from scoring.cost import cost_section
+from scoring.engine import GROUND_TRUTH, compile_schema, evaluate_schema
+from scoring.errors import ScoringError
+from scoring.labelstudio import LabelStudioClient
+
+log = logging.getLogger(__name__)
+
+LOWEST_N = 20
+
+
+def _cost(settings: Settings, version: str, project_id, n_scored: int, n_project_tasks: int) -> dict:
+    """The cost section from the prediction ledger: this project's records, else the version's overall ones."""
+    try:
+        from backend.ledger import open_ledger
+
+        ledger = open_ledger(settings)
+        try:
+            summary = ledger.summary(version, project=str(project_id))
+            note = None
+            if not summary.get("calls"):
+                overall = ledger.summary(version)
+                if overall.get("calls"):
+                    summary = overall
+                    note = (f"no ledger records of {version} for project {project_id}; "
+                            "cost per task from all projects")
+        finally:
+            ledger.close()
+    except Exception as exc:  # a ledger problem must not hide the scores
+        log.warning("prediction ledger unavailable: %s", exc)
+        section = cost_section(None, n_scored, n_project_tasks)
+        section.setdefault("notes", []).append(f"prediction ledger unavailable ({type(exc).__name__})")
+        return section
+    section = cost_section(summary, n_scored, n_project_tasks)
+    if note:
+        section.setdefault("notes", []).append(note)
+    return section
+
+
+def lowest_tasks(report: dict, client: LabelStudioClient | None, project_id, n: int = LOWEST_N) -> list[dict]:
+    """The ``n`` compared tasks of lowest agreement (ties by task id) with their Label Studio links.
+
+    >>> lowest_tasks({"tasks": [{"id": 2, "score": 1.0}, {"id": 5, "score": 0.5}, {"id": 3, "score": 0.5}]}, None, 1, 2)
+    [{'id': 3, 'score': 0.5, 'url': None}, {'id': 5, 'score': 0.5, 'url': None}]
+    """
+    rows = sorted((r for r in report.get("tasks", ()) if r.get("score") is not None), key=lambda r: (r["score"], r["id"]))
+    return [{"id": r["id"], "score": r["score"], "url": client.task_url(project_id, r["id"]) if client else None}
+            for r in rows[:n]]
+
+
+def create_candidates(client: LabelStudioClient, project_id, report: dict, tasks: list[dict], n: int,
+                      progress: bool = False) -> list[dict]:
+    """Turn the ``n`` *most-agreeing* tasks of a model-vs-model report into ground-truth candidates.
+
+    Where two versions agree most, their answer is most likely right, so those tasks are
+    the safest to bootstrap a ground-truth set from.  For each chosen task an annotation
+    is created from the scored version's prediction (``parent_prediction`` links it),
+    with ``ground_truth`` **False**: a person confirms it (review it, then "Mark as
+    ground truth").  Tasks that already have an annotation are left alone, so a rerun
+    adds no duplicates.  Returns ``[{"task", "annotation", "score"}]``.
+    """
+    if report.get("reference") == GROUND_TRUTH:
+        raise ScoringError("ground-truth candidates come from comparing two versions: use --against VERSION_B")
+    annotated = {t["id"] for t in tasks if any(not a.get("was_cancelled") for a in (t.get("annotations") or ()))}
+    results = {p["id"]: p.get("result") or [] for t in tasks for p in (t.get("predictions") or ()) if isinstance(p, dict)}
+    rows = [r for r in report.get("tasks", ()) if r.get("score") is not None and r["id"] not in annotated
+            and r.get("prediction_id") in results]
+    rows.sort(key=lambda r: (-r["score"], r["id"]))
+    chosen = rows[:max(0, n)]
+    ids = client.create_annotations(project_id, [
+        {"task": r["id"], "result": results[r["prediction_id"]], "parent_prediction": r["prediction_id"]} for r in chosen
+    ], ground_truth=False, progress=progress)
+    return [{"task": r["id"], "annotation": a, "score": r["score"]} for r, a in zip(chosen, ids)]
+
+
+def _record(settings: Settings, report: dict, project_id, started: datetime, **extra) -> str | None:
+    from scoring.history import open_history, run_from_report
+
+    run = run_from_report(report, project=project_id, started_at=started, finished_at=datetime.now(timezone.utc), **extra)
+    history = open_history(settings)
+    try:
+        return history.add(run)
+    finally:
+        close = getattr(history, "close", None)
+        if callable(close):
+            close()
+
+
+def score_project(settings: Settings, project_id, version: str, against: str = GROUND_TRUTH,
+                  write_back: bool = False, *, config=None, make_current: bool = False, candidates: int = 0,
+                  progress: bool = True, chunk: int | None = None, on_chunk: Callable[[int], None] | None = None,
+                  client: LabelStudioClient | None = None, record: bool = True, pulled: tuple | None = None) -> dict:
+    """Pull a project, score ``version`` against ``against``, add cost, optionally write back; return the report.
+
+    ``config`` is a ``scoring.config.ScoringConfig`` (per-control metrics and weights);
+    ``make_current`` makes the written evaluation the project's current model version
+    (so the Data Manager's "Prediction score" column shows it); ``candidates`` > 0
+    creates that many ground-truth candidates (model vs model only); ``on_chunk`` is
+    called after each written chunk; ``record=False`` keeps the run out of the history;
+    ``pulled`` = ``(tasks, label_config)`` reuses a pull (``compare_versions``).
+    """
+    if candidates and against == GROUND_TRUTH:
+        raise ScoringError("--candidates needs --against VERSION_B: candidates come from two versions that agree")
+    started = datetime.now(timezone.utc)
+    client = client or LabelStudioClient(settings)
+    pid = int(project_id)
+    tasks, label_config = pulled or client.pull_project(pid, progress=progress)
+    report = evaluate_schema(tasks, compile_schema(label_config, config), version, against)
+    report["project"] = pid
+    report["n_project_tasks"] = len(tasks)
+    report["cost"] = _cost(settings, version, pid, report["n_compared"], len(tasks))
+    report["lowest"] = lowest_tasks(report, client, pid)
+    report["label_studio"] = {"url": client.url, "project": pid}
+    report["write_back"] = None
+    report["candidates"] = None
+    if write_back:
+        report["write_back"] = _write(client, pid, report, tasks, version, against, make_current, chunk, progress, on_chunk)
+    if candidates:
+        report["candidates"] = create_candidates(client, pid, report, tasks, candidates, progress=progress)
+    report["run_id"] = _record(settings, report, pid, started, write_back=bool(write_back)) if record else None
+    return report
+
+
+def _write(client, pid, report, tasks, version, against, make_current, chunk, progress, on_chunk) -> dict:
+    from scoring.writeback import write_back as do_write_back
+
+    from scoring.writeback import WRITE_CHUNK
+
+    return do_write_back(client, pid, report, tasks, version=version, against=against, make_current=make_current,
+                         chunk=chunk or WRITE_CHUNK, progress=progress, on_chunk=on_chunk)
+
+
+def compare_versions(settings: Settings, project_id, versions: list[str], against: str = GROUND_TRUTH, *,
+                     config=None, progress: bool = True, client: LabelStudioClient | None = None,
+                     record: bool = True) -> dict:
+    """Score several versions against the same reference from one pull; quality and cost side by side.
+
+    Returns ``{"project", "reference", "reports": [report per version], "table": compare_table rows,
+    "cheapest_good_enough": row | None, "alpha": {control: alpha across all versions (and the
+    reference)}}``.
+    """
+    from scoring.cost import cheapest_good_enough, compare_table
+    from scoring.engine import alpha_multi
+
+    versions = list(dict.fromkeys(versions))
+    if len(versions) < 2 and against == GROUND_TRUTH:
+        raise ScoringError("compare needs at least two versions (--versions A B ...)")
+    if against in versions:
+        raise ScoringError(f"'{against}' is the reference: leave it out of --versions")
+    client = client or LabelStudioClient(settings)
+    pid = int(project_id)
+    pulled = client.pull_project(pid, progress=progress)
+    reports = [score_project(settings, pid, v, against, config=config, progress=progress, client=client,
+                             record=record, pulled=pulled) for v in versions]
+    tasks, label_config = pulled
+    schema = compile_schema(label_config, config)
+    sources = versions + [against]
+    alpha = {c.name: alpha_multi(tasks, label_config, sources, c.name) for c in schema.controls if c.single_choice}
+    rows = compare_table(reports)
+    return {"project": pid, "reference": against, "reports": reports, "table": rows,
+            "cheapest_good_enough": cheapest_good_enough(rows), "alpha": alpha}

@@ -158,6 +158,24 @@ def test_score_command_prints_a_summary_and_writes_json_and_html(gt_project, cli
     assert label_studio.token not in printed.out + printed.err + html + out_json.read_text()
 
 
+def test_score_command_with_write_back(label_studio, cli_env, capsys):
+    pid, _ = make_fixture.build_project(label_studio.sdk(), title="cli write-back")
+    LabelStudioClient(label_studio.settings()).set_model_version(pid, "v-good")
+    code = main(["score", "--project", str(pid), "--version", "v-cheap", "--write-back", "--make-current",
+                 "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "'eval(v-cheap vs ground_truth)' now has 19 prediction(s) (19 written, 0 replaced or removed" in out
+    assert "before it was 'v-good'" in out
+    assert main(["score", "--project", str(pid), "--version", "v-cheap", "--write-back", "--no-progress"]) == 0
+    assert "now has 19 prediction(s) (0 written, 0 replaced or removed, 19 unchanged)" in capsys.readouterr().out
+
+
+def test_make_current_needs_write_back(cli_env, capsys):
+    assert main(["score", "--project", "1", "--version", "v", "--make-current"]) == 2
+    assert "--make-current needs --write-back" in capsys.readouterr().err
+
+
 def test_compare_command(gt_project, cli_env, capsys):
     pid, _ = gt_project
     code = main(["compare", "--project", str(pid), "--versions", "v-good", "v-cheap", "--no-progress",

@@ -96,6 +96,10 @@ def test_without_the_current_model_version_the_score_column_is_empty(project):
     assert len(rows) == 19 and {r["predictions_score"] for r in rows} == {None}
     client.set_model_version(pid, CHEAP)
     assert sorted(r["predictions_score"] for r in client.view_tasks(pid, out["tab"]["id"]))[:4] == [0.75] * 4
+    # Switching "Use predictions to prelabel tasks" off clears the current version, and the column with it.
+    client.sdk.projects.update(pid, show_collab_predictions=False)
+    assert not client.project(pid)["model_version"]
+    assert {r["predictions_score"] for r in client.view_tasks(pid, out["tab"]["id"])} == {None}
 
 
 def test_rerun_changes_only_what_changed(project, label_studio):

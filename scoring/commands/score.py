@@ -72,12 +72,17 @@ def summary_lines(report: dict) -> list[str]:
         lines += [f"    {_fmt(r['score'])}  task {r['id']}  {r.get('url') or ''}" for r in low[:10]]
     wb = report.get("write_back")
     if wb:
-        replaced = sum(wb["replaced"].values())
-        lines += ["", f"  wrote {wb['written']} prediction(s) as '{wb['model_version']}'"
-                      f"{f', replaced {replaced} of the previous run' if replaced else ''}; "
-                      f"Data Manager tab '{wb['tab']['title']}'"]
+        lines += ["", f"  write-back: '{wb['model_version']}' now has {wb['written']} prediction(s) "
+                      f"({wb['created']} written, {wb['deleted']} replaced or removed, {wb['unchanged']} unchanged"
+                      f"{', rewritten in bulk' if wb['mode'] == 'rewrite' else ''}); Data Manager tab "
+                      f"'{wb['tab']['title']}'"]
+        if wb.get("rejected"):
+            lines.append(f"  warning: Label Studio rejected {wb['rejected']} of them (see its log)")
         if wb["current_model_version"] == wb["model_version"]:
-            lines.append("  it is the project's current model version: sort the tab by 'Prediction score'")
+            lines.append("  it is the project's current model version: the tab lists the lowest agreement first")
+            if wb.get("previous_model_version") not in (None, wb["model_version"]):
+                lines.append(f"  (before it was {wb['previous_model_version']!r}: pick that again in Settings → "
+                             "Annotation → Prelabeling when the review is done)")
         else:
             lines.append(f"  the project's current model version is {wb['current_model_version']!r}: the 'Prediction "
                          "score' column shows agreement only once this evaluation is selected (rerun with "

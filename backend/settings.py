@@ -71,7 +71,7 @@ class Settings:
     provider_timeout: float = 60.0              # PROVIDER_TIMEOUT seconds per LLM call
     provider_max_retries: int = 2               # PROVIDER_MAX_RETRIES (SDK retries on 429/5xx/timeouts)
     # --- serving ----------------------------------------------------------
-    predict_concurrency: int = 8                # PREDICT_CONCURRENCY parallel LLM calls per /predict
+    predict_concurrency: int = 16               # PREDICT_CONCURRENCY parallel LLM calls per /predict
     predict_deadline: float = 90.0              # PREDICT_DEADLINE seconds; Label Studio gives up at 100
     failed_task_result: str = "skip"            # FAILED_TASK_RESULT: skip (no prediction, retried later) | empty
     basic_auth_user: str | None = None          # BASIC_AUTH_USER
@@ -100,7 +100,7 @@ class Settings:
             anthropic_base_url=get("ANTHROPIC_BASE_URL"),
             provider_timeout=_float(env, "PROVIDER_TIMEOUT", 60.0),
             provider_max_retries=_int(env, "PROVIDER_MAX_RETRIES", 2),
-            predict_concurrency=max(1, _int(env, "PREDICT_CONCURRENCY", 8)),
+            predict_concurrency=max(1, _int(env, "PREDICT_CONCURRENCY", 16)),
             predict_deadline=_float(env, "PREDICT_DEADLINE", 90.0),
             failed_task_result=_choice(env, "FAILED_TASK_RESULT", ("skip", "empty")),
             basic_auth_user=get("BASIC_AUTH_USER"),

@@ -266,7 +266,6 @@ class LabelStudioClient:
         A prediction that is already gone counts as deleted (a rerun after a crash).
         ``on_delete(n_done)`` is called after each one.
         """
-        from label_studio_sdk.core.api_error import ApiError
         from tqdm import tqdm
 
         ids = list(prediction_ids)

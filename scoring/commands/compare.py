@@ -50,6 +50,9 @@ def table_lines(result: dict) -> list[str]:
 
 
 def run(args, settings) -> int:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise here
     from scoring.config import load_scoring_config
     from scoring.pipeline import compare_versions
 

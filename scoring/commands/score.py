@@ -122,6 +122,9 @@ def write_html(path: str, report: dict, settings, *, comparison=None) -> None:
 
 
 def run(args, settings) -> int:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise here
     from scoring.config import load_scoring_config
     from scoring.pipeline import score_project
 

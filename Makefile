@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-ls clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_metrics.py
-	$(PY) bench/bench_scoring.py
+	$(PY) bench/bench_predict.py
+
+bench-ls: $(VENV)/.installed
+	tools/ensure_redis.sh
+	LS_BIN="$$(tools/ensure_label_studio.sh)" $(PY) bench/bench_scoring.py
 
 clean:
 	rm -rf $(VENV) var out .pytest_cache

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     render_html(best, os.path.join(args.out, "report.html"), comparison=rows)
 
     print(f"\nQuality against ground truth ({len(tasks)} tasks) and cost (projected to {args.project_size:,} tasks):")
-    lines = [["version", "score", *best["per_control"], "usd/task", f"projected", "relative cost"]]
+    lines = [["version", "score", *best["per_control"], "usd/task", "projected", "relative cost"]]
     for row in rows:
         rep = next(r for r in reports if r["version"] == row["version"])
         lines.append([

@@ -5,7 +5,6 @@ test; everything created is deleted afterwards.  Jobs that would need Label
 Studio are not run: the plumbing is exercised with the small jobs below.
 """
 import doctest
-import os
 import signal
 import subprocess
 import sys

@@ -31,8 +31,10 @@ import time
 
 import anthropic
 
-from backend.errors import AuthError, OutputError, ProviderError, ProviderTimeout, RefusalError, TruncatedError
+from backend.errors import AuthError, OutputError, RefusalError, TruncatedError
 from backend.providers.base import (
+    sdk_error,
+    server_message,
     Completion,
     ImagePart,
     Provider,
@@ -40,7 +42,6 @@ from backend.providers.base import (
     Usage,
     parse_json_object,
     shared_client,
-    status_error,
 )
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class AnthropicProvider(Provider):
                 )
                 break
             except anthropic.BadRequestError as exc:
-                if mode == OUTPUT_CONFIG and _REJECTS_FORMAT.search(_server_message(exc)):
+                if mode == OUTPUT_CONFIG and _REJECTS_FORMAT.search(server_message(exc)):
                     log.info("%s rejected output_config for %s; using a forced tool", self.base_url,
                              self.version.model)
                     mode = TOOL
@@ -167,18 +168,7 @@ class AnthropicProvider(Provider):
         return Completion(data=parse_json_object(text, usage, where), usage=usage, raw=text)
 
     def _error(self, exc: anthropic.AnthropicError, start: float) -> Exception:
-        usage = Usage(latency_s=time.perf_counter() - start)
-        where = self.where(self.base_url)
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderTimeout(
-                f"no answer from the {where} within {self.timeout:g}s (tried {self.max_retries + 1} times); "
-                "raise params.timeout or PROVIDER_TIMEOUT", usage=usage)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderError(
-                f"could not connect to the {where}; check the base_url and that the server is running", usage=usage)
-        if isinstance(exc, anthropic.APIStatusError):
-            return status_error(self, self.base_url, exc.status_code, _server_message(exc), usage, self.max_retries)
-        return ProviderError(f"the {where} failed: {type(exc).__name__}", usage=usage)
+        return sdk_error(self, anthropic, exc, start)
 
 
 def retry_after_seconds(headers) -> float | None:
@@ -211,10 +201,3 @@ def tool_name(schema_name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]", "_", schema_name)[:64] or "labels"
 
 
-def _server_message(exc: anthropic.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-    return exc.message or ""

@@ -193,6 +193,42 @@ def status_error(provider: Provider, base_url: str, status: int, server_message:
     return ProviderError(f"the {where} answered HTTP {status}{hint}: {detail}", usage=usage)
 
 
+def server_message(exc) -> str:
+    """The error text of an SDK status error: ``body.error.message``, else the SDK's message."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return getattr(exc, "message", "") or ""
+
+
+def sdk_error(provider: Provider, sdk, exc: Exception, start: float) -> Exception:
+    """Map an ``openai``/``anthropic`` SDK exception (``sdk`` is the module) to :mod:`backend.errors`.
+
+    Both SDKs name their errors alike (``APITimeoutError``, ``APIConnectionError``,
+    ``APIStatusError``), so one mapping serves every provider.
+    """
+    import time
+
+    from backend.errors import ProviderError, ProviderTimeout
+
+    usage = Usage(latency_s=time.perf_counter() - start)
+    where = provider.where(provider.base_url)
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderTimeout(
+            f"no answer from the {where} within {provider.timeout:g}s (tried {provider.max_retries + 1} times); "
+            "raise params.timeout or PROVIDER_TIMEOUT", usage=usage)
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderError(
+            f"could not connect to the {where}; check the base_url and that the server is running", usage=usage)
+    if isinstance(exc, sdk.APIStatusError):
+        return status_error(provider, provider.base_url, exc.status_code, server_message(exc), usage, provider.max_retries)
+    return ProviderError(f"the {where} failed: {provider.redact(type(exc).__name__)}", usage=usage)
+
+
 _CLIENTS: dict[tuple, Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 

@@ -17,8 +17,9 @@ import time
 
 import openai
 
-from backend.errors import AuthError, ProviderError, ProviderTimeout, RefusalError, TruncatedError
+from backend.errors import AuthError, ProviderError, RefusalError, TruncatedError
 from backend.providers.base import (
+    sdk_error,
     Completion,
     ImagePart,
     Provider,
@@ -26,7 +27,6 @@ from backend.providers.base import (
     Usage,
     parse_json_object,
     shared_client,
-    status_error,
 )
 
 log = logging.getLogger(__name__)
@@ -154,26 +154,6 @@ class OpenAIProvider(Provider):
         """Hook: the openai-compatible provider remembers which format a server accepted."""
 
     def _error(self, exc: openai.OpenAIError, start: float) -> Exception:
-        usage = Usage(latency_s=time.perf_counter() - start)
-        where = self.where(self.base_url)
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderTimeout(
-                f"no answer from the {where} within {self.timeout:g}s (tried {self.max_retries + 1} times); "
-                "raise params.timeout or PROVIDER_TIMEOUT", usage=usage)
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderError(
-                f"could not connect to the {where}; check the base_url and that the server is running", usage=usage)
-        if isinstance(exc, openai.APIStatusError):
-            return status_error(self, self.base_url, exc.status_code, _server_message(exc), usage, self.max_retries)
-        return ProviderError(f"the {where} failed: {self.redact(type(exc).__name__)}", usage=usage)
+        return sdk_error(self, openai, exc, start)
 
 
-def _server_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-    return exc.message or ""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from .matching import max_matching
-from .spans import _group, f1_from_stats
+from .matching import group_by_label as _group, matched_label_stats, max_matching
+from .spans import f1_from_stats
 from .spec import ControlSpec, ResultMismatch, is_number
 
 EMPTY: tuple = ()
@@ -91,19 +91,7 @@ def label_stats(a: tuple, b: tuple) -> dict[str, tuple[int, int, int]]:
     >>> label_stats((("Car", 0, 0, 10, 10, 0, None, None),), (("Car", 1, 0, 10, 10, 0, None, None),))
     {'Car': (1, 0, 0)}
     """
-    ga, gb = _group(a), _group(b)
-    out = {}
-    for label, xs in ga.items():
-        ys = gb.get(label)
-        if ys is None:
-            out[label] = (0, len(xs), 0)
-        else:
-            m = max_matching(xs, ys, box_iou)[0]
-            out[label] = (m, len(xs) - m, len(ys) - m)
-    for label, ys in gb.items():
-        if label not in ga:
-            out[label] = (0, 0, len(ys))
-    return out
+    return matched_label_stats(a, b, box_iou)
 
 
 def box_f1(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:

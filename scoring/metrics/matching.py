@@ -54,3 +54,29 @@ def max_matching(xs: Sequence, ys: Sequence, iou: Callable[[object, object], flo
     r, c = linear_sum_assignment(weights, maximize=True)
     keep = eligible[r, c]
     return int(keep.sum()), float(w[r, c][keep].sum())
+
+
+def group_by_label(items) -> dict:
+    """Items (tuples whose first field is the label) grouped by label, in order."""
+    g: dict = {}
+    for it in items:
+        g.setdefault(it[0], []).append(it)
+    return g
+
+
+def matched_label_stats(a: Sequence, b: Sequence, iou: Callable[[object, object], float]) -> dict[str, tuple[int, int, int]]:
+    """Per label (tp, fp, fn) of the maximum one-to-one matching with ``iou`` >= the threshold:
+    tp = matched pairs, fp = unmatched items of ``a``, fn = unmatched items of ``b``."""
+    ga, gb = group_by_label(a), group_by_label(b)
+    out = {}
+    for label, xs in ga.items():
+        ys = gb.get(label)
+        if ys is None:
+            out[label] = (0, len(xs), 0)
+        else:
+            m = max_matching(xs, ys, iou)[0]
+            out[label] = (m, len(xs) - m, len(ys) - m)
+    for label, ys in gb.items():
+        if label not in ga:
+            out[label] = (0, 0, len(ys))
+    return out

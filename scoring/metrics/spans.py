@@ -6,7 +6,7 @@ have the same label and character IoU >= 0.5; see ``matching.max_matching``.
 """
 from __future__ import annotations
 
-from .matching import THRESHOLD, max_matching
+from .matching import THRESHOLD, group_by_label as _group, matched_label_stats
 from .spec import ControlSpec, ResultMismatch, is_number
 
 EMPTY: tuple = ()
@@ -61,32 +61,13 @@ def _iou(a, b) -> float:
     return interval_iou(a[1], a[2], b[1], b[2])
 
 
-def _group(items) -> dict:
-    g: dict = {}
-    for it in items:
-        g.setdefault(it[0], []).append(it)
-    return g
-
-
 def label_stats(a: tuple, b: tuple) -> dict[str, tuple[int, int, int]]:
     """Per label (tp, fp, fn): tp = matched pairs, fp = unmatched of ``a``, fn = unmatched of ``b``.
 
     >>> label_stats((("PER", 0, 5), ("ORG", 10, 14)), (("PER", 0, 4), ("ORG", 20, 24)))
     {'PER': (1, 0, 0), 'ORG': (0, 1, 1)}
     """
-    ga, gb = _group(a), _group(b)
-    out = {}
-    for label, xs in ga.items():
-        ys = gb.get(label)
-        if ys is None:
-            out[label] = (0, len(xs), 0)
-        else:
-            m = max_matching(xs, ys, _iou)[0]
-            out[label] = (m, len(xs) - m, len(ys) - m)
-    for label, ys in gb.items():
-        if label not in ga:
-            out[label] = (0, 0, len(ys))
-    return out
+    return matched_label_stats(a, b, _iou)
 
 
 def f1_from_stats(stats: dict) -> float:

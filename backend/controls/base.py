@@ -190,3 +190,10 @@ def object_text(control: Control, data: Mapping) -> str:
     if value is None:
         raise MissingDataError(f"task field {key!r} (read by {control.object_tag} {control.to_name!r}) is empty")
     return value if isinstance(value, str) else str(value)
+
+
+def prepare_labels(sdk_control, ctx) -> dict:
+    """``prepare`` for tags whose answers pick from ``<Label>`` children (Labels, RectangleLabels)."""
+    if not sdk_control.labels:
+        raise ValueError("it has no <Label> children")
+    return {}

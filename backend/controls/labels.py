@@ -30,6 +30,7 @@ With ``choice="multiple"`` labels given to the same passage are merged into one 
 from __future__ import annotations
 
 from backend.controls.base import (
+    prepare_labels,
     Control,
     PlanContext,
     allowed,
@@ -47,10 +48,7 @@ OBJECTS = ("Text", "HyperText")
 LABEL_KEY = "labels"
 
 
-def prepare(sdk_control, ctx: PlanContext) -> dict:
-    if not sdk_control.labels:
-        raise ValueError("it has no <Label> children")
-    return {}
+prepare = prepare_labels
 
 
 def schema(control: Control, ctx: PlanContext) -> dict:

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 from backend.controls.base import (
+    prepare_labels,
     Control,
     PlanContext,
     allowed,
@@ -38,10 +39,7 @@ OBJECTS = ("Image",)
 _MIN_SIZE = 1e-6
 
 
-def prepare(sdk_control, ctx: PlanContext) -> dict:
-    if not sdk_control.labels:
-        raise ValueError("it has no <Label> children")
-    return {}
+prepare = prepare_labels
 
 
 def schema(control: Control, ctx: PlanContext) -> dict:

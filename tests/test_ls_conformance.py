@@ -119,3 +119,32 @@ def test_every_tag_and_basic_auth(label_studio, backend_server, fake_llm):
         names = {r["from_name"] for r in plist[0]["result"]}
         assert names == {"topic", "ner", "note", "stars", "count", "tax", "box"}
         assert li.validate_prediction({"result": plist[0]["result"]}, return_errors=True) in (True, [])
+
+
+def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, fake_llm, tmp_path):
+    """Predict with two versions through Label Studio, then score both: quality from the
+    ground truth, cost from the ledger the backend wrote (same project key on both sides)."""
+    from scoring.pipeline import score_project
+    from tests.fakellm import TableAnswer
+    from demo.oracle import answer_from_regions
+    from backend.schema import plan_for
+
+    tasks = make_tasks(12)
+    plan = plan_for(LABEL_CONFIG)
+    table = {t["data"]["text"]: answer_from_regions(t["annotations"][0]["result"], plan, t["data"]["text"]) for t in tasks}
+    fake_llm.set_answers(TableAnswer(table, error_rates={"claude-haiku": 0.5}, seed=3))
+    ls = label_studio.sdk()
+    pid = label_studio.create_project(LABEL_CONFIG, title="full loop")
+    ls.projects.import_tasks(id=pid, request=[{"data": t["data"], "annotations": t["annotations"]} for t in tasks])
+    url = backend_server()
+    for version in ("reviews-v1", "reviews-claude-v1"):
+        ml = ls.ml.create(project=pid, url=url, title=f"LLM {version}", extra_params={"version": version}, is_interactive=False)
+        ls.actions.create(id="retrieve_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
+        ls.ml.delete(id=ml.id)
+    settings = label_studio.settings(data_dir=str(tmp_path / "var"))  # the backend's DATA_DIR: same ledger
+    good = score_project(settings, pid, "reviews-v1", progress=False)
+    cheap = score_project(settings, pid, "reviews-claude-v1", progress=False)
+    assert good["n_compared"] == cheap["n_compared"] == 12
+    assert good["score"] == 1.0 and cheap["score"] < 1.0
+    assert good["cost"]["tasks"] == 12 and good["cost"]["usd"] > 0 and good["cost"]["projected_usd"] is not None
+    assert cheap["cost"]["tasks"] == 12 and cheap["cost"]["usd_per_task"] > 0

@@ -220,9 +220,9 @@ def test_bad_predict_body(make_client):
 
 
 def test_keys_never_leak(make_client, fake_llm, caplog):
-    c = make_client(openai_api_key="sk-very-secret-value")
+    c = make_client(openai_api_key="fake-openai-key-for-tests")
     fake_llm.options.api_keys = frozenset({"something-else"})  # the key is refused -> AuthError
     _setup(c)
     res = _predict(c, make_tasks(2)).get_json()["results"]
     assert res == [[], []]
-    assert "sk-very-secret-value" not in caplog.text
+    assert "fake-openai-key-for-tests" not in caplog.text

@@ -23,8 +23,8 @@ from backend.settings import Settings
 from backend.versions import PromptVersion
 from tests.fakellm import count_tokens
 
-OPENAI_KEY = "sk-test-OPENAI-5ecret-0123456789"
-ANTHROPIC_KEY = "sk-ant-test-ANTHROPIC-5ecret-0123456789"
+OPENAI_KEY = "fake-openai-key-for-tests"
+ANTHROPIC_KEY = "fake-anthropic-key-for-tests"
 
 SCHEMA = {
     "type": "object",

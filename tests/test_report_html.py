@@ -8,7 +8,7 @@ from scoring.cost import compare_table, cost_section
 from scoring.report_html import label_studio_task_url, render_html
 
 EVIL = "<script>alert('x')</script>"
-SECRET = "sk-test-5ecret-value-123"
+SECRET = "fake-secret-for-tests"
 
 
 def sample_report(n=60):

@@ -20,6 +20,8 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/bench_metrics.py
 	$(PY) bench/bench_predict.py
+	tools/ensure_redis.sh
+	$(PY) bench/bench_ledger.py
 
 bench-ls: $(VENV)/.installed
 	tools/ensure_redis.sh

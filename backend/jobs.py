@@ -16,6 +16,7 @@ Both run in ``python -m scoring worker``.
 """
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 
@@ -111,9 +112,11 @@ def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dic
     versions = load_versions(settings.prompts_file, settings.default_version)
     ls = LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key)
     project = ls.projects.get(int(project_id))
+    # One listing of just these tasks.  Not tasks.get(): opening a task through the API
+    # makes Label Studio call /predict for it, which would pre-label it a second way.
+    query = json.dumps({"selectedItems": {"all": False, "included": list(task_ids)}})
     tasks = []
-    for tid in task_ids:
-        task = ls.tasks.get(tid)
+    for task in ls.tasks.list(project=int(project_id), fields="all", query=query, page_size=max(1, len(task_ids))):
         preds = getattr(task, "predictions", None) or []
         if any((p.get("model_version") if isinstance(p, dict) else getattr(p, "model_version", None)) == version_id for p in preds):
             continue

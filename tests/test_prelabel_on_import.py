@@ -15,6 +15,8 @@ import pytest
 import yaml
 from redis import Redis
 from rq import Queue
+from rq.job import Job
+from rq.registry import FinishedJobRegistry
 from werkzeug.serving import make_server
 
 from backend.app import create_app
@@ -62,6 +64,12 @@ def test_tasks_imported_after_connecting_are_prelabelled(label_studio, fake_llm,
             assert [p["model_version"] for p in preds] == ["import-v1"], t.id
             assert preds[0]["result"]
         assert label_studio.token not in worker.stderr + worker.stdout
+        # The job itself labelled every task, once each (not Label Studio's task-open path).
+        finished = FinishedJobRegistry(queue=q).get_job_ids()
+        results = [Job.fetch(job_id, connection=conn).return_value() for job_id in finished]
+        assert results
+        assert sum(r["predicted"] for r in results) == 12 and sum(r["skipped_existing"] for r in results) == 0
+        assert len([e for e in fake_llm.requests if e["status"] == 200]) == 12
     finally:
         server.shutdown()
         Queue(queue_name, connection=conn).delete(delete_jobs=True)

@@ -84,18 +84,18 @@ def make_record(version, task_id: Any, project: str | None, usage=None, status: 
     >>> make_record(v, 7, "3", Usage(1000, 500, 0.4)).usd
     0.002
     """
-    from backend.pricing import price_for
+    from backend.pricing import cost_usd, price_for
 
-    tokens_in = int(getattr(usage, "input_tokens", 0) or 0)
-    tokens_out = int(getattr(usage, "output_tokens", 0) or 0)
-    price = price_for(version)
-    usd = None if price is None else round((tokens_in * price.input + tokens_out * price.output) / 1e6, 10)
-    return UsageRecord(
+    rec = UsageRecord(
         version=version.id, task_id=task_id, project=None if project is None else str(project),
-        provider=version.provider, model=version.model, input_tokens=tokens_in, output_tokens=tokens_out,
-        usd=usd, latency_s=float(getattr(usage, "latency_s", 0.0) or 0.0), status=status,
+        provider=version.provider, model=version.model,
+        input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+        latency_s=float(getattr(usage, "latency_s", 0.0) or 0.0), status=status,
         ts=time.time() if ts is None else ts,
     )
+    rec.usd = cost_usd(rec, price_for(version))
+    return rec
 
 
 def _rank(n: int, p: float) -> int:

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from backend.errors import Error, TaskError
-from backend.ledger import UsageRecord
+from backend.ledger import make_record
 from backend.media import MediaResolver
-from backend.pricing import cost_usd, price_for
 from backend.prompt import render
 from backend.providers import make_provider
 from backend.providers.base import Usage
@@ -53,7 +52,6 @@ class TaskOutcome:
     status: str = "ok"          # "ok" or an error reason slug (backend.errors.*.reason, or "deadline")
     message: str = ""           # the user-facing reason when status != "ok"
     usage: Usage | None = None
-    usd: float | None = None
     stats: dict = field(default_factory=dict)
 
     @property
@@ -94,8 +92,6 @@ class Predictor:
         except Exception as exc:  # a bug must not cost the rest of the batch
             log.exception("task %s: unexpected error", outcome.task_id)
             outcome.status, outcome.message = "internal", f"internal error: {type(exc).__name__}: {exc}"
-        if outcome.usage is not None:
-            outcome.usd = cost_usd(outcome.usage, price_for(version))
         if not outcome.ok:
             log.warning("task %s, version %s: %s (%s)", outcome.task_id, version.id, outcome.message, outcome.status)
         return outcome
@@ -154,22 +150,7 @@ class Predictor:
         if self.ledger is None:
             return
         now = time.time()
-        recs = [
-            UsageRecord(
-                version=version.id,
-                task_id=o.task_id,
-                project=project,
-                provider=version.provider,
-                model=version.model,
-                input_tokens=o.usage.input_tokens if o.usage else 0,
-                output_tokens=o.usage.output_tokens if o.usage else 0,
-                usd=o.usd,
-                latency_s=o.usage.latency_s if o.usage else 0.0,
-                status=o.status,
-                ts=now,
-            )
-            for o in outcomes
-        ]
+        recs = [make_record(version, o.task_id, project, o.usage, o.status, ts=now) for o in outcomes]
         try:
             self.ledger.record_many(recs)
         except Exception:  # the ledger must never cost the user their predictions

@@ -128,13 +128,16 @@ def test_one_bad_task_never_fails_the_batch(make_client, tmp_path):
     assert res[0]["result"] and res[6]["result"]
     assert res[1:6] == [[], [], [], [], []]  # no prediction: Label Studio asks again next time
     ledger = open_ledger(Settings(data_dir=str(tmp_path / "var")))
-    statuses = {r.task_id: r.status for r in ledger.records("oa-v1", "7")}
+    records = {r.task_id: r for r in ledger.records("oa-v1", "7")}
+    statuses = {tid: r.status for tid, r in records.items()}
     assert statuses[tasks[0]["id"]] == "ok"
     assert statuses[tasks[1]["id"]] == "invalid_output"
     assert statuses[tasks[2]["id"]] == "refusal"
     assert statuses[tasks[3]["id"]] == "truncated"
     assert statuses[tasks[4]["id"]] == "provider"
     assert statuses[tasks[5]["id"]] == "missing_data"
+    # priced by backend.pricing: a call costs, a task that never reached the model costs nothing
+    assert records[tasks[0]["id"]].usd > 0 and records[tasks[5]["id"]].usd == 0.0
 
 
 def test_failed_task_result_empty_mode(make_client):

@@ -123,11 +123,7 @@ def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dic
         tasks.append({"id": task.id, "data": task.data})
     predictor = Predictor(settings, versions, ledger=open_ledger(settings))
     outcomes = predictor.predict(tasks, project.label_config, version_id, project=str(project_id)) if tasks else []
-    preds = [
-        {"task": o.task_id, "result": o.regions, "score": None, "model_version": version_id}
-        for o in outcomes
-        if o.ok or settings.failed_task_result == "empty"
-    ]
+    preds = [dict(p, task=o.task_id) for o in outcomes if (p := predictor.prediction(o, version_id))]
     if preds:
         ls.projects.import_predictions(id=int(project_id), request=preds)
     summary = {"tasks": len(task_ids), "predicted": len(preds), "skipped_existing": len(task_ids) - len(tasks), "failed": len(outcomes) - len(preds)}

@@ -136,15 +136,17 @@ class Predictor:
         log.info("version %s: %d tasks, %d labelled, %d without prediction", version.id, len(done), len(done) - n_bad, n_bad)
         return done
 
+    def prediction(self, outcome: TaskOutcome, version_id: str) -> dict | None:
+        """The Label Studio prediction for one outcome, or None when the task gets none
+        (it failed and ``FAILED_TASK_RESULT=skip``)."""
+        if outcome.ok or self.settings.failed_task_result == "empty":
+            return {"result": outcome.regions, "score": None, "model_version": version_id}
+        return None
+
     def to_ls_results(self, outcomes: list[TaskOutcome], version_id: str) -> list:
-        """The ``results`` list of a ``/predict`` reply: one entry per task, in order."""
-        out: list = []
-        for o in outcomes:
-            if o.ok or self.settings.failed_task_result == "empty":
-                out.append({"result": o.regions, "score": None, "model_version": version_id})
-            else:
-                out.append([])  # no prediction for this task; Label Studio will ask again
-        return out
+        """The ``results`` list of a ``/predict`` reply: one entry per task, in order
+        (``[]`` for a task without a prediction; Label Studio will ask again)."""
+        return [self.prediction(o, version_id) or [] for o in outcomes]
 
     def _record(self, version: PromptVersion, project: str | None, outcomes: list[TaskOutcome]) -> None:
         if self.ledger is None:

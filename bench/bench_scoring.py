@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend.settings import Settings  # noqa: E402
 from scoring.engine import evaluate  # noqa: E402
 from scoring.labelstudio import LabelStudioClient  # noqa: E402
 from scoring.writeback import write_back  # noqa: E402
@@ -100,18 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token")
     parser.add_argument("--project", type=int, help="reuse a project made by an earlier run (with --url)")
     args = parser.parse_args(argv)
-    server = None
-    if args.url:
-        settings = Settings(label_studio_url=args.url, label_studio_api_key=args.token)
-    else:
-        from tests.lsharness import LabelStudioServer, find_binary, prepare_data_dir
+    from tests.lsharness import label_studio_settings
 
-        binary = find_binary()
-        data_dir = Path(tempfile.mkdtemp(prefix="ls-bench-"))
-        prepare_data_dir(binary, data_dir)
-        server = LabelStudioServer(binary, data_dir).start()
-        settings = server.settings(data_dir=str(data_dir / "scoring"))
-    try:
+    with label_studio_settings(args.url, args.token) as settings:
         client = LabelStudioClient(settings)
         pid = args.project or setup_project(client, args.tasks)
 
@@ -148,9 +137,6 @@ def main(argv: list[str] | None = None) -> int:
                                         for tid, r in zip(ids, preds)], chunk=args.tasks)
         timed("rerun after new predictions for every task (bulk rewrite)")
         print(f"model versions: {client.model_version_counts(pid)}")
-    finally:
-        if server is not None:
-            server.stop()
     return 0
 
 

@@ -36,7 +36,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -336,6 +338,30 @@ def prepare_data_dir(binary: str, data_dir: Path) -> None:
     shutil.copytree(template, data_dir, dirs_exist_ok=True)
 
 
+def start_server(data_dir: str | Path | None = None, binary: str | None = None) -> LabelStudioServer:
+    """Start a throw-away Label Studio in ``data_dir`` (default: a new temporary directory), filled
+    from the migrated template; the caller stops it (``server.stop()``)."""
+    binary = binary or find_binary()
+    data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="ls-"))
+    prepare_data_dir(binary, data_dir)
+    return LabelStudioServer(binary, data_dir).start()
+
+
+@contextmanager
+def label_studio_settings(url: str | None = None, token: str | None = None) -> Iterator[Settings]:
+    """Settings for the Label Studio at ``url`` with API ``token``; without ``url``, for a throw-away
+    one started here (ledger and history in its data directory) and stopped on exit.  For scripts
+    (``bench/``, ``make_fixture``) that take ``--url/--token``."""
+    if url:
+        yield Settings(label_studio_url=url, label_studio_api_key=token)
+        return
+    server = start_server()
+    try:
+        yield server.settings(data_dir=str(server.data_dir / "scoring"))
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory):
     """A running Label Studio 1.23.2 shared by the session (stopped at the end).
@@ -347,10 +373,7 @@ def label_studio(tmp_path_factory):
         binary = find_binary()
     except RuntimeError as exc:
         pytest.skip(f"Label Studio 1.23.2 cannot be installed here, so its tests are skipped: {exc}")
-    data_dir = tmp_path_factory.mktemp("label-studio-data")
-    prepare_data_dir(binary, data_dir)
-    server = LabelStudioServer(binary, data_dir)
-    server.start()
+    server = start_server(tmp_path_factory.mktemp("label-studio-data"), binary)
     try:
         yield server
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scoring.labelstudio import LabelStudioClient
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import LabelStudioServer, find_binary, prepare_data_dir
 
@@ -59,9 +60,9 @@ def test_busy_port_is_followed_and_stop_kills_only_our_process(tmp_path):
 
 def test_fixture_export_matches_a_fresh_export(label_studio):
     """The committed export.json has the shape a fresh snapshot export of build_project has."""
-    ls = label_studio.sdk()
-    project_id, ids = make_fixture.build_project(ls)
-    fresh = make_fixture.snapshot_export(ls, project_id)
+    client = LabelStudioClient(label_studio.settings())
+    project_id, ids = make_fixture.build_project(client.sdk)
+    fresh, _ = client.pull_project(project_id, progress=False)
     committed = json.loads((FIXTURE / "export.json").read_text())
     assert (FIXTURE / "config.xml").read_text() == make_fixture.CONFIG
 

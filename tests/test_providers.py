@@ -167,9 +167,12 @@ def test_unknown_provider_is_a_config_error(fake_llm):
 
 def test_clients_are_shared_per_base_url(fake_llm):
     s = settings(fake_llm)
-    a = make_provider(version("openai", model="gpt-4o"), s).client()
+    p = make_provider(version("openai", model="gpt-4o"), s)
+    a = p.client()
+    assert p.client() is a  # made once per provider, not per call
     b = make_provider(version("openai", model="gpt-4o-mini", timeout=3), s).client()
     assert a._client is b._client  # one connection pool
+    assert (a.timeout, b.timeout) == (10.0, 3)  # each with its version's timeout
     c = make_provider(version("openai"), s.replace(openai_api_key="another-key")).client()
     assert c._client is not a._client
 

@@ -31,17 +31,15 @@ import time
 
 import anthropic
 
-from backend.errors import AuthError, OutputError, RefusalError, TruncatedError
+from backend.errors import OutputError, RefusalError, TruncatedError
 from backend.providers.base import (
-    sdk_error,
-    server_message,
     Completion,
     ImagePart,
     Provider,
     TextPart,
     Usage,
     parse_json_object,
-    shared_client,
+    server_message,
 )
 
 log = logging.getLogger(__name__)
@@ -60,21 +58,16 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     key_env = "ANTHROPIC_API_KEY"
     default_base_url = "https://api.anthropic.com"
+    sdk = anthropic
 
-    def __init__(self, version, settings):
-        super().__init__(version, settings)
-        self.base_url = (version.base_url or settings.anthropic_base_url or self.default_base_url).rstrip("/")
+    def api_key(self) -> str | None:
+        return self.settings.anthropic_api_key
 
-    def client(self) -> anthropic.Anthropic:
-        key = self.settings.anthropic_api_key
-        if not key:
-            raise AuthError(f"{self.key_env} is not set; set it to use the {self.where(self.base_url)}", usage=Usage())
-        base = shared_client(
-            self.name, self.base_url, key,
-            lambda: anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0,
-                                        middleware=[cap_retry_after]),
-        )
-        return base.with_options(timeout=self.timeout, max_retries=self.max_retries)
+    def configured_base_url(self) -> str | None:
+        return self.settings.anthropic_base_url
+
+    def new_client(self, key: str) -> anthropic.Anthropic:
+        return anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0, middleware=[cap_retry_after])
 
     def format_mode(self) -> str:
         with _LOCK:
@@ -137,9 +130,9 @@ class AnthropicProvider(Provider):
                              self.version.model)
                     mode = TOOL
                     continue
-                raise self._error(exc, start) from None
+                raise self.sdk_error(exc, start) from None
             except anthropic.AnthropicError as exc:
-                raise self._error(exc, start) from None
+                raise self.sdk_error(exc, start) from None
         if mode == TOOL:
             with _LOCK:
                 _TOOL_MODE.add((self.base_url, self.version.model))
@@ -151,7 +144,7 @@ class AnthropicProvider(Provider):
         )
         log.debug("%s %s: %d in, %d out tokens, %.2fs", self.version.id, self.version.model,
                   usage.input_tokens, usage.output_tokens, usage.latency_s)
-        where = self.where(self.base_url)
+        where = self.where()
         text = "".join(b.text for b in msg.content if b.type == "text")
         if msg.stop_reason == "refusal":
             raise RefusalError(f"the {where} refused to answer: {' '.join(text.split())[:200]}", usage=usage)
@@ -166,9 +159,6 @@ class AnthropicProvider(Provider):
             data = calls[0].input
             return Completion(data=data, usage=usage, raw=json.dumps(data, ensure_ascii=False))
         return Completion(data=parse_json_object(text, usage, where), usage=usage, raw=text)
-
-    def _error(self, exc: anthropic.AnthropicError, start: float) -> Exception:
-        return sdk_error(self, anthropic, exc, start)
 
 
 def retry_after_seconds(headers) -> float | None:

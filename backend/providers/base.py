@@ -21,11 +21,12 @@ import hashlib
 import json
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 
-from backend.errors import OutputError
+from backend.errors import AuthError, OutputError, ProviderError, ProviderTimeout, RateLimitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from backend.settings import Settings
@@ -103,18 +104,54 @@ class Completion:
 
 
 class Provider(ABC):
-    """Base class: one instance per prompt version (clients are shared, see ``make_provider``)."""
+    """Base class: one instance per prompt version (SDK connection pools are shared, see
+    :func:`shared_client`).
+
+    A subclass names its SDK module (:attr:`sdk`, for error mapping), builds its SDK client
+    (:meth:`new_client`) and says where its key and endpoint come from
+    (:meth:`api_key`, :meth:`configured_base_url`); :meth:`client` does the rest.
+    """
 
     name: ClassVar[str] = ""
     key_env: ClassVar[str] = ""  # the env var a user sets for this provider's key
+    default_base_url: ClassVar[str] = ""
+    sdk: ClassVar[Any] = None  # the ``openai`` or ``anthropic`` module
 
     def __init__(self, version: "PromptVersion", settings: "Settings"):
         self.version = version
         self.settings = settings
+        self.base_url = (version.base_url or self.configured_base_url() or self.default_base_url).rstrip("/")
+        self._sdk_client: Any = None
 
     @abstractmethod
     def complete(self, *, system: str, parts: list[Part], schema: dict, schema_name: str = "labels") -> Completion:
         """Ask the model for one JSON object matching ``schema``; see the module docstring."""
+
+    @abstractmethod
+    def api_key(self) -> str | None:
+        """The API key to send (from ``settings``), or None when it is not set."""
+
+    @abstractmethod
+    def new_client(self, key: str) -> Any:
+        """A new SDK client for ``self.base_url`` with ``key`` (and no retries of its own)."""
+
+    def configured_base_url(self) -> str | None:
+        """The endpoint from ``settings`` when the version names none (``*_BASE_URL``)."""
+        return None
+
+    def client(self) -> Any:
+        """The SDK client with this version's timeout and retries, made on first use.
+
+        Its connection pool is shared per (provider, base URL, key).  Raises
+        :class:`~backend.errors.AuthError` naming :attr:`key_env` when no key is set.
+        """
+        if self._sdk_client is None:
+            key = self.api_key()
+            if not key:
+                raise AuthError(f"{self.key_env} is not set; set it to use the {self.where()}", usage=Usage())
+            base = shared_client(self.name, self.base_url, key, lambda: self.new_client(key))
+            self._sdk_client = base.with_options(timeout=self.timeout, max_retries=self.max_retries)
+        return self._sdk_client
 
     # --- helpers shared by the implementations ------------------------------
     @property
@@ -133,9 +170,28 @@ class Provider(ABC):
             text = text.replace(secret, "***")
         return text
 
-    def where(self, base_url: str) -> str:
+    def where(self) -> str:
         """``'openai API at https://... (model gpt-4o-mini, version v1)'`` for error messages."""
-        return f"{self.name} API at {base_url} (model {self.version.model}, version {self.version.id})"
+        return f"{self.name} API at {self.base_url} (model {self.version.model}, version {self.version.id})"
+
+    def sdk_error(self, exc: Exception, start: float) -> Exception:
+        """Map an exception of :attr:`sdk` to :mod:`backend.errors`, with the time spent since ``start``.
+
+        Both SDKs name their errors alike (``APITimeoutError``, ``APIConnectionError``,
+        ``APIStatusError``), so one mapping serves every provider.
+        """
+        usage = Usage(latency_s=time.perf_counter() - start)
+        where = self.where()
+        if isinstance(exc, self.sdk.APITimeoutError):
+            return ProviderTimeout(
+                f"no answer from the {where} within {self.timeout:g}s (tried {self.max_retries + 1} times); "
+                "raise params.timeout or PROVIDER_TIMEOUT", usage=usage)
+        if isinstance(exc, self.sdk.APIConnectionError):
+            return ProviderError(
+                f"could not connect to the {where}; check the base_url and that the server is running", usage=usage)
+        if isinstance(exc, self.sdk.APIStatusError):
+            return status_error(self, exc.status_code, server_message(exc), usage)
+        return ProviderError(f"the {where} failed: {self.redact(type(exc).__name__)}", usage=usage)
 
 
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.S)
@@ -169,15 +225,12 @@ def parse_json_object(raw: str | None, usage: Usage, where: str) -> dict:
     return data
 
 
-def status_error(provider: Provider, base_url: str, status: int, server_message: str, usage: Usage,
-                 retries: int):
+def status_error(provider: Provider, status: int, server_message: str, usage: Usage) -> Exception:
     """The :mod:`backend.errors` exception for an HTTP error status from a provider.
 
     >>> # 401 -> AuthError naming the env var, 429 -> RateLimitError, other -> ProviderError
     """
-    from backend.errors import AuthError, ProviderError, RateLimitError
-
-    where = provider.where(base_url)
+    where = provider.where()
     if status == 401:
         return AuthError(f"the {where} rejected the API key (HTTP 401); set {provider.key_env} to a valid key",
                          usage=usage)
@@ -186,7 +239,7 @@ def status_error(provider: Provider, base_url: str, status: int, server_message:
                          f"may use model {provider.version.model}", usage=usage)
     if status == 429:
         return RateLimitError(
-            f"the {where} still answered 429 Too Many Requests after {retries} retries; lower "
+            f"the {where} still answered 429 Too Many Requests after {provider.max_retries} retries; lower "
             "PREDICT_CONCURRENCY, raise PROVIDER_MAX_RETRIES or check the account's rate limits", usage=usage)
     detail = provider.redact(" ".join((server_message or "").split()))[:300]
     hint = " (check the model name)" if status == 404 else ""
@@ -203,30 +256,6 @@ def server_message(exc) -> str:
         if isinstance(err, str):
             return err
     return getattr(exc, "message", "") or ""
-
-
-def sdk_error(provider: Provider, sdk, exc: Exception, start: float) -> Exception:
-    """Map an ``openai``/``anthropic`` SDK exception (``sdk`` is the module) to :mod:`backend.errors`.
-
-    Both SDKs name their errors alike (``APITimeoutError``, ``APIConnectionError``,
-    ``APIStatusError``), so one mapping serves every provider.
-    """
-    import time
-
-    from backend.errors import ProviderError, ProviderTimeout
-
-    usage = Usage(latency_s=time.perf_counter() - start)
-    where = provider.where(provider.base_url)
-    if isinstance(exc, sdk.APITimeoutError):
-        return ProviderTimeout(
-            f"no answer from the {where} within {provider.timeout:g}s (tried {provider.max_retries + 1} times); "
-            "raise params.timeout or PROVIDER_TIMEOUT", usage=usage)
-    if isinstance(exc, sdk.APIConnectionError):
-        return ProviderError(
-            f"could not connect to the {where}; check the base_url and that the server is running", usage=usage)
-    if isinstance(exc, sdk.APIStatusError):
-        return status_error(provider, provider.base_url, exc.status_code, server_message(exc), usage, provider.max_retries)
-    return ProviderError(f"the {where} failed: {provider.redact(type(exc).__name__)}", usage=usage)
 
 
 _CLIENTS: dict[tuple, Any] = {}

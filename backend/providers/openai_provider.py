@@ -17,17 +17,8 @@ import time
 
 import openai
 
-from backend.errors import AuthError, ProviderError, RefusalError, TruncatedError
-from backend.providers.base import (
-    sdk_error,
-    Completion,
-    ImagePart,
-    Provider,
-    TextPart,
-    Usage,
-    parse_json_object,
-    shared_client,
-)
+from backend.errors import ProviderError, RefusalError, TruncatedError
+from backend.providers.base import Completion, ImagePart, Provider, TextPart, Usage, parse_json_object
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +39,13 @@ class OpenAIProvider(Provider):
     key_env = "OPENAI_API_KEY"
     default_base_url = "https://api.openai.com/v1"
     max_tokens_param = "max_completion_tokens"  # the official API's name; `max_tokens` is deprecated there
+    sdk = openai
 
-    def __init__(self, version, settings):
-        super().__init__(version, settings)
-        self.base_url = (version.base_url or settings.openai_base_url or self.default_base_url).rstrip("/")
+    def configured_base_url(self) -> str | None:
+        return self.settings.openai_base_url
+
+    def new_client(self, key: str) -> openai.OpenAI:
+        return openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0)
 
     # --- hooks the openai-compatible provider overrides -----------------------
     def api_key(self) -> str | None:
@@ -65,15 +59,6 @@ class OpenAIProvider(Provider):
         return None
 
     # --- the call -----------------------------------------------------------
-    def client(self) -> openai.OpenAI:
-        key = self.api_key()
-        if not key:
-            raise AuthError(f"{self.key_env} is not set; set it to use the {self.where(self.base_url)}", usage=Usage())
-        base = shared_client(
-            self.name, self.base_url, key, lambda: openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0)
-        )
-        return base.with_options(timeout=self.timeout, max_retries=self.max_retries)
-
     def request(self, *, system: str, parts, schema: dict, schema_name: str, mode: str) -> dict:
         """The keyword arguments for ``chat.completions.create``."""
         if all(isinstance(p, TextPart) for p in parts):
@@ -122,11 +107,11 @@ class OpenAIProvider(Provider):
             except openai.BadRequestError as exc:
                 fallback = self.on_format_rejected(mode, exc)
                 if fallback is None:
-                    raise self._error(exc, start) from None
+                    raise self.sdk_error(exc, start) from None
                 log.info("%s rejected response format %s; retrying with %s", self.base_url, mode, fallback)
                 mode = fallback
             except openai.OpenAIError as exc:
-                raise self._error(exc, start) from None
+                raise self.sdk_error(exc, start) from None
         usage = Usage(
             input_tokens=(resp.usage.prompt_tokens or 0) if resp.usage else 0,
             output_tokens=(resp.usage.completion_tokens or 0) if resp.usage else 0,
@@ -135,7 +120,7 @@ class OpenAIProvider(Provider):
         self.remember_mode(mode)
         log.debug("%s %s: %d in, %d out tokens, %.2fs", self.version.id, self.version.model,
                   usage.input_tokens, usage.output_tokens, usage.latency_s)
-        where = self.where(self.base_url)
+        where = self.where()
         if not resp.choices:
             raise ProviderError(f"the {where} returned no choices", usage=usage)
         choice = resp.choices[0]
@@ -152,8 +137,5 @@ class OpenAIProvider(Provider):
 
     def remember_mode(self, mode: str) -> None:
         """Hook: the openai-compatible provider remembers which format a server accepted."""
-
-    def _error(self, exc: openai.OpenAIError, start: float) -> Exception:
-        return sdk_error(self, openai, exc, start)
 
 

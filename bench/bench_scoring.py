@@ -30,23 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scoring.engine import evaluate  # noqa: E402
 from scoring.labelstudio import LabelStudioClient  # noqa: E402
 from scoring.writeback import write_back  # noqa: E402
-from tests.fixtures.ls_export.make_fixture import CONFIG  # noqa: E402
+from tests.fixtures.ls_export.make_fixture import CONFIG, regions  # noqa: E402
 
 PEOPLE = ["Alice Martin", "Bob Stone", "Carol Diaz", "Dan Lee", "Eve Adams", "Frank Wu", "Grace Hopper", "Ivy Chen"]
 ORGS = ["Globex", "Initech", "Umbrella", "Hooli", "Cyberdyne", "Vandelay", "Soylent", "Acme"]
 CITIES = ["Lyon", "Berlin", "Rome", "Oslo", "Madrid", "Tokyo", "Vienna", "Dublin"]
 MOODS = [("loved", "Positive"), ("hated", "Negative"), ("visited", "Neutral")]
-
-
-def regions(text: str, sentiment: str, spans: list, summary: str | None, quality: int) -> list[dict]:
-    out = [{"id": "s", "from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [sentiment]}}]
-    for i, (start, end, label) in enumerate(spans):
-        out.append({"id": f"n{i}", "from_name": "ner", "to_name": "text", "type": "labels",
-                    "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}})
-    if summary:
-        out.append({"id": "t", "from_name": "summary", "to_name": "text", "type": "textarea", "value": {"text": [summary]}})
-    out.append({"id": "r", "from_name": "quality", "to_name": "text", "type": "rating", "value": {"rating": quality}})
-    return out
 
 
 def synthetic(n: int, seed: int = 7):
@@ -63,14 +52,14 @@ def synthetic(n: int, seed: int = 7):
         spans = [(p0, len(person), "PER"), (o0, o0 + len(org), "ORG"), (c0, c0 + len(city), "LOC")]
         summary = f"{person.split()[0]} {verb} {city}."
         quality = rng.randint(1, 5)
-        gt = regions(text, sentiment, spans, summary, quality)
+        gt = regions(text, {"sentiment": sentiment, "ner": spans, "summary": summary, "quality": quality})
         # v-bench: wrong sentiment on 15%, a missed span on 20%, a typo on 10%, rating off by one on 25%
         p_sent = rng.choice([s for _, s in MOODS if s != sentiment]) if rng.random() < 0.15 else sentiment
         p_spans = spans[:2] if rng.random() < 0.20 else spans
         p_summary = summary[:-1] if rng.random() < 0.10 else summary
         p_quality = max(1, min(5, quality + (1 if rng.random() < 0.25 else 0)))
         tasks.append({"data": {"text": text}, "annotations": [{"result": gt}]})
-        preds.append(regions(text, p_sent, p_spans, p_summary, p_quality))
+        preds.append(regions(text, {"sentiment": p_sent, "ner": p_spans, "summary": p_summary, "quality": p_quality}))
     return tasks, preds
 
 

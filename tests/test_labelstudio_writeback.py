@@ -48,7 +48,7 @@ def make_cheap_like_good(ls, pid, ids) -> None:
     for key, tid in ids.items():
         values = make_fixture.version_labelling(key, "v-good")
         if values is not None:
-            preds.append({"task": tid, "model_version": "v-cheap", "result": make_fixture.regions(key, values, "new-")})
+            preds.append({"task": tid, "model_version": "v-cheap", "result": make_fixture.regions(make_fixture.TASKS[key][0], values, "new-")})
     ls.projects.import_predictions(pid, request=preds)
 
 

@@ -41,27 +41,26 @@ class RedisProjectVersions:
 
 
 class SQLiteProjectVersions:
+    """The map in one SQLite file; one connection per process, opened once (autocommit, so a
+    version set by another process is seen on the next read)."""
+
     def __init__(self, path: str):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self._path = path
         self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS project_versions (project TEXT PRIMARY KEY, version TEXT NOT NULL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._path, timeout=10)
+        self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
+        self._db.execute("CREATE TABLE IF NOT EXISTS project_versions (project TEXT PRIMARY KEY, version TEXT NOT NULL)")
 
     def set(self, project: str, version_id: str) -> None:
-        with self._lock, self._connect() as db:
-            db.execute(
+        with self._lock:
+            self._db.execute(
                 "INSERT INTO project_versions(project, version) VALUES(?, ?) "
                 "ON CONFLICT(project) DO UPDATE SET version = excluded.version",
                 (project, version_id),
             )
 
     def get(self, project: str) -> str | None:
-        with self._lock, self._connect() as db:
-            row = db.execute("SELECT version FROM project_versions WHERE project = ?", (project,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT version FROM project_versions WHERE project = ?", (project,)).fetchone()
         return row[0] if row else None
 
 

@@ -94,6 +94,14 @@ def test_setup_returns_version_and_predict_stamps_it(make_client):
     assert _predict(c, tasks[:1], project="9.1").get_json()["results"][0]["model_version"] == "oa-v1"
 
 
+def test_project_version_is_shared_by_workers_on_one_data_dir(make_client):
+    # gunicorn workers are separate apps: /setup may reach one and /predict another
+    first, second = make_client(), make_client()
+    assert _predict(second, make_tasks(1)).get_json()["results"][0]["model_version"] == "oa-v1"
+    assert _setup(first, version="an-v1").get_json() == {"model_version": "an-v1"}
+    assert _predict(second, make_tasks(1)).get_json()["results"][0]["model_version"] == "an-v1"
+
+
 def test_predictions_pass_label_studio_validation(make_client):
     from label_studio_sdk.label_interface import LabelInterface
 

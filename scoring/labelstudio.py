@@ -46,6 +46,17 @@ EXPORT_OPTIONS = {"predictions": {"only_id": False}, "drafts": {"only_id": True}
                   "annotations__completed_by": {"only_id": True}, "include_annotation_history": False}
 
 
+def label_studio_task_url(base_url: str, project_id) -> Callable[[object], str]:
+    """``task_id -> link`` that opens a task of the project in Label Studio's labelling view
+    (the ``task_url`` of ``scoring.report_html.render_html``).
+
+    >>> label_studio_task_url("http://127.0.0.1:8080/", 3)(42)
+    'http://127.0.0.1:8080/projects/3/data?task=42'
+    """
+    base = base_url.rstrip("/")
+    return lambda task_id: f"{base}/projects/{project_id}/data?task={task_id}"
+
+
 class _Gone(Exception):
     """The thing to delete is not there (any more)."""
 
@@ -345,4 +356,4 @@ class LabelStudioClient:
 
     def task_url(self, project_id: int, task_id: int) -> str:
         """Where a person opens the task in Label Studio."""
-        return f"{self.url}/projects/{project_id}/data?task={task_id}"
+        return label_studio_task_url(self.url, project_id)(task_id)

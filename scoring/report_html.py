@@ -11,7 +11,8 @@ with matplotlib's Agg canvas without touching pyplot's global state):
 - quality vs cost across versions (when ``comparison`` rows from ``scoring.cost.compare_table`` are given);
 - score over time per version (when ``history`` runs from ``scoring.history`` are given);
 - the lowest-agreement tasks (20 by default) with links to open them in Label Studio
-  (``task_url(task_id) -> str``; only http(s) links are emitted), and the skipped tasks.
+  (``task_url(task_id) -> str``, e.g. ``scoring.labelstudio.label_studio_task_url``; only
+  http(s) links are emitted), and the skipped tasks.
 
 Every piece of user text (version names, labels, task ids, notes) is escaped.
 The report is rendered from selected fields only; values listed in ``secrets``
@@ -25,7 +26,7 @@ import io
 import math
 import os
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Iterable
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -33,18 +34,6 @@ from matplotlib.figure import Figure
 LOWEST_N = 20
 MAX_LABELS = 40
 _BLUE, _ORANGE, _GREEN = "#2f6db5", "#e08a2c", "#3b9a52"
-
-
-def label_studio_task_url(base_url: str, project_id) -> Callable[[object], str]:
-    """A ``task_url`` for :func:`render_html` that opens a task in Label Studio's labelling view.
-
-    Example::
-
-        >>> label_studio_task_url("http://127.0.0.1:8080/", 3)(42)
-        'http://127.0.0.1:8080/projects/3/data?task=42'
-    """
-    base = base_url.rstrip("/")
-    return lambda task_id: f"{base}/projects/{project_id}/data?task={task_id}"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -59,6 +48,11 @@ def _num(value, spec=".3f", empty="–") -> str:
 
 
 def _usd(value) -> str:
+    """USD with three significant digits and at least cents; ``unknown`` when not a number.
+
+    >>> _usd(0.000412), _usd(0.5), _usd(1234.5), _usd(None)
+    ('$0.000412', '$0.50', '$1,234.50', 'unknown')
+    """
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return "unknown"
     if value == 0:
@@ -404,7 +398,7 @@ def render_html(report: dict, path: str, *, comparison: list[dict] | None = None
     ``cost``, ``project``, ``run_id``); ``comparison`` rows come from
     ``scoring.cost.compare_table``; ``history`` runs from ``History.list``;
     ``task_url(task_id)`` gives the Label Studio link of a task (see
-    :func:`label_studio_task_url`); ``secrets`` are masked if they appear.
+    ``scoring.labelstudio.label_studio_task_url``); ``secrets`` are masked if they appear.
     """
     page = build_html(report, comparison=comparison, task_url=task_url, history=history, lowest_n=lowest_n, secrets=secrets)
     parent = os.path.dirname(os.path.abspath(path))

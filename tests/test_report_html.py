@@ -3,9 +3,11 @@ import base64
 import doctest
 import re
 
+import scoring.labelstudio
 import scoring.report_html
 from scoring.cost import compare_table, cost_section
-from scoring.report_html import label_studio_task_url, render_html
+from scoring.labelstudio import label_studio_task_url
+from scoring.report_html import render_html
 
 EVIL = "<script>alert('x')</script>"
 SECRET = "fake-secret-for-tests"
@@ -35,7 +37,9 @@ def images(page):
 
 
 def test_doctests():
-    assert doctest.testmod(scoring.report_html).failed == 0
+    for module in (scoring.report_html, scoring.labelstudio):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
 
 
 def test_full_report_is_self_contained_escaped_and_has_all_plots(tmp_path):

@@ -112,7 +112,8 @@ def write_json(path: str, data) -> None:
 
 def write_html(path: str, report: dict, settings, *, comparison=None) -> None:
     """Write the HTML report with links to the tasks in Label Studio."""
-    from scoring.report_html import label_studio_task_url, render_html
+    from scoring.labelstudio import label_studio_task_url
+    from scoring.report_html import render_html
 
     task_url = label_studio_task_url(settings.label_studio_url, report["project"]) if settings.label_studio_url else None
     try:

@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None, versions: VersionSet | None = N
                 log.info("TASKS_CREATED ignored: set REDIS_URL and run `python -m scoring worker` to pre-label on import")
             return jsonify({"status": "ok", "queued": None})
         try:
-            job_id = queue.handle_event(action, pid, event, version_for(pid) if pid else versions.get(None).id)
+            job_id = queue.handle_event(action, pid, event, version_for(pid))
         except Error as exc:
             log.warning("webhook %s not queued: %s", action, exc)
             return jsonify({"status": "ignored", "reason": str(exc)})

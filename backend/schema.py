@@ -125,29 +125,26 @@ class Plan:
                     note(stats, f"{control.name}: dropped a region Label Studio would reject: {'; '.join(errors)[:200]}")
                 else:
                     regions.append(reg)
-        extra = [k for k in answer if k not in {c.name for c in self.controls}]
+        known = {c.name for c in self.controls}
+        extra = [k for k in answer if k not in known]
         if extra:
             note(stats, f"ignored unknown keys in the answer: {', '.join(map(str, extra[:10]))}")
         return regions, stats
-
-
-def _fail(message: str) -> LabelConfigError:
-    return LabelConfigError(message)
 
 
 def _parse(config: str):
     from label_studio_sdk.label_interface import LabelInterface
 
     if not isinstance(config, str) or not config.strip():
-        raise _fail("the label config is empty; set one in the project's Settings -> Labeling Interface")
+        raise LabelConfigError("the label config is empty; set one in the project's Settings -> Labeling Interface")
     try:
         interface = LabelInterface(config)
     except Exception as exc:  # lxml syntax errors, pydantic errors on odd attributes
-        raise _fail(f"the label config cannot be parsed: {exc}; fix the XML in Settings -> Labeling Interface") from None
+        raise LabelConfigError(f"the label config cannot be parsed: {exc}; fix the XML in Settings -> Labeling Interface") from None
     try:
         interface.validate()
     except Exception as exc:
-        raise _fail(f"the label config is not valid for Label Studio: {exc}") from None
+        raise LabelConfigError(f"the label config is not valid for Label Studio: {exc}") from None
     # the SDK's own checks only see double-quoted attributes: check names on the parsed tree
     seen: set[str] = set()
     for el in interface._tree.iter():
@@ -155,7 +152,7 @@ def _parse(config: str):
         if name is None:
             continue
         if name in seen:
-            raise _fail(f"the label config has non-unique names: {name!r} is used twice; every name= must be unique")
+            raise LabelConfigError(f"the label config has non-unique names: {name!r} is used twice; every name= must be unique")
         seen.add(name)
     return interface
 
@@ -173,20 +170,20 @@ def _objects(interface) -> tuple[ObjectInfo, ...]:
 def _check_object(control_tag: str, sdk_control, obj, allowed: tuple[str, ...]) -> None:
     where = f"{control_tag} {sdk_control.name!r}"
     if obj is None:
-        raise _fail(f"{where} has toName={sdk_control.attr.get('toName')!r}, which names no object tag in the config")
+        raise LabelConfigError(f"{where} has toName={sdk_control.attr.get('toName')!r}, which names no object tag in the config")
     tag = canonical_object(obj.tag)
     if tag not in allowed:
-        raise _fail(
+        raise LabelConfigError(
             f"{where} points at the {obj.tag} {obj.name!r}; this backend pre-labels {control_tag} only on "
             f"{', '.join(allowed)} objects (remove the control, or point it at one of those)"
         )
     if tag in ("Text", "HyperText") and str(obj.attr.get("valueType", "")).lower() == "url":
-        raise _fail(
+        raise LabelConfigError(
             f"the {obj.tag} {obj.name!r} has valueType=\"url\": the backend needs the text itself in the task data; "
             "import the text (not a link to it) or remove valueType=\"url\""
         )
     if tag == "Image" and obj.attr.get("valueList"):
-        raise _fail(f"the Image {obj.name!r} uses valueList (an image gallery), which this backend cannot pre-label")
+        raise LabelConfigError(f"the Image {obj.name!r} uses valueList (an image gallery), which this backend cannot pre-label")
 
 
 def _instructions(controls: list[Control]) -> str:
@@ -243,7 +240,7 @@ def build_plan(config: str) -> Plan:
         )
     if not controls:
         why = f" Skipped: {'; '.join(skipped)}." if skipped else ""
-        raise _fail(
+        raise LabelConfigError(
             "the label config has no control this backend can pre-label; supported: "
             f"{', '.join(HANDLERS)} on {', '.join(OBJECT_TAGS)} objects.{why}"
         )
@@ -255,7 +252,7 @@ def build_plan(config: str) -> Plan:
     }
     problems = strict_violations(schema)
     if problems:
-        raise _fail(
+        raise LabelConfigError(
             "the label config makes an answer schema that structured outputs would reject: "
             + "; ".join(problems[:5])
             + " (reduce the number of labels/choices)"

@@ -21,8 +21,6 @@ Node names are the ``alias`` of a ``<Choice>`` when it has one, else its ``value
 """
 from __future__ import annotations
 
-from lxml import etree
-
 from backend.controls.base import Control, PlanContext, allowed, bad, match_label, note, region
 
 TAG = "Taxonomy"
@@ -31,10 +29,7 @@ ENUM_LIMIT = 250
 
 
 def _element(ctx: PlanContext, name: str):
-    tree = getattr(ctx.interface, "_tree", None)
-    if tree is None:
-        tree = etree.fromstring(ctx.config.encode() if isinstance(ctx.config, str) else ctx.config)
-    for el in tree.iter():
+    for el in ctx.interface._tree.iter():  # the parsed config (backend.schema reads it the same way)
         if isinstance(el.tag, str) and el.tag.lower() == "taxonomy" and el.get("name") == name:
             return el
     return None

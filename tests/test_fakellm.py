@@ -296,7 +296,7 @@ def test_load_answer_source():
     with pytest.raises(ValueError, match="pkg.module:factory"):
         load_answer_source("tests.fakellm.SchemaAnswer")
     with pytest.raises(TypeError, match="not a callable"):
-        load_answer_source("tests.fakellm.server:option_names")
+        load_answer_source("builtins:object")  # object() is not callable
 
 
 # --- standalone ---------------------------------------------------------------------------------------

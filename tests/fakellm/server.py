@@ -42,7 +42,7 @@ import random
 import re
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, request
@@ -158,11 +158,15 @@ class FakeLLM:
     def anthropic_base_url(self) -> str:
         return self.url
 
+    def _bind(self) -> None:
+        """Listen on ``host:port`` (port 0 = a free port, then recorded in ``self.port``)."""
+        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
+        self.port = self._server.server_port
+
     def start(self) -> "FakeLLM":
         """Bind (port 0 = a free port) and serve in a daemon thread."""
         self._stopping.clear()
-        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
-        self.port = self._server.server_port
+        self._bind()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name=f"fakellm:{self.port}", daemon=True)
         self._thread.start()
@@ -200,8 +204,7 @@ class FakeLLM:
 
     def serve_forever(self, ready=None) -> None:
         """Serve in the calling thread until interrupted (the CLI); ``ready(url)`` is called once bound."""
-        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
-        self.port = self._server.server_port
+        self._bind()
         if ready is not None:
             ready(self.url)
         try:
@@ -444,8 +447,3 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_error(self, *args, **kwargs) -> None:
         pass
-
-
-def option_names() -> list[str]:
-    """The names of the server-wide options (for the CLI)."""
-    return [f.name for f in fields(Options)]

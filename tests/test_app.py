@@ -6,6 +6,7 @@ and anthropic SDKs over HTTP to the stand-in LLM server (``fake_llm``).
 from __future__ import annotations
 
 import base64
+import logging
 
 import pytest
 import yaml
@@ -231,9 +232,11 @@ def test_bad_predict_body(make_client):
 
 
 def test_keys_never_leak(make_client, fake_llm, caplog):
+    caplog.set_level(logging.DEBUG)
     c = make_client(openai_api_key="fake-openai-key-for-tests")
     fake_llm.options.api_keys = frozenset({"something-else"})  # the key is refused -> AuthError
     _setup(c)
     res = _predict(c, make_tasks(2)).get_json()["results"]
     assert res == [[], []]
-    assert "fake-openai-key-for-tests" not in caplog.text
+    assert "rejected the API key (HTTP 401)" in caplog.text  # the failure was logged...
+    assert "fake-openai-key-for-tests" not in caplog.text  # ...without the key

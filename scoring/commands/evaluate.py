@@ -12,14 +12,12 @@ a config that changed since some tasks were labelled).  If no task can be scored
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 from backend.errors import LabelConfigError
+from scoring.commands.score import write_html, write_json
 from scoring.config import load_scoring_config
 from scoring.engine import GROUND_TRUTH, evaluate
-from scoring.errors import ScoringError
 from scoring.export import load_export
 
 HELP = "score a prompt version on a Label Studio JSON export (offline), against ground truth or another version"
@@ -51,30 +49,14 @@ def read_label_config(path: str) -> str:
     return text
 
 
-def _write(path: str, text: str) -> None:
-    try:
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise ScoringError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def run(args, settings) -> int:
     tasks = load_export(args.export)
     label_config = read_label_config(args.label_config)
     config = load_scoring_config(args.config)
     report = evaluate(tasks, label_config, args.version, args.against, config)
-    _write(args.json_out, json.dumps(report, ensure_ascii=False, indent=1))
+    write_json(args.json_out, report)
     if args.html_out:
-        from scoring.report_html import render_html
-
-        try:
-            render_html(report, args.html_out)
-        except OSError as exc:
-            raise ScoringError(f"cannot write {args.html_out}: {exc.strerror or exc}") from None
+        write_html(args.html_out, report, settings)
     mismatched = sum(1 for s in report["skipped"] if s["reason"].startswith("result does not match"))
     print(f"{report['version']} vs {report['reference']}: score {report['score']:.3f} over "
           f"{report['n_compared']} task(s), {report['n_skipped']} skipped -> {args.json_out}")

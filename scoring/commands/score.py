@@ -111,11 +111,13 @@ def write_json(path: str, data) -> None:
 
 
 def write_html(path: str, report: dict, settings, *, comparison=None) -> None:
-    """Write the HTML report with links to the tasks in Label Studio."""
+    """Write the HTML report (``ScoringError`` when the file cannot be written), with links to the
+    tasks in Label Studio when the report names its project and ``LABEL_STUDIO_URL`` is set."""
     from scoring.labelstudio import label_studio_task_url
     from scoring.report_html import render_html
 
-    task_url = label_studio_task_url(settings.label_studio_url, report["project"]) if settings.label_studio_url else None
+    project = report.get("project")
+    task_url = label_studio_task_url(settings.label_studio_url, project) if settings.label_studio_url and project is not None else None
     try:
         render_html(report, path, comparison=comparison, task_url=task_url, secrets=settings.secrets())
     except OSError as exc:

@@ -23,8 +23,8 @@ Jobs, by dotted path (what an enqueuer that cannot import ``scoring`` uses)
     truth (from the run history) plus the version the backend serves for the
     project, and returns.  Contract for enqueuers:
 
-    - job id ``rescore-<project_id>`` (:func:`rescore_job_id`, the same as
-      ``backend.jobs.rescore_job_id``), one per project;
+    - job id ``rescore-<project_id>`` (``backend.jobs.rescore_job_id``, which this
+      module uses too), one per project;
     - ``queue.enqueue_in(timedelta(seconds=settings.rescore_debounce),
       "scoring.jobs.rescore_on_annotation", project_id, job_id=...)``;
     - if a job with that id is already scheduled, queued or running, do nothing:
@@ -64,14 +64,13 @@ from datetime import timedelta
 from typing import Callable, Iterable
 
 from backend.errors import ConfigError
+from backend.jobs import RESCORE_JOB, rescore_job_id  # the backend enqueues the rescore: one id, one path
 from backend.settings import Settings
 from scoring.errors import ExportError, NoReferenceError, ScoringConfigError, ScoringError
 
 log = logging.getLogger(__name__)
 
 SCORE_JOB = "scoring.jobs.score_job"
-RESCORE_JOB = "scoring.jobs.rescore_on_annotation"
-SCHEDULED_JOB = "scoring.jobs.scheduled_score"
 
 SCORE_TIMEOUT = 1800          # s: one scoring run (pull, score, write back)
 RESCORE_TIMEOUT = 120         # s: the trampoline only enqueues
@@ -82,9 +81,8 @@ FAILURE_TTL = 7 * 86400       # s: keep a failed job (and its traceback) a week
 LOCK_TTL = 60                 # s: a lock lives this long after its holder stops renewing it
 LOCK_WAIT = 600               # s: how long a run waits for an identical one to finish before giving up (then retried)
 
-PENDING = {"queued", "scheduled", "deferred", "created", "ready_to_enqueue", "rate_limited"}
 RUNNING = {"started"}
-FINISHED = {"finished", "failed", "stopped", "canceled"}
+FINISHED = {"finished", "failed", "stopped", "canceled"}   # any other status is pending (queued, scheduled, deferred...)
 
 # errors a retry will not fix: fail the job at once
 FINAL_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ExportError, NoReferenceError, ScoringConfigError)
@@ -121,17 +119,6 @@ def score_job_id(project_id, version: str, against: str = "ground_truth", write_
         'score-7-v2-ground_truth-wb'
     """
     return f"score-{_part(project_id)}-{_part(version)}-{_part(against)}{'-wb' if write_back else ''}"
-
-
-def rescore_job_id(project_id) -> str:
-    """The job id of a project's debounced rescore (the same as ``backend.jobs.rescore_job_id``).
-
-    Example::
-
-        >>> rescore_job_id("12")
-        'rescore-12'
-    """
-    return f"rescore-{project_id}"
 
 
 def lock_key(project_id, version: str, against: str) -> str:
@@ -235,13 +222,17 @@ def _queue(settings: Settings, connection=None):
     return Queue(settings.queue_name, connection=connection or _connection(settings))
 
 
-def _connection(settings: Settings):
+def _connection(settings: Settings, *, required: bool = True):
+    """Redis: the current job's connection inside a job, else ``REDIS_URL``; without it ``ConfigError``,
+    or ``None`` when not ``required``."""
     from rq import get_current_job
 
     job = get_current_job()
     if job is not None:
         return job.connection
     if not settings.redis_url:
+        if not required:
+            return None
         raise ConfigError("scoring jobs need a queue: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
     from redis import Redis
 
@@ -381,7 +372,7 @@ def score_job(project_id, version: str, against: str = "ground_truth", write_bac
         raise ConfigError("scoring jobs need LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the worker's environment")
     from scoring.pipeline import score_project
 
-    connection = _lock_connection(settings)
+    connection = _connection(settings, required=False)  # no Redis: the run is unguarded
     with exclusive(connection, lock_key(project_id, version, against)):
         started = time.monotonic()
         report = score_project(settings, project_id, version, against=against, write_back=write_back, progress=False)
@@ -393,19 +384,6 @@ def score_job(project_id, version: str, against: str = "ground_truth", write_bac
     }
     log.info("scored project %s version %s against %s: %s", project_id, version, against, summary["score"])
     return summary
-
-
-def _lock_connection(settings: Settings):
-    from rq import get_current_job
-
-    job = get_current_job()
-    if job is not None:
-        return job.connection
-    if settings.redis_url:
-        from redis import Redis
-
-        return Redis.from_url(settings.redis_url)
-    return None
 
 
 def versions_to_rescore(settings: Settings, project_id, history=None) -> list[str]:

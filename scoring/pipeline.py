@@ -95,17 +95,11 @@ def create_candidates(client: LabelStudioClient, project_id, report: dict, tasks
     return [{"task": r["id"], "annotation": a, "score": r["score"]} for r, a in zip(chosen, ids)]
 
 
-def _record(settings: Settings, report: dict, project_id, started: datetime, **extra) -> str | None:
+def _record(settings: Settings, report: dict, project_id, started: datetime, **extra) -> str:
     from scoring.history import open_history, run_from_report
 
     run = run_from_report(report, project=project_id, started_at=started, finished_at=datetime.now(timezone.utc), **extra)
-    history = open_history(settings)
-    try:
-        return history.add(run)
-    finally:
-        close = getattr(history, "close", None)
-        if callable(close):
-            close()
+    return open_history(settings).add(run)
 
 
 def score_project(settings: Settings, project_id, version: str, against: str = GROUND_TRUTH,
@@ -136,20 +130,15 @@ def score_project(settings: Settings, project_id, version: str, against: str = G
     report["write_back"] = None
     report["candidates"] = None
     if write_back:
-        report["write_back"] = _write(client, pid, report, tasks, version, against, make_current, chunk, progress, on_chunk)
+        from scoring.writeback import WRITE_CHUNK, write_back as write_evaluation
+
+        report["write_back"] = write_evaluation(client, pid, report, tasks, version=version, against=against,
+                                                make_current=make_current, chunk=chunk or WRITE_CHUNK,
+                                                progress=progress, on_chunk=on_chunk)
     if candidates:
         report["candidates"] = create_candidates(client, pid, report, tasks, candidates, progress=progress)
     report["run_id"] = _record(settings, report, pid, started, write_back=bool(write_back)) if record else None
     return report
-
-
-def _write(client, pid, report, tasks, version, against, make_current, chunk, progress, on_chunk) -> dict:
-    from scoring.writeback import write_back as do_write_back
-
-    from scoring.writeback import WRITE_CHUNK
-
-    return do_write_back(client, pid, report, tasks, version=version, against=against, make_current=make_current,
-                         chunk=chunk or WRITE_CHUNK, progress=progress, on_chunk=on_chunk)
 
 
 def compare_versions(settings: Settings, project_id, versions: list[str], against: str = GROUND_TRUTH, *,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -70,6 +71,15 @@ class MediaResolver:
         self._origin = _origin(self.base) if self.base else None
         self._access: str | None = None
         self._lock = threading.Lock()
+        self._http: httpx.Client | None = None  # made on the first fetch, then reused (one connection pool)
+
+    def _client(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                # stateless like a fresh client per fetch: no cookies are kept between requests
+                no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+                self._http = httpx.Client(timeout=self.timeout, follow_redirects=True, cookies=no_cookies)
+            return self._http
 
     # ------------------------------------------------------------------
     def resolve(self, value) -> ImagePart:
@@ -142,14 +152,14 @@ class MediaResolver:
 
     def _fetch(self, url: str) -> ImagePart:
         shown = url.split("?")[0][:200]
+        client = self._client()
         try:
-            with httpx.Client(timeout=self.timeout, follow_redirects=True) as client:
-                for attempt in (0, 1):
-                    headers = self._auth_header(client, refresh=attempt == 1)
-                    with client.stream("GET", url, headers=headers) as resp:
-                        if resp.status_code == 401 and attempt == 0 and self._access is not None:
-                            continue  # expired access token: refresh once
-                        return self._read(resp, shown)
+            for attempt in (0, 1):
+                headers = self._auth_header(client, refresh=attempt == 1)
+                with client.stream("GET", url, headers=headers) as resp:
+                    if resp.status_code == 401 and attempt == 0 and self._access is not None:
+                        continue  # expired access token: refresh once
+                    return self._read(resp, shown)
         except httpx.TimeoutException:
             raise MediaError(f"fetching the image {shown} from Label Studio timed out after {self.timeout:g} s") from None
         except httpx.HTTPError as exc:

@@ -94,6 +94,8 @@ def ls(other):
             return _image(PNG, "image/png")
         if path == "/data/local-files/?d=images/dog.jpg":
             return _image(JPEG, "image/jpeg")
+        if path == "/data/upload/1/with-cookie.png":
+            return 200, {"Content-Type": "image/png", "Content-Length": str(len(PNG)), "Set-Cookie": "sessionid=s1; Path=/"}, PNG
         if path == "/data/upload/1/untyped":
             return _image(JPEG, "application/octet-stream")
         if path == "/data/upload/1/big.png":
@@ -182,6 +184,14 @@ def test_absolute_url_on_the_label_studio_host_is_fetched_with_token(ls):
     part = resolver(ls).resolve(f"{ls.url}/data/upload/1/cat.png")
     assert part.data == PNG
     assert ls.requests[0]["headers"]["Authorization"] == f"Token {TOKEN}"
+
+
+def test_fetches_share_no_state_but_the_token(ls):
+    r = resolver(ls)
+    assert r.resolve("/data/upload/1/with-cookie.png").data == PNG
+    assert r.resolve("/data/upload/1/cat.png").data == PNG
+    assert [q["path"] for q in ls.requests] == ["/data/upload/1/with-cookie.png", "/data/upload/1/cat.png"]
+    assert "Cookie" not in ls.requests[1]["headers"]  # a cookie Label Studio set is not sent back
 
 
 def test_media_type_sniffed_when_not_declared(ls):

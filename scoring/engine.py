@@ -38,11 +38,9 @@ from backend.errors import LabelConfigError
 from scoring.agreement import cohen_kappa, krippendorff_alpha
 from scoring.config import ScoringConfig
 from scoring.errors import NoReferenceError, ScoringConfigError, ScoringError
-from scoring.export import ground_truth, prediction_of, versions_in
+from scoring.export import GROUND_TRUTH, ground_truth, prediction_of, versions_in
 from scoring.metrics import DEFAULTS, EMPTY_VALUE, EXTRACTORS, LABEL_STATS, REGISTRY
 from scoring.metrics.spec import ControlSpec, ResultMismatch
-
-GROUND_TRUTH = "ground_truth"
 
 
 @dataclass

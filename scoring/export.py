@@ -12,6 +12,7 @@ import json
 
 from scoring.errors import ExportError
 
+GROUND_TRUTH = "ground_truth"   # the reference that means "the task's ground-truth annotation" (not a model version)
 SNAPSHOT_HINT = ("take a snapshot export with full predictions "
                  "(serialization_options={'predictions': {'only_id': False}}, export_type JSON)")
 

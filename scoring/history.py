@@ -29,8 +29,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from backend.settings import Settings
-
-GROUND_TRUTH = "ground_truth"
+from scoring.export import GROUND_TRUTH
 
 
 def _to_datetime(value: Any) -> datetime:

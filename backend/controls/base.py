@@ -93,7 +93,7 @@ def note(stats: dict, message: str) -> None:
         stats["notes"].append(message)
 
 
-def region(control: Control, value: dict, index: int = 0, **extra) -> dict:
+def region(control: Control, value: dict, index: int = 0) -> dict:
     """A Label Studio result region (a plain dict) with a deterministic id.
 
     Example: ``region(c, {"choices": ["Positive"]})`` ->
@@ -103,7 +103,7 @@ def region(control: Control, value: dict, index: int = 0, **extra) -> dict:
     rtype = control.tag.lower()
     body = json.dumps([control.name, control.to_name, rtype, value, index], sort_keys=True, ensure_ascii=False)
     rid = hashlib.sha1(body.encode()).hexdigest()[:10]
-    out = {
+    return {
         "id": rid,
         "from_name": control.name,
         "to_name": control.to_name,
@@ -111,8 +111,6 @@ def region(control: Control, value: dict, index: int = 0, **extra) -> dict:
         "value": value,
         "origin": "prediction",
     }
-    out.update(extra)
-    return out
 
 
 def match_label(labels: list[str], answer: Any) -> str | None:

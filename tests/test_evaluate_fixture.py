@@ -89,6 +89,7 @@ def test_model_against_model(tasks, config):
 def test_alpha_over_three_sources_is_defined(tasks, config):
     a = alpha_multi(tasks, config, ["v-good", "v-cheap", "ground_truth"], "sentiment")
     assert a is not None and 0.6 < a < 1.0
+    assert a == pytest.approx(1709 / 2222)   # the same three sources as compare_versions on this project
 
 
 def test_cli_on_the_fixture(tmp_path):

@@ -40,14 +40,13 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     tasks = make_tasks(args.tasks)
-    tmp = tempfile.mkdtemp(prefix="bench-predict-")
-    prompts = os.path.join(tmp, "prompts.yaml")
-    with open(prompts, "w") as fh:
-        yaml.safe_dump({"versions": [{"id": "bench-v1", "provider": "openai", "model": "gpt-4o-mini",
-                                      "instruction": "Label.\n<text>{text}</text>"}]}, fh)
     print(f"{args.tasks} tasks in one /predict, stand-in LLM latency {args.latency_ms} ms per call")
     print(f"{'concurrency':>11}  {'wall s':>7}  {'tasks/s':>7}  {'labelled':>8}  {'left for next run':>17}")
-    with FakeLLM(latency_ms=args.latency_ms) as fake:
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp, FakeLLM(latency_ms=args.latency_ms) as fake:
+        prompts = os.path.join(tmp, "prompts.yaml")
+        with open(prompts, "w") as fh:
+            yaml.safe_dump({"versions": [{"id": "bench-v1", "provider": "openai", "model": "gpt-4o-mini",
+                                          "instruction": "Label.\n<text>{text}</text>"}]}, fh)
         for conc in args.concurrency:
             settings = Settings(prompts_file=prompts, openai_api_key="bench", openai_base_url=fake.openai_base_url,
                                 data_dir=os.path.join(tmp, f"var{conc}"), predict_concurrency=conc, predict_deadline=90)

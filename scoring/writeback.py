@@ -91,7 +91,7 @@ def evaluation_predictions(report: dict, tasks: list[dict], model_version: str) 
         if row.get("score") is None:
             continue
         out.append({"task": row["id"], "model_version": model_version, "score": float(row["score"]),
-                    "result": json.loads(_canon(results.get(row.get("prediction_id"), [])))})
+                    "result": results.get(row.get("prediction_id"), [])})
     return out
 
 

@@ -386,15 +386,14 @@ def score_job(project_id, version: str, against: str = "ground_truth", write_bac
     return summary
 
 
-def versions_to_rescore(settings: Settings, project_id, history=None) -> list[str]:
+def versions_to_rescore(settings: Settings, project_id) -> list[str]:
     """Versions to rescore after a ground-truth change: those scored against ground truth before, newest first,
     then the version the ML backend serves for the project (if set up)."""
     from backend.projects import open_project_versions
     from scoring.history import GROUND_TRUTH, open_history
 
-    history = history or open_history(settings)
     seen: list[str] = []
-    for run in history.list(project_id, limit=500):
+    for run in open_history(settings).list(project_id, limit=500):
         if run.get("reference") == GROUND_TRUTH and run.get("version") not in seen:
             seen.append(run["version"])
     try:

@@ -30,6 +30,11 @@ ANNOTATION_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DE
 PRELABEL_CHUNK = 100  # tasks per prelabel job
 
 
+def prelabel_timeout(n_tasks: int) -> int:
+    """RQ timeout of a prelabel job of ``n_tasks`` tasks: 10 s a task, at least 10 minutes."""
+    return max(600, 10 * n_tasks)
+
+
 def rescore_job_id(project_id: str) -> str:
     return f"rescore-{project_id}"
 
@@ -65,7 +70,7 @@ class JobQueue:
                 chunk = ids[i : i + PRELABEL_CHUNK]
                 job = self.queue.enqueue(
                     PRELABEL_JOB, project_id, chunk, version_id,
-                    job_timeout=max(600, 10 * len(chunk)), result_ttl=3600, description=f"pre-label {len(chunk)} tasks of project {project_id}",
+                    job_timeout=prelabel_timeout(len(chunk)), result_ttl=3600, description=f"pre-label {len(chunk)} tasks of project {project_id}",
                 )
                 jobs.append(job.id)
             return ",".join(jobs)
@@ -121,7 +126,10 @@ def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dic
         if any((p.get("model_version") if isinstance(p, dict) else getattr(p, "model_version", None)) == version_id for p in preds):
             continue
         tasks.append({"id": task.id, "data": task.data})
-    predictor = Predictor(settings, versions, ledger=open_ledger(settings))
+    # No Label Studio request is waiting here: the deadline is the job's own timeout (less a
+    # minute to write the predictions), not PREDICT_DEADLINE, which exists for /predict.
+    job_settings = settings.replace(predict_deadline=float(prelabel_timeout(len(task_ids)) - 60))
+    predictor = Predictor(job_settings, versions, ledger=open_ledger(settings))
     outcomes = predictor.predict(tasks, project.label_config, version_id, project=str(project_id)) if tasks else []
     preds = [dict(p, task=o.task_id) for o in outcomes if (p := predictor.prediction(o, version_id))]
     if preds:

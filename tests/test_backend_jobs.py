@@ -10,7 +10,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from backend.app import create_app
-from backend.jobs import PRELABEL_JOB, RESCORE_JOB, JobQueue, rescore_job_id
+from backend.jobs import PRELABEL_JOB, RESCORE_JOB, JobQueue, prelabel_timeout, rescore_job_id
 from backend.settings import Settings
 from backend.versions import parse_versions
 
@@ -37,6 +37,7 @@ def test_tasks_created_enqueues_prelabel_jobs_in_chunks(queue_settings):
     assert {j.func_name for j in jobs} == {PRELABEL_JOB}
     assert [len(j.args[1]) for j in jobs] == [100, 100, 50]
     assert jobs[0].args[0] == "5" and jobs[0].args[2] == "v1"
+    assert [j.timeout for j in jobs] == [prelabel_timeout(100), prelabel_timeout(100), prelabel_timeout(50)] == [1000, 1000, 600]
 
 
 def test_ground_truth_annotation_events_fold_into_one_debounced_rescore(queue_settings):

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 PRELABEL_JOB = "backend.jobs.prelabel_tasks"
 RESCORE_JOB = "scoring.jobs.rescore_on_annotation"
-ANNOTATION_EVENTS = {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}
 PRELABEL_CHUNK = 100  # tasks per prelabel job
+RESCORE_TIMEOUT = 120             # s: the rescore job only enqueues scoring runs
+RESCORE_RETRY = (3, [10, 60, 300])  # retries, and the seconds before each
 
 
 def prelabel_timeout(n_tasks: int) -> int:
@@ -39,11 +40,25 @@ def rescore_job_id(project_id: str) -> str:
     return f"rescore-{project_id}"
 
 
-def _is_ground_truth_event(event: dict) -> bool:
+def is_ground_truth_event(event: dict) -> bool:
+    """Whether a Label Studio webhook event may change a project's ground truth.
+
+    Annotation deletions always may (their payloads carry ids only)::
+
+        >>> is_ground_truth_event({"action": "ANNOTATION_UPDATED", "annotation": {"ground_truth": True}})
+        True
+        >>> is_ground_truth_event({"action": "ANNOTATION_CREATED", "annotation": {"ground_truth": False}})
+        False
+        >>> is_ground_truth_event({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 3}]})
+        True
+    """
+    action = str(event.get("action") or "")
+    if action in {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}:
+        return True
+    if action not in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_UPDATED"}:
+        return False
     ann = event.get("annotation")
     anns = event.get("annotations") or ([ann] if isinstance(ann, dict) else [])
-    if event.get("action") in {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}:
-        return True  # a deleted annotation may have been the ground truth; payloads carry ids only
     return any(isinstance(a, dict) and a.get("ground_truth") for a in anns)
 
 
@@ -74,28 +89,42 @@ class JobQueue:
                 )
                 jobs.append(job.id)
             return ",".join(jobs)
-        if action in ANNOTATION_EVENTS and _is_ground_truth_event(event):
+        if is_ground_truth_event(dict(event, action=action)):
             return self.enqueue_rescore(project_id)
         return None
 
     def enqueue_rescore(self, project_id: str) -> str:
-        """Schedule one rescore per project, ``rescore_debounce`` s ahead; fold repeats into it."""
+        """Schedule one rescore per project, ``rescore_debounce`` s ahead; fold repeats into it.
+
+        A job with the project's id that is scheduled, queued or running takes the event
+        (the rescore job only enqueues scoring runs that pull fresh data); a finished or
+        failed one is replaced.  ``unique=True`` makes two racing webhooks create one job.
+        """
+        from rq import Retry
+        from rq.exceptions import DuplicateJobError, NoSuchJobError
         from rq.job import Job, JobStatus
-        from rq.exceptions import NoSuchJobError
 
         job_id = rescore_job_id(project_id)
-        try:
-            existing = Job.fetch(job_id, connection=self.connection)
-            if existing.get_status(refresh=True) in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.STARTED):
-                return job_id  # already waiting or running: this event is folded into it
-            existing.delete()  # finished, failed or stopped: replace it
-        except NoSuchJobError:
-            pass
-        job = self.queue.enqueue_in(
-            timedelta(seconds=self.settings.rescore_debounce), RESCORE_JOB, project_id,
-            job_id=job_id, job_timeout=1800, result_ttl=86400, description=f"rescore project {project_id} after annotation changes",
-        )
-        return job.id
+        pending = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.STARTED)
+        for _ in range(5):  # a few rounds of racing with other enqueuers at most
+            try:
+                existing = Job.fetch(job_id, connection=self.connection)
+                if existing.get_status(refresh=True) in pending:
+                    return job_id
+                existing.delete()
+            except NoSuchJobError:
+                pass
+            try:
+                self.queue.enqueue_in(
+                    timedelta(seconds=self.settings.rescore_debounce), RESCORE_JOB, project_id,
+                    job_id=job_id, unique=True, job_timeout=RESCORE_TIMEOUT,
+                    retry=Retry(max=RESCORE_RETRY[0], interval=RESCORE_RETRY[1]), result_ttl=86400,
+                    description=f"rescore project {project_id} after annotation changes",
+                )
+                return job_id
+            except DuplicateJobError:
+                continue  # another webhook created it just now: fold into it
+        return job_id
 
 
 def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dict:

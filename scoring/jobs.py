@@ -64,7 +64,8 @@ from datetime import timedelta
 from typing import Callable, Iterable
 
 from backend.errors import ConfigError
-from backend.jobs import RESCORE_JOB, rescore_job_id  # the backend enqueues the rescore: one id, one path
+# the backend enqueues the rescore: one id, one path, one event rule, one set of options
+from backend.jobs import RESCORE_JOB, RESCORE_RETRY, RESCORE_TIMEOUT, JobQueue, is_ground_truth_event, rescore_job_id  # noqa: F401
 from backend.settings import Settings
 from scoring.errors import ExportError, NoReferenceError, ScoringConfigError, ScoringError
 
@@ -73,9 +74,7 @@ log = logging.getLogger(__name__)
 SCORE_JOB = "scoring.jobs.score_job"
 
 SCORE_TIMEOUT = 1800          # s: one scoring run (pull, score, write back)
-RESCORE_TIMEOUT = 120         # s: the trampoline only enqueues
 SCORE_RETRY = (3, [30, 120, 600])
-RESCORE_RETRY = (3, [10, 60, 300])
 RESULT_TTL = 86400            # s: keep a finished job's summary a day
 FAILURE_TTL = 7 * 86400       # s: keep a failed job (and its traceback) a week
 LOCK_TTL = 60                 # s: a lock lives this long after its holder stops renewing it
@@ -266,36 +265,13 @@ def enqueue_rescore(settings: Settings, project_id, event: dict | None = None, *
     job runs ``settings.rescore_debounce`` seconds later; events until then
     fold into it (see the module docstring for the contract).
     """
+    from rq.job import Job
+
     if event is not None and not is_ground_truth_event(event):
         return None
-    job, _created = enqueue_unique(
-        _queue(settings, connection), RESCORE_JOB, job_ids=[rescore_job_id(project_id)], args=(str(project_id),),
-        delay=settings.rescore_debounce, job_timeout=RESCORE_TIMEOUT, retry=_retry(RESCORE_RETRY),
-        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, description=f"rescore project {project_id} after annotation changes",
-    )
-    return job
-
-
-def is_ground_truth_event(event: dict) -> bool:
-    """Whether a Label Studio webhook event may change a project's ground truth.
-
-    Example::
-
-        >>> is_ground_truth_event({"action": "ANNOTATION_UPDATED", "annotation": {"ground_truth": True}})
-        True
-        >>> is_ground_truth_event({"action": "ANNOTATION_CREATED", "annotation": {"ground_truth": False}})
-        False
-        >>> is_ground_truth_event({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 3}]})
-        True
-    """
-    action = str(event.get("action") or "")
-    if action in {"ANNOTATIONS_DELETED", "ANNOTATION_DELETED"}:
-        return True
-    if action not in {"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_UPDATED"}:
-        return False
-    ann = event.get("annotation")
-    anns = event.get("annotations") or ([ann] if isinstance(ann, dict) else [])
-    return any(isinstance(a, dict) and a.get("ground_truth") for a in anns)
+    queue = _queue(settings, connection)
+    job_queue = JobQueue(settings.replace(queue_name=queue.name), connection=queue.connection)
+    return Job.fetch(job_queue.enqueue_rescore(str(project_id)), connection=queue.connection)
 
 
 # --------------------------------------------------------------------------- exclusion and failure policy

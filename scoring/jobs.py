@@ -21,18 +21,10 @@ Jobs, by dotted path (what an enqueuer that cannot import ``scoring`` uses)
     trampoline: it enqueues ``score_job(project, v, "ground_truth", True)``
     for every version ``v`` the project has been scored with against ground
     truth (from the run history) plus the version the backend serves for the
-    project, and returns.  Contract for enqueuers:
-
-    - job id ``rescore-<project_id>`` (``backend.jobs.rescore_job_id``, which this
-      module uses too), one per project;
-    - ``queue.enqueue_in(timedelta(seconds=settings.rescore_debounce),
-      "scoring.jobs.rescore_on_annotation", project_id, job_id=...)``;
-    - if a job with that id is already scheduled, queued or running, do nothing:
-      the event is folded into it (the trampoline, once running, only enqueues
-      score jobs that pull fresh data later);
-    - if it exists but has finished, failed or was stopped, delete it first
-      (or enqueue without ``unique``, which overwrites it).
-    :func:`enqueue_rescore` does exactly this.
+    project, and returns.  ``backend.jobs.JobQueue.enqueue_rescore`` is the one
+    enqueuer (job id ``rescore-<project_id>``, ``RESCORE_DEBOUNCE`` s ahead, events
+    folded into a scheduled, queued or running job); :func:`enqueue_rescore` here
+    applies ``backend.jobs.is_ground_truth_event`` and calls it.
 
 ``scoring.jobs.scheduled_score(project_id, version, against="ground_truth", write_back=True)``
     What the cron schedule (``scoring.schedule``) registers: it enqueues

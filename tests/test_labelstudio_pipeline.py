@@ -155,6 +155,7 @@ def test_score_command_prints_a_summary_and_writes_json_and_html(gt_project, cli
         assert key in report
     html = out_html.read_text()
     assert f"{label_studio.url}/projects/{pid}/data?task={ids['t03']}" in html
+    assert "<h2>Score over time</h2>" in html  # this run is in the history the report plots
     assert label_studio.token not in printed.out + printed.err + html + out_json.read_text()
 
 

@@ -111,15 +111,18 @@ def write_json(path: str, data) -> None:
 
 
 def write_html(path: str, report: dict, settings, *, comparison=None) -> None:
-    """Write the HTML report (``ScoringError`` when the file cannot be written), with links to the
-    tasks in Label Studio when the report names its project and ``LABEL_STUDIO_URL`` is set."""
+    """Write the HTML report (``ScoringError`` when the file cannot be written).  When the report
+    names its project: the project's score over time from the run history, and links to the tasks
+    in Label Studio (with ``LABEL_STUDIO_URL`` set)."""
+    from scoring.history import open_history
     from scoring.labelstudio import label_studio_task_url
     from scoring.report_html import render_html
 
     project = report.get("project")
     task_url = label_studio_task_url(settings.label_studio_url, project) if settings.label_studio_url and project is not None else None
+    history = open_history(settings).list(project) if project is not None else None
     try:
-        render_html(report, path, comparison=comparison, task_url=task_url, secrets=settings.secrets())
+        render_html(report, path, comparison=comparison, task_url=task_url, history=history, secrets=settings.secrets())
     except OSError as exc:
         raise ScoringError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -130,7 +130,7 @@ class Predictor:
         for i, task in enumerate(tasks):
             if outcomes[i] is None:  # still running past the deadline: abandon, the reply must go out
                 outcomes[i] = TaskOutcome(task_id=task.get("id"), status="deadline", message="PREDICT_DEADLINE passed")
-        done = [o for o in outcomes if o is not None]
+        done: list[TaskOutcome] = outcomes  # every slot is filled now
         self._record(version, project, done)
         n_bad = sum(not o.ok for o in done)
         log.info("version %s: %d tasks, %d labelled, %d without prediction", version.id, len(done), len(done) - n_bad, n_bad)

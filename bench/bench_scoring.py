@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scoring.engine import evaluate  # noqa: E402
 from scoring.labelstudio import LabelStudioClient  # noqa: E402
-from scoring.writeback import write_back  # noqa: E402
+from scoring.writeback import evaluation_name, write_back  # noqa: E402
 from tests.fixtures.ls_export.make_fixture import CONFIG, regions  # noqa: E402
 
 PEOPLE = ["Alice Martin", "Bob Stone", "Carol Diaz", "Dan Lee", "Eve Adams", "Frank Wu", "Grace Hopper", "Ivy Chen"]
@@ -125,7 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         client.import_predictions(pid, [{"task": tid, "model_version": "v-bench", "result": r}
                                         for tid, r in zip(ids, preds)], chunk=args.tasks)
         timed("rerun after new predictions for every task (bulk rewrite)")
-        print(f"model versions: {client.model_version_counts(pid)}")
+        counts = client.model_version_counts(pid)
+        print(f"model versions: {counts}")
+        # What the bulk rewrite pays Label Studio for: deleting one evaluation's predictions.
+        name = evaluation_name("v-bench", "ground_truth")
+        t0 = time.perf_counter()
+        n = client.delete_model_version(pid, name)
+        took = time.perf_counter() - t0
+        print(f"Label Studio bulk delete of {n} predictions ({name}): {took:6.2f} s ({1000 * took / max(n, 1):.1f} ms each)")
     return 0
 
 

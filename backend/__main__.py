@@ -8,8 +8,8 @@ import argparse
 import logging
 import sys
 
-from backend.errors import Error
-from backend.settings import Settings
+from core.errors import Error
+from core.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

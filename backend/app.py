@@ -28,11 +28,11 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from backend.errors import ConfigError, Error
+from core.errors import ConfigError, Error
 from backend.predictor import Predictor
 from backend.projects import open_project_versions, project_id
 from backend.schema import plan_for
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import VersionSet, load_versions
 
 log = logging.getLogger(__name__)

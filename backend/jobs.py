@@ -20,7 +20,7 @@ import json
 import logging
 from datetime import timedelta
 
-from backend.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dic
     """
     from label_studio_sdk import LabelStudio
 
-    from backend.errors import ConfigError
+    from core.errors import ConfigError
     from backend.ledger import open_ledger
     from backend.predictor import Predictor
     from backend.versions import load_versions

@@ -8,7 +8,7 @@ Durable and shared between processes: the backend writes, the scoring side reads
   threads and processes can write; each write is one transaction).
 
 One :class:`UsageRecord` is one provider call (a re-prediction of a task is another call and
-costs again).  ``status`` is ``"ok"`` or the error's reason slug (``backend.errors``:
+costs again).  ``status`` is ``"ok"`` or the error's reason slug (``core.errors``:
 ``truncated``, ``rate_limited``, ...).  ``usd`` is None when the model's price is unknown.
 
 ``summary(version, project=None)`` returns::
@@ -44,7 +44,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Protocol
 
-from backend.errors import ConfigError
+from core.errors import ConfigError
 
 DEFAULT_PREFIX = "llmpl:ledger"
 

@@ -11,8 +11,8 @@ task value                                   result
 any other ``/path`` on Label Studio          and sent inline (``ImagePart(data=..., media_type=...)``)
 ``http://<LABEL_STUDIO_URL host>/...``       the same (a private Label Studio URL)
 ``data:image/png;base64,...``                decoded and sent inline
-``file:``, ``ftp:``, ``s3:``, ``gs:`` ...    :class:`~backend.errors.MediaError`
-a relative path without ``LABEL_STUDIO_URL`` :class:`~backend.errors.MediaError` saying what to set
+``file:``, ``ftp:``, ``s3:``, ``gs:`` ...    :class:`~core.errors.MediaError`
+a relative path without ``LABEL_STUDIO_URL`` :class:`~core.errors.MediaError` saying what to set
 ==========================================  =============================================
 
 Only the Label Studio host and public http(s) URLs are ever contacted, and
@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from backend.errors import MediaError
+from core.errors import MediaError
 from backend.providers.base import ImagePart, sniff_media_type
 
 MAX_BYTES = 20 * 1024 * 1024

@@ -30,14 +30,14 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from backend.errors import Error, TaskError
+from core.errors import Error, TaskError
 from backend.ledger import make_record
 from backend.media import MediaResolver
 from backend.prompt import render
 from backend.providers import make_provider
 from backend.providers.base import Usage
 from backend.schema import plan_for
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import PromptVersion, VersionSet
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class TaskOutcome:
 
     task_id: Any
     regions: list[dict] = field(default_factory=list)
-    status: str = "ok"          # "ok" or an error reason slug (backend.errors.*.reason, or "deadline")
+    status: str = "ok"          # "ok" or an error reason slug (core.errors.*.reason, or "deadline")
     message: str = ""           # the user-facing reason when status != "ok"
     usage: Usage | None = None
     stats: dict = field(default_factory=dict)

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 
-from backend.settings import Settings
+from core.settings import Settings
 
 _REDIS_KEY = "llm-prelabel:project-versions"
 

@@ -30,7 +30,7 @@ import string
 from typing import Any, Mapping
 
 from backend.controls.base import lookup
-from backend.errors import MissingDataError
+from core.errors import MissingDataError
 from backend.providers.base import ImagePart, TextPart
 
 ANSWER_RULE = "Answer only with JSON matching the schema."
@@ -96,10 +96,10 @@ class _Filler(string.Formatter):
 def render(version, plan, task: Mapping, media) -> tuple[str, list]:
     """``(system prompt, [TextPart, ImagePart...])`` for one task (see the module docstring).
 
-    Raises :class:`~backend.errors.MissingDataError` when the instruction or an
+    Raises :class:`~core.errors.MissingDataError` when the instruction or an
     object of the label config needs a field the task lacks (the message names
     the field and the fields the task has), and
-    :class:`~backend.errors.MediaError` when an image cannot be resolved.
+    :class:`~core.errors.MediaError` when an image cannot be resolved.
     """
     data = task.get("data") if isinstance(task, Mapping) else None
     if not isinstance(data, Mapping):

@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 from backend.controls import HANDLERS
 from backend.controls.base import OBJECT_TAGS, Control, PlanContext, canonical_object, new_stats, note, object_field
-from backend.errors import LabelConfigError, OutputError
+from core.errors import LabelConfigError, OutputError
 
 SCHEMA_NAME = "label_studio_prediction"
 _BY_LOWER = {tag.lower(): tag for tag in HANDLERS}
@@ -85,10 +85,10 @@ class Plan:
         ``{"result": regions}``; stats counts what was dropped
         (``spans_dropped``, ``labels_dropped``, ``boxes_dropped``,
         ``values_dropped``) with human-readable ``notes``.  Raises
-        :class:`~backend.errors.OutputError` when the answer is unusable (not an
+        :class:`~core.errors.OutputError` when the answer is unusable (not an
         object, a single choice with an unknown label, a value of the wrong
         type, a required answer missing) and
-        :class:`~backend.errors.MissingDataError` when spans must be located in
+        :class:`~core.errors.MissingDataError` when spans must be located in
         a task field the task lacks.
 
         Example: ``plan.to_result({"ner": [{"text": "Bob", "label": "PER",
@@ -273,7 +273,7 @@ def build_plan(config: str) -> Plan:
 def plan_for(label_config: str) -> Plan:
     """The :class:`Plan` for a label config, cached by the config string.
 
-    Raises :class:`~backend.errors.LabelConfigError` with a fix-it message for
+    Raises :class:`~core.errors.LabelConfigError` with a fix-it message for
     an empty or malformed config, a config with no supported control, or a
     supported control pointing at an object other than Text/HyperText/Image
     (or at one it cannot label, e.g. Labels on an Image).

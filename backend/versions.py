@@ -16,7 +16,7 @@ A versions file (``PROMPTS_FILE``, default ``prompts.yaml``) looks like::
 
 A version is immutable: change the instruction or the model and you make a new
 id, so that every prediction in Label Studio can be traced to exactly what
-produced it.  Errors in the file raise :class:`~backend.errors.VersionError`
+produced it.  Errors in the file raise :class:`~core.errors.VersionError`
 with the file name, the version and the fix.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from backend.errors import VersionError
+from core.errors import VersionError
 
 PROVIDERS = ("openai", "anthropic", "openai-compatible")
 _ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description"}

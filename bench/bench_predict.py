@@ -25,10 +25,10 @@ import yaml  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from backend.app import create_app  # noqa: E402
-from backend.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from backend.versions import load_versions  # noqa: E402
-from demo.dataset import LABEL_CONFIG, make_tasks  # noqa: E402
-from tests.fakellm import FakeLLM  # noqa: E402
+from fakellm.dataset import LABEL_CONFIG, make_tasks  # noqa: E402
+from fakellm import FakeLLM  # noqa: E402
 
 
 def main() -> None:

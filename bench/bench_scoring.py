@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scoring.engine import evaluate  # noqa: E402
-from scoring.labelstudio import LabelStudioClient  # noqa: E402
+from core.labelstudio import LabelStudioClient  # noqa: E402
 from scoring.writeback import evaluation_name, write_back  # noqa: E402
 from tests.fixtures.ls_export.make_fixture import CONFIG, regions  # noqa: E402
 

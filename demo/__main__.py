@@ -1,6 +1,6 @@
 """``make demo`` / ``python -m demo``: the whole loop, offline, in about ten seconds.
 
-1. starts the stand-in LLM server (``tests.fakellm``, a test double: no real
+1. starts the stand-in LLM server (``fakellm``, a test double: no real
    model is called) answering from the dataset's ground truth, worsened per model
    at fixed rates, so the "cheaper" models really are measurably worse;
 2. starts the ML backend (``backend.app``) on 127.0.0.1 and drives it over HTTP
@@ -32,14 +32,14 @@ from werkzeug.serving import make_server
 from backend.app import create_app
 from backend.ledger import open_ledger
 from backend.schema import plan_for
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import load_versions
-from demo.dataset import LABEL_CONFIG, make_tasks
-from demo.oracle import answer_from_regions
+from fakellm.dataset import LABEL_CONFIG, make_tasks
+from fakellm.oracle import answer_from_regions
 from scoring.cost import cheapest_good_enough, compare_table, cost_section
 from scoring.engine import evaluate
 from scoring.report_html import render_html
-from tests.fakellm import FakeLLM, TableAnswer
+from fakellm import FakeLLM, TableAnswer
 
 INSTRUCTION = "You label customer reviews for a shop. Read the review and fill in every field.\n<text>{text}</text>\n"
 VERSIONS = [

@@ -2,7 +2,7 @@
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args, settings) -> int``.  Adding a command = one module + one line here.
-Errors of this project (``backend.errors.Error``) are printed as one line and
+Errors of this project (``core.errors.Error``) are printed as one line and
 exit with status 2; nothing else is caught.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ import importlib
 import logging
 import sys
 
-from backend.errors import Error
-from backend.settings import Settings
+from core.errors import Error
+from core.settings import Settings
 
 COMMANDS = {
     "evaluate": "scoring.commands.evaluate",   # offline: score an export file

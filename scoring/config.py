@@ -22,7 +22,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
-from scoring.errors import ScoringConfigError
+from core.errors import ScoringConfigError
 
 _CONTROL_KEYS = {"metric", "weight"}
 

@@ -141,7 +141,7 @@ def compare_table(reports: list[dict]) -> list[dict]:
         >>> [(r["version"], round(r["relative_cost"], 3)) for r in rows]
         [('v1', 1.0), ('v2', 0.333)]
     """
-    from scoring.errors import ScoringError
+    from core.errors import ScoringError
 
     if not reports:
         return []

@@ -34,10 +34,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from backend.errors import LabelConfigError
+from core.errors import LabelConfigError
 from scoring.agreement import cohen_kappa, krippendorff_alpha
 from scoring.config import ScoringConfig
-from scoring.errors import NoReferenceError, ScoringConfigError, ScoringError
+from core.errors import NoReferenceError, ScoringConfigError, ScoringError
 from scoring.export import GROUND_TRUTH, ground_truth, prediction_of, versions_in
 from scoring.metrics import DEFAULTS, EMPTY_VALUE, EXTRACTORS, LABEL_STATS, REGISTRY
 from scoring.metrics.spec import ControlSpec, ResultMismatch

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from scoring.errors import ExportError
+from core.errors import ExportError
 
 GROUND_TRUTH = "ground_truth"   # the reference that means "the task's ground-truth annotation" (not a model version)
 SNAPSHOT_HINT = ("take a snapshot export with full predictions "

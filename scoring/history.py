@@ -28,7 +28,7 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from backend.settings import Settings
+from core.settings import Settings
 from scoring.export import GROUND_TRUTH
 
 
@@ -49,7 +49,7 @@ def _iso(value: Any) -> str:
 
 def _normalize(run: dict) -> dict:
     """Copy ``run`` with a run id, string project and ISO times; check the required keys."""
-    from scoring.errors import ScoringError
+    from core.errors import ScoringError
 
     if not isinstance(run, dict):
         raise ScoringError("a history run must be a dict")

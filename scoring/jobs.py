@@ -55,11 +55,11 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Callable, Iterable
 
-from backend.errors import ConfigError
+from core.errors import ConfigError
 # the backend enqueues the rescore: one id, one path, one event rule, one set of options
 from backend.jobs import RESCORE_JOB, RESCORE_RETRY, RESCORE_TIMEOUT, JobQueue, is_ground_truth_event, rescore_job_id  # noqa: F401
-from backend.settings import Settings
-from scoring.errors import ExportError, NoReferenceError, ScoringConfigError, ScoringError
+from core.settings import Settings
+from core.errors import ExportError, NoReferenceError, ScoringConfigError, ScoringError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ import logging
 from datetime import datetime, timezone
 from typing import Callable
 
-from backend.settings import Settings
+from core.settings import Settings
 from scoring.cost import cost_section
 from scoring.engine import GROUND_TRUTH, compile_schema, evaluate_schema
-from scoring.errors import ScoringError
-from scoring.labelstudio import LabelStudioClient
+from core.errors import ScoringError
+from core.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ with matplotlib's Agg canvas without touching pyplot's global state):
 - quality vs cost across versions (when ``comparison`` rows from ``scoring.cost.compare_table`` are given);
 - score over time per version (when ``history`` runs from ``scoring.history`` are given);
 - the lowest-agreement tasks (20 by default) with links to open them in Label Studio
-  (``task_url(task_id) -> str``, e.g. ``scoring.labelstudio.label_studio_task_url``; only
+  (``task_url(task_id) -> str``, e.g. ``core.labelstudio.label_studio_task_url``; only
   http(s) links are emitted), and the skipped tasks.
 
 Every piece of user text (version names, labels, task ids, notes) is escaped.
@@ -398,7 +398,7 @@ def render_html(report: dict, path: str, *, comparison: list[dict] | None = None
     ``cost``, ``project``, ``run_id``); ``comparison`` rows come from
     ``scoring.cost.compare_table``; ``history`` runs from ``History.list``;
     ``task_url(task_id)`` gives the Label Studio link of a task (see
-    ``scoring.labelstudio.label_studio_task_url``); ``secrets`` are masked if they appear.
+    ``core.labelstudio.label_studio_task_url``); ``secrets`` are masked if they appear.
     """
     page = build_html(report, comparison=comparison, task_url=task_url, history=history, lowest_n=lowest_n, secrets=secrets)
     parent = os.path.dirname(os.path.abspath(path))

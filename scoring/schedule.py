@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from scoring.errors import ScoringConfigError
+from core.errors import ScoringConfigError
 
 KEYS = {"project", "version", "against", "cron", "interval", "write_back"}
 
@@ -124,7 +124,7 @@ def build_cron(settings, path: str, connection=None):
 
     if connection is None:
         if not settings.redis_url:
-            from backend.errors import ConfigError
+            from core.errors import ConfigError
 
             raise ConfigError("scheduled scoring needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
         from redis import Redis

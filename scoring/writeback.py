@@ -40,8 +40,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from scoring.errors import LabelStudioError
-from scoring.labelstudio import LabelStudioClient
+from core.errors import LabelStudioError
+from core.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
 

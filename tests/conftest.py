@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakellm import FakeLLM
+from fakellm import FakeLLM
 
 pytest_plugins = ["tests.lsharness"]  # the real-Label-Studio fixture `label_studio`
 
@@ -12,7 +12,7 @@ pytest_plugins = ["tests.lsharness"]  # the real-Label-Studio fixture `label_stu
 def fake_llm():
     """A stand-in LLM server on a free 127.0.0.1 port for one test.
 
-    Yields a :class:`tests.fakellm.FakeLLM` with ``.url``, ``.openai_base_url``,
+    Yields a :class:`fakellm.FakeLLM` with ``.url``, ``.openai_base_url``,
     ``.anthropic_base_url``, ``.requests``, ``.options`` and ``.set_answers(...)``.
     """
     with FakeLLM() as fake:

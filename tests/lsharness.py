@@ -13,7 +13,7 @@ server; tests isolate themselves by creating their own projects
 ``pytest_plugins = ["tests.lsharness"]`` in ``tests/conftest.py``.
 
 Finding the ``label-studio`` command -- the one documented exception to "only
-backend/settings.py reads the environment": this harness reads ``LS_BIN`` from
+core/settings.py reads the environment": this harness reads ``LS_BIN`` from
 ``os.environ`` (``make test`` sets it to the output of
 ``tools/ensure_label_studio.sh``).  When ``LS_BIN`` is unset the fixture runs
 ``tools/ensure_label_studio.sh`` itself (which installs Label Studio into its own
@@ -43,7 +43,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from backend.settings import Settings
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 ENSURE_SCRIPT = REPO / "tools" / "ensure_label_studio.sh"

@@ -13,9 +13,9 @@ import yaml
 
 from backend.app import create_app
 from backend.ledger import open_ledger
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import load_versions
-from demo.dataset import LABEL_CONFIG, make_tasks
+from fakellm.dataset import LABEL_CONFIG, make_tasks
 
 MULTI_CONFIG = """<View>
   <Text name="text" value="$text"/>

@@ -11,7 +11,7 @@ from rq.registry import ScheduledJobRegistry
 
 from backend.app import create_app
 from backend.jobs import PRELABEL_JOB, RESCORE_JOB, JobQueue, prelabel_timeout, rescore_job_id
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import parse_versions
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from backend.controls import HANDLERS
-from backend.errors import MissingDataError, OutputError
+from core.errors import MissingDataError, OutputError
 from backend.schema import build_plan, strict_violations
 
 TEXT = "Anna Smith met Bob in Paris. Later Bob flew to Berlin."

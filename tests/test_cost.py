@@ -5,7 +5,7 @@ import pytest
 
 import scoring.cost
 from scoring.cost import cheapest_good_enough, compare_table, cost_section
-from scoring.errors import ScoringError
+from core.errors import ScoringError
 
 
 def summary(**over):

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.errors import LabelConfigError
+from core.errors import LabelConfigError
 from scoring.agreement import cohen_kappa
 from scoring.config import ControlConfig, ScoringConfig, load_scoring_config
 from scoring.engine import alpha_multi, compile_schema, evaluate, score_pair, single_choice_values
-from scoring.errors import ExportError, NoReferenceError, ScoringConfigError, ScoringError
+from core.errors import ExportError, NoReferenceError, ScoringConfigError, ScoringError
 from scoring.export import ground_truth, load_export, prediction_of
 from scoring.metrics.spec import ResultMismatch
 

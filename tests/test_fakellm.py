@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.fakellm import (
+from fakellm import (
     FakeLLM,
     RequestInfo,
     SchemaAnswer,
@@ -292,9 +292,9 @@ def test_table_answer_from_file(tmp_path):
 
 
 def test_load_answer_source():
-    assert isinstance(load_answer_source("tests.fakellm:SchemaAnswer"), SchemaAnswer)
+    assert isinstance(load_answer_source("fakellm:SchemaAnswer"), SchemaAnswer)
     with pytest.raises(ValueError, match="pkg.module:factory"):
-        load_answer_source("tests.fakellm.SchemaAnswer")
+        load_answer_source("fakellm.SchemaAnswer")
     with pytest.raises(TypeError, match="not a callable"):
         load_answer_source("builtins:object")  # object() is not callable
 
@@ -304,7 +304,7 @@ def test_load_answer_source():
 def test_cli_serves_until_terminated(tmp_path):
     table = tmp_path / "t.json"
     table.write_text(json.dumps({"answers": {"hello": {"label": "neg"}}}))
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakellm", "--port", "0", "--table", str(table)],
+    proc = subprocess.Popen([sys.executable, "-m", "fakellm", "--port", "0", "--table", str(table)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -321,6 +321,6 @@ def test_cli_serves_until_terminated(tmp_path):
 
 
 def test_cli_bad_answers_spec_is_one_line_error():
-    out = subprocess.run([sys.executable, "-m", "tests.fakellm", "--answers", "nope.nothing:x"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "fakellm", "--answers", "nope.nothing:x"], cwd=ROOT,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "cannot load answers" in out.stderr and "Traceback" not in out.stderr

@@ -11,7 +11,7 @@ import pytest
 from redis import Redis
 
 import scoring.history
-from backend.settings import Settings
+from core.settings import Settings
 from scoring.commands import history as history_cmd
 from scoring.history import RedisHistory, SQLiteHistory, open_history, run_from_report, with_deltas
 
@@ -84,7 +84,7 @@ def test_clear(store):
 
 
 def test_bad_run_is_refused(store):
-    from scoring.errors import ScoringError
+    from core.errors import ScoringError
 
     with pytest.raises(ScoringError, match="needs project"):
         store.add({"version": "v1"})
@@ -92,7 +92,7 @@ def test_bad_run_is_refused(store):
 
 ADD_IN_CHILD = """
 import sys
-from backend.settings import Settings
+from core.settings import Settings
 from scoring.history import open_history
 h = open_history(Settings(data_dir=sys.argv[1], redis_url=sys.argv[2] or None), prefix=sys.argv[3])
 print(h.add({"project": sys.argv[4], "version": "v1", "score": 0.75, "finished_at": "2026-02-02T00:00:00Z"}))

@@ -21,10 +21,10 @@ from rq.job import JOB_ID_PATTERN, Job
 
 import scoring.jobs as jobs
 import scoring.schedule
-from backend.errors import ConfigError
-from backend.settings import Settings
+from core.errors import ConfigError
+from core.settings import Settings
 from scoring.schedule import build_cron, load_schedules, parse_schedules
-from scoring.errors import ScoringConfigError
+from core.errors import ScoringConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/0"

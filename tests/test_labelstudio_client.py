@@ -1,10 +1,10 @@
-"""scoring.labelstudio.LabelStudioClient against a real Label Studio 1.23.2 (and a faulty stand-in)."""
+"""core.labelstudio.LabelStudioClient against a real Label Studio 1.23.2 (and a faulty stand-in)."""
 from __future__ import annotations
 
 import pytest
 
-from scoring.errors import LabelStudioError
-from scoring.labelstudio import LabelStudioClient
+from core.errors import LabelStudioError
+from core.labelstudio import LabelStudioClient
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import FaultyProxy, free_port
 
@@ -81,8 +81,8 @@ def test_task_url(label_studio):
 
 
 def test_missing_settings_is_a_config_error():
-    from backend.errors import ConfigError
-    from backend.settings import Settings
+    from core.errors import ConfigError
+    from core.settings import Settings
 
     with pytest.raises(ConfigError, match="LABEL_STUDIO_URL"):
         LabelStudioClient(Settings())
@@ -94,7 +94,7 @@ SECRET = "sekrit-key-0123456789"
 
 
 def test_unreachable_is_retried_with_backoff_then_names_the_url_not_the_key():
-    from backend.settings import Settings
+    from core.settings import Settings
 
     sleeps = []
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -108,7 +108,7 @@ def test_unreachable_is_retried_with_backoff_then_names_the_url_not_the_key():
 
 
 def test_5xx_is_retried_then_fails_with_a_clear_message():
-    from backend.settings import Settings
+    from core.settings import Settings
 
     faulty = FaultyProxy(None, lambda n, m, p: 503)
     try:

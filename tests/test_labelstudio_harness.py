@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scoring.labelstudio import LabelStudioClient
+from core.labelstudio import LabelStudioClient
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import LabelStudioServer, find_binary, prepare_data_dir
 

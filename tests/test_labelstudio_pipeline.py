@@ -9,9 +9,9 @@ import pytest
 from backend.ledger import make_record, open_ledger
 from backend.versions import Price, PromptVersion
 from scoring.cli import main
-from scoring.errors import ScoringError
+from core.errors import ScoringError
 from scoring.history import open_history
-from scoring.labelstudio import LabelStudioClient
+from core.labelstudio import LabelStudioClient
 from scoring.pipeline import compare_versions, score_project
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import free_port

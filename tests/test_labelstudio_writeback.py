@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from scoring.engine import evaluate
-from scoring.errors import LabelStudioError
-from scoring.labelstudio import LabelStudioClient
+from core.errors import LabelStudioError
+from core.labelstudio import LabelStudioClient
 from scoring.writeback import write_back
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import FaultyProxy
@@ -173,7 +173,7 @@ def test_label_studio_failing_mid_write_leaves_nothing_partial(project, label_st
 
 def _child(url: str, token: str, pid: int, marker: str, kill_after: int, rewrite_min: int) -> None:
     """Run in a child process: write back in chunks of 3 and hang once ``kill_after`` are created."""
-    from backend.settings import Settings
+    from core.settings import Settings
 
     client = LabelStudioClient(Settings(label_studio_url=url, label_studio_api_key=token))
 

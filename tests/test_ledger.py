@@ -11,7 +11,7 @@ import pytest
 from backend.ledger import RedisLedger, SQLiteLedger, UsageRecord, make_record, open_ledger
 from backend.pricing import PRICES, cost_usd, lookup, price_for
 from backend.providers.base import Usage
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import Price, PromptVersion
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -149,7 +149,7 @@ def test_open_ledger_picks_the_store(tmp_path, redis_prefix):
 
 
 def test_unreachable_redis_is_a_config_error():
-    from backend.errors import ConfigError
+    from core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="REDIS_URL"):
         RedisLedger("redis://127.0.0.1:1/0")

@@ -12,9 +12,9 @@ from label_studio_sdk.label_interface import LabelInterface
 from werkzeug.serving import make_server
 
 from backend.app import create_app
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import load_versions
-from demo.dataset import LABEL_CONFIG, make_tasks
+from fakellm.dataset import LABEL_CONFIG, make_tasks
 from tests.test_app import MULTI_CONFIG
 
 pytestmark = pytest.mark.labelstudio
@@ -125,8 +125,8 @@ def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, f
     """Predict with two versions through Label Studio, then score both: quality from the
     ground truth, cost from the ledger the backend wrote (same project key on both sides)."""
     from scoring.pipeline import score_project
-    from tests.fakellm import TableAnswer
-    from demo.oracle import answer_from_regions
+    from fakellm import TableAnswer
+    from fakellm.oracle import answer_from_regions
     from backend.schema import plan_for
 
     tasks = make_tasks(12)

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from backend.errors import MediaError
+from core.errors import MediaError
 from backend.media import MediaResolver
-from backend.settings import Settings
+from core.settings import Settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
 JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 40

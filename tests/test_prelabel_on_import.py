@@ -20,9 +20,9 @@ from rq.registry import FinishedJobRegistry
 from werkzeug.serving import make_server
 
 from backend.app import create_app
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import load_versions
-from demo.dataset import LABEL_CONFIG, make_tasks
+from fakellm.dataset import LABEL_CONFIG, make_tasks
 
 pytestmark = pytest.mark.labelstudio
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -5,12 +5,12 @@ import base64
 
 import pytest
 
-from backend.errors import MediaError, MissingDataError
+from core.errors import MediaError, MissingDataError
 from backend.media import MediaResolver
 from backend.prompt import ANSWER_RULE, render
 from backend.providers.base import ImagePart, TextPart
 from backend.schema import build_plan
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import parse_versions
 from tests.test_controls import CHOICES, HYPER_LABELS, LABELS, MULTI, RECTANGLES
 

@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from backend.errors import (
+from core.errors import (
     AuthError,
     ConfigError,
     OutputError,
@@ -19,9 +19,9 @@ from backend.errors import (
 )
 from backend.providers import PROVIDERS, ImagePart, TextPart, make_provider
 from backend.providers.compatible import accepted_format
-from backend.settings import Settings
+from core.settings import Settings
 from backend.versions import PromptVersion
-from tests.fakellm import count_tokens
+from fakellm import count_tokens
 
 OPENAI_KEY = "fake-openai-key-for-tests"
 ANTHROPIC_KEY = "fake-anthropic-key-for-tests"

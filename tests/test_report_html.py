@@ -3,10 +3,10 @@ import base64
 import doctest
 import re
 
-import scoring.labelstudio
+import core.labelstudio
 import scoring.report_html
 from scoring.cost import compare_table, cost_section
-from scoring.labelstudio import label_studio_task_url
+from core.labelstudio import label_studio_task_url
 from scoring.report_html import render_html
 
 EVIL = "<script>alert('x')</script>"
@@ -37,7 +37,7 @@ def images(page):
 
 
 def test_doctests():
-    for module in (scoring.report_html, scoring.labelstudio):
+    for module in (scoring.report_html, core.labelstudio):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
 

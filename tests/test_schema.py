@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from backend.errors import LabelConfigError
+from core.errors import LabelConfigError
 from backend.schema import build_plan, plan_for, strict_violations
 from tests.test_controls import ALL_CONFIGS, CHOICES, MULTI, TAXONOMY
 

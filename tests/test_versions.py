@@ -1,8 +1,8 @@
 """Prompt versions file: parsing, validation messages, defaults."""
 import pytest
 
-from backend.errors import VersionError
-from backend.settings import Settings
+from core.errors import VersionError
+from core.settings import Settings
 from backend.versions import load_versions, parse_versions
 
 GOOD = {
@@ -92,7 +92,7 @@ def test_settings_mask_secrets_and_validate():
     s = Settings.from_env({"OPENAI_API_KEY": "fake-secret-for-tests", "PREDICT_CONCURRENCY": "4", "LABEL_STUDIO_URL": "http://x:8080/"})
     assert "fake-secret-for-tests" not in repr(s) and "fake-secret-for-tests" in s.secrets()
     assert s.predict_concurrency == 4 and s.label_studio_url == "http://x:8080"
-    from backend.errors import ConfigError
+    from core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="PREDICT_CONCURRENCY='many' is not a whole number"):
         Settings.from_env({"PREDICT_CONCURRENCY": "many"})

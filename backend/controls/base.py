@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from backend.errors import MissingDataError, OutputError
+from core.errors import MissingDataError, OutputError
 
 OBJECT_TAGS = ("Text", "HyperText", "Image")
 

@@ -9,7 +9,7 @@ connection pools) are shared per (provider, base URL, key); a provider object is
 """
 from __future__ import annotations
 
-from backend.errors import ConfigError
+from core.errors import ConfigError
 from backend.providers.anthropic_provider import AnthropicProvider
 from backend.providers.base import Completion, ImagePart, Provider, TextPart, Usage
 from backend.providers.compatible import CompatibleProvider

@@ -31,7 +31,7 @@ import time
 
 import anthropic
 
-from backend.errors import OutputError, RefusalError, TruncatedError
+from core.errors import OutputError, RefusalError, TruncatedError
 from backend.providers.base import (
     Completion,
     ImagePart,
@@ -114,7 +114,7 @@ class AnthropicProvider(Provider):
         return kwargs
 
     def complete(self, *, system, parts, schema, schema_name="labels") -> Completion:
-        """One structured call; see the module docstring.  Raises backend.errors on failure."""
+        """One structured call; see the module docstring.  Raises core.errors on failure."""
         client = self.client()
         mode = self.format_mode()
         start = time.perf_counter()

@@ -10,7 +10,7 @@ object plus the tokens and time it cost::
     done.data        # {"sentiment": "positive"}
     done.usage       # Usage(input_tokens=31, output_tokens=9, latency_s=0.41)
 
-Failures are raised as :mod:`backend.errors` classes (never SDK exceptions);
+Failures are raised as :mod:`core.errors` classes (never SDK exceptions);
 errors raised by ``complete()`` carry ``err.usage`` with the tokens spent
 (0 when none) and the time the call took, so the ledger can record them.
 """
@@ -26,10 +26,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 
-from backend.errors import AuthError, OutputError, ProviderError, ProviderTimeout, RateLimitError
+from core.errors import AuthError, OutputError, ProviderError, ProviderTimeout, RateLimitError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from backend.settings import Settings
+    from core.settings import Settings
     from backend.versions import PromptVersion
 
 
@@ -143,7 +143,7 @@ class Provider(ABC):
         """The SDK client with this version's timeout and retries, made on first use.
 
         Its connection pool is shared per (provider, base URL, key).  Raises
-        :class:`~backend.errors.AuthError` naming :attr:`key_env` when no key is set.
+        :class:`~core.errors.AuthError` naming :attr:`key_env` when no key is set.
         """
         if self._sdk_client is None:
             key = self.api_key()
@@ -175,7 +175,7 @@ class Provider(ABC):
         return f"{self.name} API at {self.base_url} (model {self.version.model}, version {self.version.id})"
 
     def sdk_error(self, exc: Exception, start: float) -> Exception:
-        """Map an exception of :attr:`sdk` to :mod:`backend.errors`, with the time spent since ``start``.
+        """Map an exception of :attr:`sdk` to :mod:`core.errors`, with the time spent since ``start``.
 
         Both SDKs name their errors alike (``APITimeoutError``, ``APIConnectionError``,
         ``APIStatusError``), so one mapping serves every provider.
@@ -226,7 +226,7 @@ def parse_json_object(raw: str | None, usage: Usage, where: str) -> dict:
 
 
 def status_error(provider: Provider, status: int, server_message: str, usage: Usage) -> Exception:
-    """The :mod:`backend.errors` exception for an HTTP error status from a provider.
+    """The :mod:`core.errors` exception for an HTTP error status from a provider.
 
     >>> # 401 -> AuthError naming the env var, 429 -> RateLimitError, other -> ProviderError
     """

@@ -16,7 +16,7 @@ import threading
 
 import openai
 
-from backend.errors import ConfigError
+from core.errors import ConfigError
 from backend.providers.openai_provider import JSON_OBJECT, JSON_SCHEMA, PROMPT_ONLY, OpenAIProvider
 
 _MODES = (JSON_SCHEMA, JSON_OBJECT, PROMPT_ONLY)

@@ -17,7 +17,7 @@ import time
 
 import openai
 
-from backend.errors import ProviderError, RefusalError, TruncatedError
+from core.errors import ProviderError, RefusalError, TruncatedError
 from backend.providers.base import Completion, ImagePart, Provider, TextPart, Usage, parse_json_object
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class OpenAIProvider(Provider):
         return kwargs
 
     def complete(self, *, system, parts, schema, schema_name="labels") -> Completion:
-        """One structured call; see the module docstring.  Raises backend.errors on failure."""
+        """One structured call; see the module docstring.  Raises core.errors on failure."""
         client = self.client()
         mode = self.format_mode()
         start = time.perf_counter()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from backend.errors import LabelConfigError
+from core.errors import LabelConfigError
 from scoring.commands.score import write_html, write_json
 from scoring.config import load_scoring_config
 from scoring.engine import GROUND_TRUTH, evaluate

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from backend.settings import Settings
+from core.settings import Settings
 from scoring.history import open_history, series_name, with_deltas
 
 HELP = "list a project's past scoring runs and how each version's score moved"

@@ -16,7 +16,7 @@ import json
 import sys
 
 from scoring.engine import GROUND_TRUTH
-from scoring.errors import ScoringError
+from core.errors import ScoringError
 
 HELP = "pull a Label Studio project, score a version against ground truth or another version, write agreement back"
 
@@ -115,7 +115,7 @@ def write_html(path: str, report: dict, settings, *, comparison=None) -> None:
     names its project: the project's score over time from the run history, and links to the tasks
     in Label Studio (with ``LABEL_STUDIO_URL`` set)."""
     from scoring.history import open_history
-    from scoring.labelstudio import label_studio_task_url
+    from core.labelstudio import label_studio_task_url
     from scoring.report_html import render_html
 
     project = report.get("project")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 
-from backend.errors import ConfigError
-from backend.settings import Settings
+from core.errors import ConfigError
+from core.settings import Settings
 
 HELP = "run the RQ worker that executes scoring and pre-labelling jobs (and the cron schedule)"
 log = logging.getLogger(__name__)

@@ -20,7 +20,16 @@ library and re-raised as one of these, with the original kept as
     │       ├── AuthError       bad or missing API key
     │       ├── RateLimitError  429 from the provider, retries exhausted
     │       └── ProviderTimeout no answer within the version's timeout
-    └── ScoringError            (scoring/errors.py) scoring could not be done
+    ├── LabelStudioError        Label Studio unreachable or answering 5xx after retries
+    │                           (the message names the URL, never the key)
+    └── ScoringError            scoring could not be done; the message says how to fix it
+        ├── ExportError         the file is not JSON / not a Label Studio export
+        ├── NoReferenceError    no ground truth / the reference version has no predictions
+        └── ScoringConfigError  scoring.yaml is malformed, or a custom metric cannot be loaded
+
+Both the backend and the scoring side import this module (``core`` is the small shared
+package; ``backend`` never imports ``scoring``).  The CLIs print ``str(err)`` on one line
+and exit 2; they never show a traceback for these.
 
 A ``TaskError`` never escapes a batch: the predictor turns it into an empty
 result for that task and records ``error.reason`` (a short machine-readable
@@ -92,3 +101,23 @@ class RateLimitError(ProviderError):
 
 class ProviderTimeout(ProviderError):
     reason = "timeout"
+
+
+class LabelStudioError(Error):
+    reason = "label_studio"
+
+
+class ScoringError(Error):
+    reason = "scoring"
+
+
+class ExportError(ScoringError):
+    reason = "export"
+
+
+class NoReferenceError(ScoringError):
+    reason = "no_reference"
+
+
+class ScoringConfigError(ScoringError):
+    reason = "scoring_config"

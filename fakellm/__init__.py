@@ -4,9 +4,9 @@ It speaks the OpenAI Chat Completions and Anthropic Messages wire formats well e
 the official SDKs, answers deterministically from a pluggable answer source and injects
 latency and faults.  In tests use the ``fake_llm`` fixture (tests/conftest.py); standalone::
 
-    python -m tests.fakellm --host 127.0.0.1 --port 8765 [--answers pkg.module:factory]
+    python -m fakellm --host 127.0.0.1 --port 8765 [--answers pkg.module:factory]
 """
-from tests.fakellm.answers import (
+from fakellm.answers import (
     AnswerSource,
     RequestInfo,
     SchemaAnswer,
@@ -16,7 +16,7 @@ from tests.fakellm.answers import (
     task_text,
     worsen,
 )
-from tests.fakellm.server import FakeLLM, Options, count_tokens
+from fakellm.server import FakeLLM, Options, count_tokens
 
 __all__ = [
     "FakeLLM", "Options", "AnswerSource", "RequestInfo", "SchemaAnswer", "TableAnswer",

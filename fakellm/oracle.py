@@ -1,6 +1,6 @@
 """Turn ground-truth Label Studio regions into the answer JSON a perfect model would give.
 
-The demo feeds these answers to the stand-in LLM server (``tests.fakellm``),
+The demo feeds these answers to the stand-in LLM server (``fakellm``),
 which then worsens them per model at a fixed error rate, so "a cheaper model"
 really is measurably worse, the same way on every run.  Covers the demo's
 control tags (Choices, Labels spans, TextArea, Rating, Number).

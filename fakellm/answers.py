@@ -297,8 +297,8 @@ def worsen(answer: Any, schema: dict | None, rng: random.Random) -> Any:
 def load_answer_source(spec: str) -> AnswerSource:
     """``"pkg.module:factory"`` -> ``factory()``, which must return an answer source (a callable).
 
-    >>> load_answer_source("tests.fakellm.answers:SchemaAnswer")  # doctest: +ELLIPSIS
-    <tests.fakellm.answers.SchemaAnswer object at ...>
+    >>> load_answer_source("fakellm.answers:SchemaAnswer")  # doctest: +ELLIPSIS
+    <fakellm.answers.SchemaAnswer object at ...>
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:

@@ -34,9 +34,9 @@ from typing import Any, Callable, Iterable
 
 import httpx
 
-from backend.errors import ConfigError
-from backend.settings import Settings
-from scoring.errors import LabelStudioError
+from core.errors import ConfigError
+from core.settings import Settings
+from core.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
 

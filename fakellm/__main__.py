@@ -1,8 +1,8 @@
-"""``python -m tests.fakellm``: run the stand-in LLM server (a test double) in the foreground.
+"""``python -m fakellm``: run the stand-in LLM server (a test double) in the foreground.
 
-    python -m tests.fakellm --host 127.0.0.1 --port 8765 --latency-ms 200 --fault-rate 0.05
-    python -m tests.fakellm --answers mypkg.answers:make_source
-    python -m tests.fakellm --table answers.json      # TableAnswer.from_file
+    python -m fakellm --host 127.0.0.1 --port 8765 --latency-ms 200 --fault-rate 0.05
+    python -m fakellm --answers mypkg.answers:make_source
+    python -m fakellm --table answers.json      # TableAnswer.from_file
 
 Point the project at it with ``OPENAI_BASE_URL=http://127.0.0.1:8765/v1`` and
 ``ANTHROPIC_BASE_URL=http://127.0.0.1:8765`` (any non-empty API key is accepted).
@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tests.fakellm.answers import SchemaAnswer, TableAnswer, load_answer_source
-from tests.fakellm.server import FakeLLM
+from fakellm.answers import SchemaAnswer, TableAnswer, load_answer_source
+from fakellm.server import FakeLLM
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and serve until Ctrl-C."""
-    ap = argparse.ArgumentParser(prog="python -m tests.fakellm", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m fakellm", description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
     src = ap.add_mutually_exclusive_group()

@@ -1,7 +1,7 @@
 """The stand-in LLM server: a test double speaking OpenAI Chat Completions and Anthropic Messages.
 
 It is *not* a model.  It answers deterministically from a pluggable answer source (see
-:mod:`tests.fakellm.answers`) and can inject latency and faults, so the official ``openai``
+:mod:`fakellm.answers`) and can inject latency and faults, so the official ``openai``
 and ``anthropic`` SDKs can be exercised over real HTTP without network or keys.
 
 Routes: ``POST /v1/chat/completions`` (also ``/chat/completions``), ``POST /v1/messages``,
@@ -48,7 +48,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.fakellm.answers import AnswerSource, RequestInfo, SchemaAnswer
+from fakellm.answers import AnswerSource, RequestInfo, SchemaAnswer
 
 MARKER = re.compile(r"\[\[fault:([a-z0-9]+)(?::([a-z0-9.]+))?\]\]")
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."

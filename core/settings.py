@@ -29,7 +29,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        from backend.errors import ConfigError
+        from core.errors import ConfigError
 
         raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
 
@@ -41,7 +41,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        from backend.errors import ConfigError
+        from core.errors import ConfigError
 
         raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
 
@@ -49,7 +49,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     raw = (env.get(name) or allowed[0]).strip().lower()
     if raw not in allowed:
-        from backend.errors import ConfigError
+        from core.errors import ConfigError
 
         raise ConfigError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
     return raw

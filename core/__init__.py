@@ -1,0 +1,7 @@
+"""The small package both sides share: ``backend`` (the ML backend) and ``scoring`` (the
+worker and CLI) import it; it imports neither.
+
+``core.errors``       the one error hierarchy
+``core.settings``     the one module that reads environment variables
+``core.labelstudio``  the Label Studio SDK edge (retries, secret masking)
+"""

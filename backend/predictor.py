@@ -10,11 +10,12 @@
 3. turns each answer into Label Studio regions that pass
    ``LabelInterface.validate_prediction``;
 4. records tokens, USD cost, latency and status per (version, task) in the
-   usage ledger.
+   usage ledger as soon as each task finishes (from its worker thread), so a
+   backend killed mid-batch loses at most the records of the calls in flight.
 
-One bad task never fails the batch.  A task that cannot be labelled (missing
-data field, invalid or refused or truncated answer, provider error, or the
-``PREDICT_DEADLINE`` passed before its turn) is recorded in the ledger with a
+One bad task never fails the batch.  A task that cannot be labelled (not a JSON
+object: ``invalid_task``; missing data field, invalid or refused or truncated
+answer, provider error, or the ``PREDICT_DEADLINE`` passed before its turn) is recorded in the ledger with a
 reason slug and, by default (``FAILED_TASK_RESULT=skip``), gets *no*
 prediction: its slot in the reply is an empty list, which Label Studio accepts
 and which leaves the task without a prediction of this version, so the next
@@ -25,20 +26,21 @@ Either way the reply has exactly one entry per task, in order.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from core.errors import Error, TaskError
 from backend.ledger import make_record
 from backend.media import MediaResolver
 from backend.prompt import render
 from backend.providers import make_provider
 from backend.providers.base import Usage
 from backend.schema import plan_for
-from core.settings import Settings
 from backend.versions import PromptVersion, VersionSet
+from core.errors import Error, TaskError
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,16 @@ class Predictor:
         self.provider_factory = provider_factory
         self.media = MediaResolver(settings)
         self.clock = clock
+        self._ledger_lock = threading.Lock()
 
     # -- one task -------------------------------------------------------------
-    def predict_one(self, version: PromptVersion, plan, provider, task: dict) -> TaskOutcome:
+    def predict_one(self, version: PromptVersion, plan, provider, task: Any) -> TaskOutcome:
+        if not isinstance(task, dict):  # e.g. 42, null or "abc" among the tasks: this task only
+            outcome = TaskOutcome(task_id=None, status="invalid_task",
+                                  message=f"the task is a JSON {type(task).__name__}, not an object "
+                                  'such as {"id": 1, "data": {...}}; it gets no prediction')
+            log.warning("version %s: %s", version.id, outcome.message)
+            return outcome
         outcome = TaskOutcome(task_id=task.get("id"))
         try:
             system, parts = render(version, plan, task, self.media)
@@ -96,45 +105,58 @@ class Predictor:
             log.warning("task %s, version %s: %s (%s)", outcome.task_id, version.id, outcome.message, outcome.status)
         return outcome
 
+    def cannot_run(self, version: PromptVersion) -> str | None:
+        """Why ``version`` cannot run here (its provider's key is not set, or its provider
+        cannot be built), or None when it can.  Offline: no call is made."""
+        try:
+            provider = self.provider_factory(version, self.settings)
+        except Error as exc:
+            return str(exc)
+        if provider.api_key() is None:
+            return f"{provider.key_env} is not set; set it in the ML backend's environment and restart it"
+        return None
+
     # -- a batch --------------------------------------------------------------
-    def predict(self, tasks: list[dict], label_config: str, version_id: str | None, project: str | None = None) -> list[TaskOutcome]:
+    def predict(
+        self, tasks: list, label_config: str, version_id: str | None, project: str | None = None
+    ) -> list[TaskOutcome]:
         """Label every task; always returns one outcome per task, in order.
 
-        Raises only ConfigError (unknown version, unusable label config): those
-        concern the whole request, not one task.
+        Each task's usage record is written as soon as the task finishes (a backend killed
+        mid-batch loses at most the calls in flight).  Raises only ConfigError (unknown
+        version, unusable label config): those concern the whole request, not one task.
         """
         version = self.versions.get(version_id)
         plan = plan_for(label_config)
         provider = self.provider_factory(version, self.settings)
-        deadline = self.clock() + self.settings.predict_deadline
-        outcomes: list[TaskOutcome | None] = [None] * len(tasks)
+        batch = _Batch(self, version, project, tasks, deadline=self.clock() + self.settings.predict_deadline)
 
-        def run(i: int, task: dict) -> None:
-            if self.clock() > deadline:
-                outcomes[i] = TaskOutcome(
-                    task_id=task.get("id"),
-                    status="deadline",
-                    message=f"not started: PREDICT_DEADLINE ({self.settings.predict_deadline:g} s) passed; "
-                    "run Retrieve Predictions again to label the rest",
-                )
+        def run(i: int) -> None:
+            if not batch.claim(i):
                 return
-            outcomes[i] = self.predict_one(version, plan, provider, task)
+            task = tasks[i]
+            outcome = self.late_outcome(task) if batch.late() else self.predict_one(version, plan, provider, task)
+            batch.finish(i, outcome)
 
         if len(tasks) == 1:
-            run(0, tasks[0])
+            run(0)
         else:
             pool = ThreadPoolExecutor(max_workers=self.settings.predict_concurrency, thread_name_prefix="predict")
-            futures = [pool.submit(run, i, t) for i, t in enumerate(tasks)]
-            wait(futures, timeout=max(0.0, deadline - self.clock()) + 3.0)  # calls in flight get 3 s more
+            futures = [pool.submit(run, i) for i in range(len(tasks))]
+            wait(futures, timeout=batch.left() + 3.0)  # calls in flight get 3 s more
             pool.shutdown(wait=False, cancel_futures=True)
-        for i, task in enumerate(tasks):
-            if outcomes[i] is None:  # still running past the deadline: abandon, the reply must go out
-                outcomes[i] = TaskOutcome(task_id=task.get("id"), status="deadline", message="PREDICT_DEADLINE passed")
-        done: list[TaskOutcome] = outcomes  # every slot is filled now
-        self._record(version, project, done)
+        done = batch.close()
         n_bad = sum(not o.ok for o in done)
-        log.info("version %s: %d tasks, %d labelled, %d without prediction", version.id, len(done), len(done) - n_bad, n_bad)
+        log.info("version %s: %d tasks, %d labelled, %d without prediction",
+                 version.id, len(done), len(done) - n_bad, n_bad)
         return done
+
+    def late_outcome(self, task: Any) -> TaskOutcome:
+        return TaskOutcome(
+            task_id=_task_id(task), status="deadline",
+            message=f"not started: PREDICT_DEADLINE ({self.settings.predict_deadline:g} s) passed; "
+            "run Retrieve Predictions again to label the rest",
+        )
 
     def prediction(self, outcome: TaskOutcome, version_id: str) -> dict | None:
         """The Label Studio prediction for one outcome, or None when the task gets none
@@ -148,12 +170,64 @@ class Predictor:
         (``[]`` for a task without a prediction; Label Studio will ask again)."""
         return [self.prediction(o, version_id) or [] for o in outcomes]
 
-    def _record(self, version: PromptVersion, project: str | None, outcomes: list[TaskOutcome]) -> None:
-        if self.ledger is None:
+    def record(self, version: PromptVersion, project: str | None, outcomes: list[TaskOutcome]) -> None:
+        """Write the usage records of ``outcomes`` (serialised: any ledger is safe to use)."""
+        if self.ledger is None or not outcomes:
             return
         now = time.time()
         recs = [make_record(version, o.task_id, project, o.usage, o.status, ts=now) for o in outcomes]
         try:
-            self.ledger.record_many(recs)
+            with self._ledger_lock:
+                self.ledger.record_many(recs)
         except Exception:  # the ledger must never cost the user their predictions
             log.exception("could not write %d usage records to the ledger", len(recs))
+
+
+class _Batch:
+    """The outcomes of one batch, filled by the worker threads.
+
+    A task is *claimed* once: by the worker that starts it, or, past the deadline, by
+    :meth:`close` (it then never starts).  Whoever claims it records it, so a task is
+    recorded exactly once: a worker records its task as soon as it finishes.
+    """
+
+    def __init__(self, predictor: Predictor, version: PromptVersion, project: str | None, tasks: list, deadline: float):
+        self.predictor, self.version, self.project, self.tasks = predictor, version, project, tasks
+        self.deadline = deadline
+        self.outcomes: list[TaskOutcome | None] = [None] * len(tasks)
+        self.claimed = [False] * len(tasks)
+        self.lock = threading.Lock()
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - self.predictor.clock())
+
+    def late(self) -> bool:
+        return self.predictor.clock() > self.deadline
+
+    def claim(self, i: int) -> bool:
+        with self.lock:
+            if self.claimed[i]:
+                return False
+            self.claimed[i] = True
+            return True
+
+    def finish(self, i: int, outcome: TaskOutcome) -> None:
+        self.outcomes[i] = outcome
+        self.predictor.record(self.version, self.project, [outcome])
+
+    def close(self) -> list[TaskOutcome]:
+        """One outcome per task: tasks never started are claimed (and recorded) here; tasks
+        still running past the deadline are answered "deadline" and recorded when they end."""
+        with self.lock:
+            unstarted = [i for i, c in enumerate(self.claimed) if not c]
+            for i in unstarted:
+                self.claimed[i] = True
+        for i in unstarted:
+            self.finish(i, self.predictor.late_outcome(self.tasks[i]))
+        return [o or TaskOutcome(task_id=_task_id(t), status="deadline", message="PREDICT_DEADLINE passed")
+                for o, t in zip(self.outcomes, self.tasks, strict=True)]
+
+
+def _task_id(task: Any) -> Any:
+    """A task's ``id``; None for a task that is not a JSON object."""
+    return task.get("id") if isinstance(task, dict) else None

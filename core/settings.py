@@ -46,6 +46,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
 
 
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not value > 0:
+        from core.errors import ConfigError
+
+        raise ConfigError(f"{name}={value:g} must be more than 0; set it to e.g. {default:g}")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     raw = (env.get(name) or allowed[0]).strip().lower()
     if raw not in allowed:
@@ -85,6 +94,9 @@ class Settings:
     data_dir: str = "var"                       # DATA_DIR: SQLite ledger/history when REDIS_URL is unset
     queue_name: str = "llm-prelabel"            # RQ_QUEUE
     rescore_debounce: float = 30.0              # RESCORE_DEBOUNCE seconds between webhook-triggered rescoring
+    # --- backend HTTP limits -----------------------------------------------
+    max_request_mb: float = 20.0                # MAX_REQUEST_MB: largest /predict and /webhook body (413 above)
+    max_setup_mb: float = 5.0                   # MAX_SETUP_MB: largest /setup body, i.e. label config (413 above)
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -112,6 +124,9 @@ class Settings:
             data_dir=env.get("DATA_DIR") or "var",
             queue_name=env.get("RQ_QUEUE") or "llm-prelabel",
             rescore_debounce=_float(env, "RESCORE_DEBOUNCE", 30.0),
+            # --- backend HTTP limits ---
+            max_request_mb=_positive(env, "MAX_REQUEST_MB", 20.0),
+            max_setup_mb=_positive(env, "MAX_SETUP_MB", 5.0),
         )
 
     def replace(self, **changes) -> "Settings":

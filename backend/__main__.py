@@ -13,7 +13,9 @@ from core.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backend", description="Label Studio ML backend serving LLM prompt versions.")
+    parser = argparse.ArgumentParser(
+        prog="python -m backend", description="Label Studio ML backend serving LLM prompt versions."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=9090, help="port (default 9090)")
     parser.add_argument("--prompts", help="versions file (default: PROMPTS_FILE or prompts.yaml)")
@@ -31,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     versions = app.config["VERSIONS"]
-    print(f"serving {len(versions)} prompt version(s), default {versions.default!r}, on http://{args.host}:{args.port}", flush=True)
+    print(f"serving {len(versions)} prompt version(s), default {versions.default!r}, "
+          f"on http://{args.host}:{args.port}", flush=True)
+    for vid, why in app.config["ROUTES"].blocked_versions().items():
+        print(f"warning: version {vid!r} cannot run: {why}", file=sys.stderr, flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, threaded=True, use_reloader=False)
     return 0
 

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, versions: VersionSet | None = N
     routes = build_routes(settings, versions, ledger, queue)
     app = Flask("llm-prelabel")
     app.config.update(SETTINGS=settings, VERSIONS=versions, PREDICTOR=routes.predictor,
-                      LEDGER=routes.predictor.ledger, QUEUE=routes.queue)
+                      LEDGER=routes.predictor.ledger, QUEUE=routes.queue, ROUTES=routes)
     install_limits(app, settings)
     install_auth(app, settings)
     install_error_handlers(app)

@@ -12,8 +12,8 @@ from label_studio_sdk.label_interface import LabelInterface
 from werkzeug.serving import make_server
 
 from backend.app import create_app
-from core.settings import Settings
 from backend.versions import load_versions
+from core.settings import Settings
 from fakellm.dataset import LABEL_CONFIG, make_tasks
 from tests.test_app import MULTI_CONFIG
 
@@ -124,10 +124,10 @@ def test_every_tag_and_basic_auth(label_studio, backend_server, fake_llm):
 def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, fake_llm, tmp_path):
     """Predict with two versions through Label Studio, then score both: quality from the
     ground truth, cost from the ledger the backend wrote (same project key on both sides)."""
-    from scoring.pipeline import score_project
+    from backend.schema import plan_for
     from fakellm import TableAnswer
     from fakellm.oracle import answer_from_regions
-    from backend.schema import plan_for
+    from scoring.pipeline import score_project
 
     tasks = make_tasks(12)
     plan = plan_for(LABEL_CONFIG)

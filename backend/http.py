@@ -51,7 +51,7 @@ def json_depth(value: Any) -> int:
     """How deeply arrays and objects nest in ``value`` (iterative: no recursion limit).
 
     >>> json_depth(1), json_depth([]), json_depth({"a": [1, {"b": []}]})
-    (0, 1, 3)
+    (0, 1, 4)
     """
     deepest, stack = 0, [(value, 1)]
     while stack:

@@ -14,7 +14,6 @@ import collections
 
 import pytest
 import schemathesis
-import yaml
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -23,10 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from backend.app import create_app
-from backend.versions import load_versions
-from core.settings import Settings
 from fakellm.dataset import LABEL_CONFIG
+from tests.test_app import make_client  # noqa: F401  (the fixture)
 
 EXAMPLES = 50  # per operation and generation mode (negative: POST routes, the ones with a body)
 OPERATIONS = [("/health", "GET"), ("/versions", "GET"), ("/openapi.json", "GET"), ("/setup", "POST"),
@@ -35,18 +32,10 @@ CHECKS = [not_a_server_error, content_type_conformance, status_code_conformance,
 
 
 @pytest.fixture
-def app(tmp_path, fake_llm):
-    prompts = tmp_path / "prompts.yaml"
-    prompts.write_text(yaml.safe_dump({"default": "oa-v1", "versions": [
-        {"id": "oa-v1", "provider": "openai", "model": "gpt-4o-mini", "instruction": "Label this review.\n{text}"},
-        {"id": "an-v1", "provider": "anthropic", "model": "claude-haiku-4-5", "instruction": "Label it.\n{text}"},
-    ]}))
-    settings_ = Settings(
-        prompts_file=str(prompts), openai_api_key="test-key", openai_base_url=fake_llm.openai_base_url,
-        anthropic_api_key="test-key", anthropic_base_url=fake_llm.anthropic_base_url, data_dir=str(tmp_path / "var"),
-        provider_max_retries=0, provider_timeout=5, predict_concurrency=4,
-    )
-    return create_app(settings_, load_versions(settings_.prompts_file))
+def app(request):
+    """The backend (three versions, keys set) talking to the stand-in LLM: tests/test_app.py's client."""
+    client = request.getfixturevalue("make_client")(provider_max_retries=0, predict_concurrency=4)
+    return client.application
 
 
 def check_reply(response, tally: collections.Counter) -> None:

@@ -18,6 +18,7 @@ from fakellm.dataset import LABEL_CONFIG, make_tasks
 from tests.test_app import MULTI_CONFIG
 
 pytestmark = pytest.mark.labelstudio
+REVIEW = "Label this review.\n<text>{text}</text>"
 
 
 @pytest.fixture
@@ -25,16 +26,17 @@ def backend_server(tmp_path, fake_llm):
     """The ML backend on a free 127.0.0.1 port, talking to the stand-in LLM."""
     prompts = tmp_path / "prompts.yaml"
     prompts.write_text(yaml.safe_dump({"default": "reviews-v1", "versions": [
-        {"id": "reviews-v1", "provider": "openai", "model": "gpt-4o-mini", "instruction": "Label this review.\n<text>{text}</text>"},
-        {"id": "reviews-claude-v1", "provider": "anthropic", "model": "claude-haiku-4-5", "instruction": "Label this review.\n<text>{text}</text>"},
-        {"id": "multi-v1", "provider": "openai", "model": "gpt-4o", "instruction": "Label it.\n<text>{text}</text>\n{image}"},
+        {"id": "reviews-v1", "provider": "openai", "model": "gpt-4o-mini", "instruction": REVIEW},
+        {"id": "reviews-claude-v1", "provider": "anthropic", "model": "claude-haiku-4-5", "instruction": REVIEW},
+        {"id": "multi-v1", "provider": "openai", "model": "gpt-4o", "instruction": REVIEW + "\n{image}"},
     ]}))
     servers = []
 
     def start(**changes):
         settings = Settings(
             prompts_file=str(prompts), openai_api_key="test-key", openai_base_url=fake_llm.openai_base_url,
-            anthropic_api_key="test-key", anthropic_base_url=fake_llm.anthropic_base_url, data_dir=str(tmp_path / "var"),
+            anthropic_api_key="test-key", anthropic_base_url=fake_llm.anthropic_base_url,
+            data_dir=str(tmp_path / "var"),
         ).replace(**changes)
         app = create_app(settings, load_versions(settings.prompts_file, settings.default_version))
         server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -60,7 +62,8 @@ def test_retrieve_predictions_and_open_task(label_studio, backend_server, fake_l
     tasks = [{"data": t["data"]} for t in make_tasks(25)]
     ls.projects.import_tasks(id=pid, request=tasks)
     url = backend_server()
-    ml = ls.ml.create(project=pid, url=url, title="LLM pre-labels", extra_params={"version": "reviews-claude-v1"}, is_interactive=False)
+    ml = ls.ml.create(project=pid, url=url, title="LLM pre-labels", extra_params={"version": "reviews-claude-v1"},
+                      is_interactive=False)
     assert ml.id
     fake_llm.requests.clear()
     ls.actions.create(id="retrieve_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
@@ -108,9 +111,11 @@ def test_every_tag_and_basic_auth(label_studio, backend_server, fake_llm):
     })
     ls = label_studio.sdk()
     pid = label_studio.create_project(MULTI_CONFIG, title="conformance all tags")
-    ls.projects.import_tasks(id=pid, request=[{"data": {"text": "Alice from Acme met Bob.", "image": "https://example.org/dog.png"}}] * 3)
+    data = {"text": "Alice from Acme met Bob.", "image": "https://example.org/dog.png"}
+    ls.projects.import_tasks(id=pid, request=[{"data": data}] * 3)
     url = backend_server(basic_auth_user="ls", basic_auth_pass="pw-123", default_version="multi-v1")
-    ls.ml.create(project=pid, url=url, title="LLM", auth_method="BASIC_AUTH", basic_auth_user="ls", basic_auth_pass="pw-123", is_interactive=False)
+    ls.ml.create(project=pid, url=url, title="LLM", auth_method="BASIC_AUTH", basic_auth_user="ls",
+                 basic_auth_pass="pw-123", is_interactive=False)
     ls.actions.create(id="retrieve_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
     preds = _predictions(ls, pid)
     li = LabelInterface(MULTI_CONFIG)
@@ -131,14 +136,16 @@ def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, f
 
     tasks = make_tasks(12)
     plan = plan_for(LABEL_CONFIG)
-    table = {t["data"]["text"]: answer_from_regions(t["annotations"][0]["result"], plan, t["data"]["text"]) for t in tasks}
+    table = {t["data"]["text"]: answer_from_regions(t["annotations"][0]["result"], plan, t["data"]["text"])
+             for t in tasks}
     fake_llm.set_answers(TableAnswer(table, error_rates={"claude-haiku": 0.5}, seed=3))
     ls = label_studio.sdk()
     pid = label_studio.create_project(LABEL_CONFIG, title="full loop")
     ls.projects.import_tasks(id=pid, request=[{"data": t["data"], "annotations": t["annotations"]} for t in tasks])
     url = backend_server()
     for version in ("reviews-v1", "reviews-claude-v1"):
-        ml = ls.ml.create(project=pid, url=url, title=f"LLM {version}", extra_params={"version": version}, is_interactive=False)
+        ml = ls.ml.create(project=pid, url=url, title=f"LLM {version}", extra_params={"version": version},
+                          is_interactive=False)
         ls.actions.create(id="retrieve_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
         ls.ml.delete(id=ml.id)
     settings = label_studio.settings(data_dir=str(tmp_path / "var"))  # the backend's DATA_DIR: same ledger
@@ -148,3 +155,20 @@ def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, f
     assert good["score"] == 1.0 and cheap["score"] < 1.0
     assert good["cost"]["tasks"] == 12 and good["cost"]["usd"] > 0 and good["cost"]["projected_usd"] is not None
     assert cheap["cost"]["tasks"] == 12 and cheap["cost"]["usd_per_task"] > 0
+
+
+def test_missing_provider_key_is_refused_when_connecting(label_studio, backend_server):
+    """Without OPENAI_API_KEY the connection fails visibly in Label Studio (/setup answers 400
+    naming the variable) instead of connecting and then returning empty predictions."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    ls = label_studio.sdk()
+    pid = label_studio.create_project(LABEL_CONFIG, title="conformance no key")
+    url = backend_server(openai_api_key=None)
+    with pytest.raises(ApiError) as refused:
+        ls.ml.create(project=pid, url=url, title="LLM", is_interactive=False)
+    assert refused.value.status_code == 400 and "setup" in str(refused.value.body)
+    # the version whose key is set still connects
+    ml = ls.ml.create(project=pid, url=url, title="LLM", extra_params={"version": "reviews-claude-v1"},
+                      is_interactive=False)
+    assert ml.id

@@ -178,14 +178,28 @@ def test_rate_limit_is_retried_within_the_batch(make_client, fake_llm):
     assert any(e["status"] == 429 for e in fake_llm.requests)
 
 
-def test_deadline_leaves_the_rest_for_next_time(make_client, fake_llm):
+def test_deadline_leaves_the_rest_for_next_time(make_client, fake_llm, tmp_path):
+    import time
+
     fake_llm.options.latency_ms = 400
     c = make_client(predict_deadline=0.5, predict_concurrency=1)
     _setup(c)
-    res = _predict(c, make_tasks(6)).get_json()["results"]
+    tasks = make_tasks(6)
+    res = _predict(c, tasks).get_json()["results"]
     assert len(res) == 6
     done = [r for r in res if r]
     assert 1 <= len(done) < 6 and res[-1] == []
+    # every task is recorded exactly once: a call still running at the deadline when it ends
+    ledger = open_ledger(Settings(data_dir=str(tmp_path / "var")))
+    for _ in range(50):
+        records = ledger.records("oa-v1", "7")
+        if len(records) >= 6:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # no second record arrives later
+    records = ledger.records("oa-v1", "7")
+    assert sorted(r.task_id for r in records) == sorted(t["id"] for t in tasks)
+    assert {r.status for r in records} <= {"ok", "deadline"} and any(r.status == "deadline" for r in records)
 
 
 def test_every_control_tag_in_one_config_with_an_image(make_client, fake_llm):

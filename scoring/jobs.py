@@ -9,7 +9,7 @@ Jobs, by dotted path (what an enqueuer that cannot import ``scoring`` uses)
     Pulls the project from Label Studio, scores ``version`` against ground
     truth or another version, records the run in the history and (with
     ``write_back``) writes per-task agreement back.  Returns a small summary
-    dict.  Enqueue it with :func:`enqueue_score`: job id
+    dict.  Enqueue it with :func:`enqueue_score` (a :class:`ScoreRun`): job id
     :func:`score_job_id` (``score-<project>-<version>-<against>[-wb]``),
     timeout ``SCORE_TIMEOUT``, ``Retry(max=3, interval=[30, 120, 600])``.
     Errors a retry cannot fix (configuration, unknown version, no ground truth)
@@ -37,8 +37,10 @@ A deterministic job id per (project, version, reference, write-back) makes a
 second request for the same work fold into a pending job (status scheduled,
 queued or deferred: it has not read Label Studio yet, so it will see the
 newest data).  A request that arrives while that job runs gets one follow-up
-slot, ``<id>-next``.  Inside ``score_job`` a Redis lock per (project, version,
-reference), kept alive by a heartbeat and expiring ``LOCK_TTL`` s after a
+slot, ``<id>-next`` (``core.queue.enqueue_unique`` with the ids ``[<id>,
+<id>-next]``; the same function folds the backend's rescore).  Inside
+``score_job`` a Redis lock per (project, version, reference)
+(``llm-prelabel:lock:...``), kept alive by a heartbeat and expiring ``LOCK_TTL`` s after a
 crashed worker stops renewing it, makes sure two runs of the same scoring
 never overlap (the follow-up waits for it).
 """

@@ -9,6 +9,7 @@ import logging
 import sys
 
 from core.errors import Error
+from core.secrets import install_log_filter
 from core.settings import Settings
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.prompts:
             settings = settings.replace(prompts_file=args.prompts)
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        install_log_filter(settings)
         from backend.app import create_app
 
         app = create_app(settings)

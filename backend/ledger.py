@@ -20,7 +20,7 @@ costs again).  ``status`` is ``"ok"`` or the error's reason slug (``core.errors`
      "errors": {reason: count}, "latency_p50", "latency_p95",   # nearest-rank, seconds
      "first_ts", "last_ts"}                                      # epoch seconds
 
-Redis layout (``P`` = key prefix, default ``llmpl:ledger``; ``S`` = scope: ``*`` for all
+Redis layout (``P`` = key prefix, default ``llm-prelabel:ledger``, see ``core.stores``; ``S`` = scope: ``*`` for all
 projects, ``p:<project>`` for one)::
 
     P:versions                  set of version ids              (also P:versions:p:<project>)
@@ -37,16 +37,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import sqlite3
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Protocol
 
-from core.errors import ConfigError
+from core.stores import LEDGER_PREFIX, SQLiteFile, delete_keys, redis_connection, sqlite_path
 
-DEFAULT_PREFIX = "llmpl:ledger"
+DEFAULT_PREFIX = LEDGER_PREFIX
 
 
 @dataclass
@@ -146,16 +143,7 @@ class SQLiteLedger:
 
     def __init__(self, path: str):
         self.path = path
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open the usage ledger {path}: {exc}; check DATA_DIR") from None
+        self._db = SQLiteFile(path, _SCHEMA, what="the usage ledger")
 
     def record(self, rec: UsageRecord) -> None:
         """Append one record."""
@@ -167,14 +155,8 @@ class SQLiteLedger:
         if not rows:
             return
         sql = f"INSERT INTO usage ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(sql, rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._db.transaction() as db:
+            db.executemany(sql, rows)
 
     def _where(self, version: str, project: str | None) -> tuple[str, list]:
         if project is None:
@@ -184,8 +166,8 @@ class SQLiteLedger:
     def summary(self, version: str, project: str | None = None) -> dict:
         """Totals for a version (optionally one project); see the module docstring."""
         where, args = self._where(version, project)
-        with self._lock:
-            row = self._db.execute(
+        with self._db.locked() as db:
+            row = db.execute(
                 f"SELECT COUNT(*), COUNT(DISTINCT task_id), COALESCE(SUM(input_tokens), 0), "
                 f"COALESCE(SUM(output_tokens), 0), SUM(usd), COUNT(usd), MIN(ts), MAX(ts) FROM usage WHERE {where}",
                 args).fetchone()
@@ -193,11 +175,11 @@ class SQLiteLedger:
             out = _empty_summary(version, project)
             if not calls:
                 return out
-            errors = dict(self._db.execute(
+            errors = dict(db.execute(
                 f"SELECT status, COUNT(*) FROM usage WHERE {where} AND status != 'ok' GROUP BY status", args))
 
             def pct(p: float) -> float:
-                return self._db.execute(
+                return db.execute(
                     f"SELECT latency_s FROM usage WHERE {where} ORDER BY latency_s LIMIT 1 OFFSET ?",
                     args + [_rank(calls, p)]).fetchone()[0]
 
@@ -211,19 +193,16 @@ class SQLiteLedger:
         sql, args = "SELECT DISTINCT version FROM usage", []
         if project is not None:
             sql, args = sql + " WHERE project = ?", [str(project)]
-        with self._lock:
-            return sorted(r[0] for r in self._db.execute(sql, args))
+        return sorted(r[0] for r in self._db.query(sql, args))
 
     def records(self, version: str, project: str | None = None) -> list[UsageRecord]:
         """Every record of a version (optionally one project), oldest first."""
         where, args = self._where(version, project)
-        with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM usage WHERE {where} ORDER BY id", args)
-            return [UsageRecord(*r) for r in rows]
+        rows = self._db.query(f"SELECT {', '.join(_COLUMNS)} FROM usage WHERE {where} ORDER BY id", args)
+        return [UsageRecord(*r) for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
 def _sql_value(v: Any) -> Any:
@@ -271,15 +250,8 @@ class RedisLedger:
     """The ledger in Redis (layout in the module docstring)."""
 
     def __init__(self, url: str, prefix: str = DEFAULT_PREFIX):
-        import redis
-
         self.prefix = prefix
-        try:
-            self._r = redis.Redis.from_url(url)
-            self._r.ping()
-        except redis.RedisError as exc:
-            raise ConfigError(f"cannot reach Redis for the usage ledger ({type(exc).__name__}); "
-                              "check REDIS_URL and that Redis is running") from None
+        self._r = redis_connection(url, "the usage ledger", ping=True)
         self._script = self._r.register_script(_RECORD_LUA)
 
     def _args(self, rec: UsageRecord) -> list:
@@ -351,10 +323,7 @@ class RedisLedger:
 
     def delete_all(self) -> int:
         """Remove every key under this ledger's prefix (tests and resets); returns how many."""
-        keys = list(self._r.scan_iter(match=f"{self.prefix}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            self._r.delete(*keys[i:i + 500])
-        return len(keys)
+        return delete_keys(self._r, self.prefix)
 
     def close(self) -> None:
         self._r.close()
@@ -364,4 +333,4 @@ def open_ledger(settings, *, prefix: str = DEFAULT_PREFIX) -> Ledger:
     """RedisLedger when ``settings.redis_url`` is set, else SQLiteLedger at ``{data_dir}/ledger.sqlite3``."""
     if settings.redis_url:
         return RedisLedger(settings.redis_url, prefix=prefix)
-    return SQLiteLedger(os.path.join(settings.data_dir, "ledger.sqlite3"))
+    return SQLiteLedger(sqlite_path(settings, "ledger.sqlite3"))

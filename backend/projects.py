@@ -6,17 +6,15 @@ not the version.  ``/setup`` therefore records ``project -> version id`` here
 and ``/predict`` reads it back.  The map lives in Redis when ``REDIS_URL`` is
 set (shared by every gunicorn worker and the RQ worker), else in a SQLite file
 under ``DATA_DIR`` (shared by processes on one host).  A project never set up
-falls back to the default version.
+falls back to the default version.  Redis key: ``llm-prelabel:project-versions``
+(a hash; ``core.stores``).
 """
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
-
 from core.settings import Settings
+from core.stores import PROJECT_VERSIONS_KEY, SQLiteFile, redis_connection, sqlite_path
 
-_REDIS_KEY = "llm-prelabel:project-versions"
+_REDIS_KEY = PROJECT_VERSIONS_KEY
 
 
 def project_id(project: object) -> str | None:
@@ -28,9 +26,7 @@ def project_id(project: object) -> str | None:
 
 class RedisProjectVersions:
     def __init__(self, url: str):
-        import redis
-
-        self._r = redis.Redis.from_url(url)
+        self._r = redis_connection(url, "the project map")
 
     def set(self, project: str, version_id: str) -> None:
         self._r.hset(_REDIS_KEY, project, version_id)
@@ -45,26 +41,23 @@ class SQLiteProjectVersions:
     version set by another process is seen on the next read)."""
 
     def __init__(self, path: str):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
-        self._db.execute("CREATE TABLE IF NOT EXISTS project_versions (project TEXT PRIMARY KEY, version TEXT NOT NULL)")
+        self._db = SQLiteFile(
+            path, "CREATE TABLE IF NOT EXISTS project_versions (project TEXT PRIMARY KEY, version TEXT NOT NULL)",
+            what="the project map", wal=False)
 
     def set(self, project: str, version_id: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO project_versions(project, version) VALUES(?, ?) "
-                "ON CONFLICT(project) DO UPDATE SET version = excluded.version",
-                (project, version_id),
-            )
+        self._db.execute(
+            "INSERT INTO project_versions(project, version) VALUES(?, ?) "
+            "ON CONFLICT(project) DO UPDATE SET version = excluded.version",
+            (project, version_id),
+        )
 
     def get(self, project: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT version FROM project_versions WHERE project = ?", (project,)).fetchone()
-        return row[0] if row else None
+        rows = self._db.query("SELECT version FROM project_versions WHERE project = ?", (project,))
+        return rows[0][0] if rows else None
 
 
 def open_project_versions(settings: Settings):
     if settings.redis_url:
         return RedisProjectVersions(settings.redis_url)
-    return SQLiteProjectVersions(os.path.join(settings.data_dir, "projects.sqlite3"))
+    return SQLiteProjectVersions(sqlite_path(settings, "projects.sqlite3"))

@@ -4,5 +4,7 @@ Reads the settings from the environment at import; a bad versions file stops
 the start with a one-line error.
 """
 from backend.app import create_app
+from core.secrets import install_log_filter
 
+install_log_filter()  # mask the configured secrets in every log record (core.secrets)
 app = create_app()

@@ -18,6 +18,7 @@ import redis
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from backend.ledger import RedisLedger, SQLiteLedger, UsageRecord  # noqa: E402
+from core.stores import delete_keys, key  # noqa: E402
 
 
 def _records(n: int) -> list[UsageRecord]:
@@ -46,10 +47,10 @@ def main() -> None:
     args = ap.parse_args()
     recs = _records(args.records)
     with tempfile.TemporaryDirectory() as tmp:
-        ledger = SQLiteLedger(os.path.join(tmp, "ledger.sqlite3"))
-        _measure("SQLite", ledger, recs)
-        ledger.close()
-    prefix = f"bench-ledger-{uuid.uuid4().hex[:8]}"
+        sqlite_ledger = SQLiteLedger(os.path.join(tmp, "ledger.sqlite3"))
+        _measure("SQLite", sqlite_ledger, recs)
+        sqlite_ledger.close()
+    prefix = key("bench-ledger", uuid.uuid4().hex[:8])   # under the project's prefix, removed afterwards
     conn = redis.Redis.from_url(args.redis)
     try:
         conn.ping()
@@ -61,9 +62,7 @@ def main() -> None:
         _measure("Redis", ledger, recs)
     finally:
         ledger.close()
-        keys = list(conn.scan_iter(f"{prefix}:*"))
-        if keys:
-            conn.delete(*keys)
+        delete_keys(conn, prefix)
 
 
 if __name__ == "__main__":

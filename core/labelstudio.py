@@ -1,11 +1,12 @@
-"""The Label Studio edge of the scoring worker: every call to Label Studio goes through here.
+"""The Label Studio edge: every call the worker makes to Label Studio goes through here.
 
 ``LabelStudioClient(settings)`` wraps ``label_studio_sdk.LabelStudio`` (the key is
 passed explicitly; the SDK's own import-time environment default is never used)
-and gives the scoring side the few operations it needs::
+and gives the scoring jobs and the pre-label job the few operations they need::
 
     client = LabelStudioClient(settings)
     tasks, label_config = client.pull_project(7)            # snapshot export, full predictions
+    client.tasks_by_ids(7, [41, 42])                        # listed, not opened (no /predict call)
     client.import_predictions(7, preds, chunk=1000)         # bulk, chunked
     client.model_version_counts(7)                          # {"v-good": 19, ...}
     client.delete_model_version(7, "old")                   # bulk delete of one version
@@ -34,9 +35,9 @@ from typing import Any, Callable, Iterable
 
 import httpx
 
-from core.errors import ConfigError
+from core.errors import ConfigError, LabelStudioError
+from core.secrets import mask
 from core.settings import Settings
-from core.errors import LabelStudioError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,14 @@ def label_studio_task_url(base_url: str, project_id) -> Callable[[object], str]:
     """
     base = base_url.rstrip("/")
     return lambda task_id: f"{base}/projects/{project_id}/data?task={task_id}"
+
+
+def _as_dict(obj: Any) -> dict:
+    """An SDK model (pydantic) or a plain dict as a dict."""
+    if isinstance(obj, dict):
+        return obj
+    dump = getattr(obj, "model_dump", None) or getattr(obj, "dict", None)
+    return dict(dump()) if callable(dump) else dict(vars(obj))
 
 
 class _Gone(Exception):
@@ -96,8 +105,9 @@ class LabelStudioClient:
     def __init__(self, settings: Settings, *, attempts: int = 4, backoff: float = 0.5, timeout: float = 120.0,
                  sleep: Callable[[float], None] = time.sleep):
         if not settings.label_studio_url or not settings.label_studio_api_key:
-            raise ConfigError("scoring against Label Studio needs LABEL_STUDIO_URL (e.g. http://localhost:8080) "
-                              "and LABEL_STUDIO_API_KEY (Account & Settings → Access Token)")
+            raise ConfigError("talking to Label Studio (scoring, pre-labelling on import) needs LABEL_STUDIO_URL "
+                              "(e.g. http://localhost:8080) and LABEL_STUDIO_API_KEY "
+                              "(Account & Settings → Access Token)")
         from label_studio_sdk import LabelStudio
 
         self.url = settings.label_studio_url.rstrip("/")
@@ -110,9 +120,7 @@ class LabelStudioClient:
 
     # ------------------------------------------------------------------ plumbing
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return mask(text, self._secrets)
 
     def _call(self, what: str, fn: Callable, *args, **kwargs):
         """Run ``fn`` with retries; translate every failure into ``LabelStudioError``."""
@@ -131,7 +139,8 @@ class LabelStudioClient:
                 last = f"HTTP {status}: {_body_summary(exc)}"
             if attempt < self.attempts - 1:
                 delay = self.backoff * (2 ** attempt)
-                log.warning("Label Studio at %s: %s failed (%s); retrying in %.1fs", self.url, what, self._scrub(last), delay)
+                log.warning("Label Studio at %s: %s failed (%s); retrying in %.1fs",
+                            self.url, what, self._scrub(last), delay)
                 self._sleep(delay)
         raise LabelStudioError(self._scrub(
             f"Label Studio at {self.url} did not answer properly ({what}) after {self.attempts} attempts: {last}. "
@@ -166,9 +175,31 @@ class LabelStudioClient:
         return {"id": p.id, "title": p.title, "label_config": p.label_config,
                 "model_version": getattr(p, "model_version", None), "task_number": getattr(p, "task_number", None)}
 
+    def label_config(self, project_id: int) -> str:
+        """The project's labelling configuration (XML)."""
+        return self.project(project_id)["label_config"] or ""
+
     def count_tasks(self, project_id: int) -> int:
         """How many tasks the project has."""
         return int(self.project(project_id)["task_number"] or 0)
+
+    def tasks_by_ids(self, project_id: int, task_ids: Iterable[int]) -> list[dict]:
+        """The tasks with these ids as ``{"id", "data", "predictions"}`` (predictions as dicts), in one listing.
+
+        Listed through the Data Manager (``selectedItems``), never opened one by one:
+        opening a task through the API (``tasks.get``) makes Label Studio call the ML
+        backend's ``/predict`` for it.  Ids that are not (any more) in the project are absent.
+        """
+        ids = [int(i) for i in task_ids]
+        if not ids:
+            return []
+        query = json.dumps({"selectedItems": {"all": False, "included": ids}})
+
+        def run():
+            listing = self.sdk.tasks.list(project=int(project_id), fields="all", query=query, page_size=len(ids))
+            return [{"id": t.id, "data": t.data,
+                     "predictions": [_as_dict(p) for p in getattr(t, "predictions", None) or []]} for t in listing]
+        return self._call(f"listing {len(ids)} tasks of project {project_id}", run)
 
     def pull_project(self, project_id: int, progress: bool = True) -> tuple[list[dict], str]:
         """All tasks of a project with annotations and *full* predictions, and its label config.
@@ -191,7 +222,8 @@ class LabelStudioClient:
             if export.status == "failed":
                 raise LabelStudioError(f"Label Studio at {self.url}: the snapshot export of project {pid} failed "
                                        "(see Label Studio's log)")
-            raw = self._call(f"downloading export {export.id} of project {pid}", self._download, pid, export.id, progress)
+            raw = self._call(f"downloading export {export.id} of project {pid}", self._download, pid, export.id,
+                             progress)
         finally:
             try:
                 self._call(f"deleting export {export.id}", self.sdk.projects.exports.delete, pid, export.id)
@@ -333,7 +365,8 @@ class LabelStudioClient:
 
     def views(self, project_id: int) -> list[dict]:
         """The Data Manager tabs of a project as ``{"id", "title", "data"}``."""
-        views = self._call(f"listing Data Manager tabs of project {project_id}", self.sdk.views.list, project=int(project_id))
+        views = self._call(f"listing Data Manager tabs of project {project_id}", self.sdk.views.list,
+                           project=int(project_id))
         return [{"id": v.id, "title": (v.data or {}).get("title"), "data": v.data or {}} for v in views]
 
     def upsert_view(self, project_id: int, title: str, data: dict) -> int:
@@ -344,7 +377,8 @@ class LabelStudioClient:
                 self._call(f"updating Data Manager tab '{title}'", self.sdk.views.update, str(view["id"]),
                            project=int(project_id), data=data)
                 return view["id"]
-        view = self._call(f"creating Data Manager tab '{title}'", self.sdk.views.create, project=int(project_id), data=data)
+        view = self._call(f"creating Data Manager tab '{title}'", self.sdk.views.create, project=int(project_id),
+                          data=data)
         return view.id
 
     def view_tasks(self, project_id: int, view_id: int) -> list[dict]:

@@ -13,6 +13,7 @@ import logging
 import sys
 
 from core.errors import Error
+from core.secrets import install_log_filter
 from core.settings import Settings
 
 COMMANDS = {
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+        install_log_filter(settings)
         return int(args._module.run(args, settings) or 0)
     except Error as exc:
         print(f"error: {exc}", file=sys.stderr)

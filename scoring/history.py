@@ -15,20 +15,19 @@ seconds or ISO strings); ``project`` is stored as a string.
 
 Storage: Redis keys ``<prefix>:<project>:runs`` (sorted set of run ids by
 finish time) and ``<prefix>:run:<run_id>`` (the run as JSON), default prefix
-``scoring:history``; they never expire, so history lasts as long as Redis
+``llm-prelabel:history`` (``core.stores``); they never expire, so history lasts as long as Redis
 persists its data (RDB/AOF).  SQLite: one table ``runs`` in
 ``{DATA_DIR}/history.sqlite3``.
 """
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import sqlite3
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from core.settings import Settings
+from core.stores import HISTORY_PREFIX, SQLiteFile, redis_connection, sqlite_path
 from scoring.export import GROUND_TRUTH
 
 
@@ -79,11 +78,17 @@ def series_name(run: dict) -> str:
     return str(run["version"]) if ref == GROUND_TRUTH else f"{run['version']} vs {ref}"
 
 
-def _trend(runs_newest_first: list[dict]) -> dict[str, list[tuple[str, float | None]]]:
+Trend = dict[str, list[tuple[str, float | None]]]   # {series: [(finished_at, score), ...]}
+
+
+def _trend(runs_newest_first: list[dict]) -> Trend:
     out: dict[str, list[tuple[str, float | None]]] = {}
     for run in reversed(runs_newest_first):
         out.setdefault(series_name(run), []).append((run["finished_at"], run.get("score")))
     return out
+
+
+COST_KEYS = ("input_tokens", "output_tokens", "usd", "usd_per_task", "projected_usd", "calls", "complete")
 
 
 def run_from_report(report: dict, *, project, started_at, finished_at, **extra) -> dict:
@@ -115,7 +120,7 @@ def run_from_report(report: dict, *, project, started_at, finished_at, **extra) 
         "n_skipped": report.get("n_skipped"),
         "kappa": report.get("kappa") or {},
         "alpha": report.get("alpha") or {},
-        "cost": {k: cost.get(k) for k in ("input_tokens", "output_tokens", "usd", "usd_per_task", "projected_usd", "calls", "complete") if k in cost},
+        "cost": {k: cost.get(k) for k in COST_KEYS if k in cost},
     }
     run.update(extra)
     return run
@@ -124,13 +129,13 @@ def run_from_report(report: dict, *, project, started_at, finished_at, **extra) 
 class History(Protocol):
     def add(self, run: dict) -> str: ...
     def list(self, project, version: str | None = None, limit: int = 100) -> list[dict]: ...
-    def trend(self, project) -> dict[str, list[tuple[str, float | None]]]: ...
+    def trend(self, project) -> Trend: ...
 
 
 class RedisHistory:
     """Run history in Redis (see the module docstring for the keys)."""
 
-    def __init__(self, connection, prefix: str = "scoring:history"):
+    def __init__(self, connection, prefix: str = HISTORY_PREFIX):
         self.r = connection
         self.prefix = prefix
 
@@ -173,7 +178,7 @@ class RedisHistory:
                     break
         return out
 
-    def trend(self, project) -> dict[str, list[tuple[str, float | None]]]:
+    def trend(self, project) -> Trend:
         """``{series: [(finished_at, score), ...]}`` oldest first; series = :func:`series_name`."""
         return _trend(list(self._iter(str(project))))
 
@@ -187,35 +192,32 @@ class RedisHistory:
         return len(ids)
 
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT UNIQUE NOT NULL,
+    project TEXT NOT NULL, version TEXT NOT NULL, reference TEXT NOT NULL, finished_ts REAL NOT NULL,
+    score REAL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_project ON runs (project, finished_ts);
+"""
+
+
 class SQLiteHistory:
-    """Run history in one SQLite file (safe for several processes: WAL, short transactions)."""
+    """Run history in one SQLite file (safe for several processes: WAL, one statement per write)."""
 
     def __init__(self, path: str):
         self.path = path
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT UNIQUE NOT NULL,"
-                " project TEXT NOT NULL, version TEXT NOT NULL, reference TEXT NOT NULL, finished_ts REAL NOT NULL,"
-                " score REAL, data TEXT NOT NULL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS runs_project ON runs (project, finished_ts)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+        self._db = SQLiteFile(path, _SCHEMA, what="the scoring history")
 
     def add(self, run: dict) -> str:
         """Store one run (replacing a run with the same id); returns its run id."""
         run = _normalize(run)
         score = run.get("score")
-        with self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO runs (run_id, project, version, reference, finished_ts, score, data) VALUES (?,?,?,?,?,?,?)",
-                (run["run_id"], run["project"], run["version"], run["reference"],
-                 _to_datetime(run["finished_at"]).timestamp(), score if isinstance(score, (int, float)) else None, _dumps(run)),
-            )
+        self._db.execute(
+            "INSERT OR REPLACE INTO runs (run_id, project, version, reference, finished_ts, score, data)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (run["run_id"], run["project"], run["version"], run["reference"],
+             _to_datetime(run["finished_at"]).timestamp(), score if isinstance(score, (int, float)) else None,
+             _dumps(run)),
+        )
         return run["run_id"]
 
     def list(self, project, version: str | None = None, limit: int = 100) -> list[dict]:
@@ -227,28 +229,24 @@ class SQLiteHistory:
             params.append(version)
         sql += " ORDER BY finished_ts DESC, seq DESC LIMIT ?"
         params.append(int(limit))
-        with self._connect() as db:
-            return [json.loads(row[0]) for row in db.execute(sql, params)]
+        return [json.loads(row[0]) for row in self._db.query(sql, params)]
 
-    def trend(self, project) -> dict[str, list[tuple[str, float | None]]]:
+    def trend(self, project) -> Trend:
         """``{series: [(finished_at, score), ...]}`` oldest first; series = :func:`series_name`."""
-        with self._connect() as db:
-            rows = db.execute("SELECT data FROM runs WHERE project = ? ORDER BY finished_ts DESC, seq DESC", (str(project),))
-            return _trend([json.loads(r[0]) for r in rows])
+        rows = self._db.query("SELECT data FROM runs WHERE project = ? ORDER BY finished_ts DESC, seq DESC",
+                              (str(project),))
+        return _trend([json.loads(r[0]) for r in rows])
 
     def clear(self, project) -> int:
         """Delete every run of ``project``; returns how many."""
-        with self._connect() as db:
-            return db.execute("DELETE FROM runs WHERE project = ?", (str(project),)).rowcount
+        return self._db.execute("DELETE FROM runs WHERE project = ?", (str(project),))
 
 
-def open_history(settings: Settings, *, prefix: str = "scoring:history") -> RedisHistory | SQLiteHistory:
+def open_history(settings: Settings, *, prefix: str = HISTORY_PREFIX) -> RedisHistory | SQLiteHistory:
     """The run history for these settings: Redis if ``REDIS_URL`` is set, else ``{DATA_DIR}/history.sqlite3``."""
     if settings.redis_url:
-        from redis import Redis
-
-        return RedisHistory(Redis.from_url(settings.redis_url), prefix=prefix)
-    return SQLiteHistory(os.path.join(settings.data_dir, "history.sqlite3"))
+        return RedisHistory(redis_connection(settings, "the scoring history"), prefix=prefix)
+    return SQLiteHistory(sqlite_path(settings, "history.sqlite3"))
 
 
 def with_deltas(runs_newest_first: list[dict]) -> list[dict]:

@@ -31,6 +31,8 @@ from typing import Iterable
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from core.secrets import mask
+
 LOWEST_N = 20
 MAX_LABELS = 40
 _BLUE, _ORANGE, _GREEN = "#2f6db5", "#e08a2c", "#3b9a52"
@@ -384,10 +386,8 @@ def build_html(report: dict, *, comparison: list[dict] | None = None, task_url=N
     out.append(_skipped(report))
     out.append("</body></html>")
     page = "".join(out)
-    for secret in secrets or ():
-        if secret and len(secret) >= 4:
-            page = page.replace(secret, "***").replace(_e(secret), "***")
-    return page
+    kept = [s for s in secrets or () if s and len(s) >= 4]
+    return mask(page, kept + [_e(s) for s in kept])
 
 
 def render_html(report: dict, path: str, *, comparison: list[dict] | None = None, task_url=None,

@@ -54,40 +54,51 @@ def parse_schedules(data, source: str = "schedules") -> list[Schedule]:
         >>> parse_schedules({"schedules": [{"project": 3, "version": "v1", "interval": 60}]})
         [Schedule(project='3', version='v1', against='ground_truth', write_back=True, cron=None, interval=60)]
     """
-    from croniter import croniter
-
     if data is None:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("schedules", []), list):
         raise ScoringConfigError(f"{source}: expected a mapping with a `schedules:` list")
     unknown_top = set(data) - {"schedules"}
     if unknown_top:
-        raise ScoringConfigError(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown_top)))}; only `schedules:` is allowed")
-    out = []
-    for i, entry in enumerate(data.get("schedules") or [], start=1):
-        where = f"{source}: schedule #{i}"
-        if not isinstance(entry, dict):
-            raise ScoringConfigError(f"{where} must be a mapping with project, version and cron or interval")
-        unknown = set(entry) - KEYS
-        if unknown:
-            raise ScoringConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(KEYS))}")
-        for key in ("project", "version"):
-            if entry.get(key) in (None, ""):
-                raise ScoringConfigError(f"{where}: `{key}` is required")
-        cron, interval = entry.get("cron"), entry.get("interval")
-        if (cron is None) == (interval is None):
-            raise ScoringConfigError(f"{where}: give exactly one of `cron` (e.g. \"0 * * * *\") or `interval` (seconds)")
-        if cron is not None and (not isinstance(cron, str) or not croniter.is_valid(cron)):
-            raise ScoringConfigError(f"{where}: `cron: {cron}` is not a valid cron expression (e.g. \"0 * * * *\" = hourly)")
-        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0):
-            raise ScoringConfigError(f"{where}: `interval` must be a whole number of seconds > 0, got {interval!r}")
-        write_back = entry.get("write_back", True)
-        if not isinstance(write_back, bool):
-            raise ScoringConfigError(f"{where}: `write_back` must be true or false")
-        against = entry.get("against") or "ground_truth"
-        out.append(Schedule(project=str(entry["project"]), version=str(entry["version"]), against=str(against),
-                            write_back=write_back, cron=cron, interval=interval))
-    return out
+        raise ScoringConfigError(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown_top)))}; "
+                                 "only `schedules:` is allowed")
+    return [_parse_entry(entry, f"{source}: schedule #{i}")
+            for i, entry in enumerate(data.get("schedules") or [], start=1)]
+
+
+def _parse_entry(entry, where: str) -> Schedule:
+    """One validated schedule entry; errors start with ``where``."""
+    if not isinstance(entry, dict):
+        raise ScoringConfigError(f"{where} must be a mapping with project, version and cron or interval")
+    unknown = set(entry) - KEYS
+    if unknown:
+        raise ScoringConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                                 f"allowed: {', '.join(sorted(KEYS))}")
+    for key in ("project", "version"):
+        if entry.get(key) in (None, ""):
+            raise ScoringConfigError(f"{where}: `{key}` is required")
+    cron, interval = _when(entry, where)
+    write_back = entry.get("write_back", True)
+    if not isinstance(write_back, bool):
+        raise ScoringConfigError(f"{where}: `write_back` must be true or false")
+    against = entry.get("against") or "ground_truth"
+    return Schedule(project=str(entry["project"]), version=str(entry["version"]), against=str(against),
+                    write_back=write_back, cron=cron, interval=interval)
+
+
+def _when(entry: dict, where: str) -> tuple[str | None, int | None]:
+    """The entry's ``(cron, interval)``: exactly one is set, and valid."""
+    from croniter import croniter
+
+    cron, interval = entry.get("cron"), entry.get("interval")
+    if (cron is None) == (interval is None):
+        raise ScoringConfigError(f"{where}: give exactly one of `cron` (e.g. \"0 * * * *\") or `interval` (seconds)")
+    if cron is not None and (not isinstance(cron, str) or not croniter.is_valid(cron)):
+        raise ScoringConfigError(f"{where}: `cron: {cron}` is not a valid cron expression "
+                                 "(e.g. \"0 * * * *\" = hourly)")
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0):
+        raise ScoringConfigError(f"{where}: `interval` must be a whole number of seconds > 0, got {interval!r}")
+    return cron, interval
 
 
 def load_schedules(path: str) -> list[Schedule]:
@@ -98,7 +109,8 @@ def load_schedules(path: str) -> list[Schedule]:
     except FileNotFoundError:
         raise ScoringConfigError(f"schedules file {path} not found (copy schedules.example.yaml)") from None
     except OSError as exc:
-        raise ScoringConfigError(f"cannot read schedules file {path}: {exc.strerror or exc} (it must be a YAML file)") from exc
+        raise ScoringConfigError(f"cannot read schedules file {path}: {exc.strerror or exc} "
+                                 "(it must be a YAML file)") from exc
     except yaml.YAMLError as exc:
         raise ScoringConfigError(f"schedules file {path} is not valid YAML: {exc}".splitlines()[0]) from exc
     return parse_schedules(data, source=path)
@@ -119,17 +131,14 @@ def register_schedules(scheduler, schedules: list[Schedule], queue_name: str) ->
 
 
 def build_cron(settings, path: str, connection=None):
-    """A ``CronScheduler`` on ``connection`` (default ``REDIS_URL``) with the file's schedules on ``settings.queue_name``."""
+    """A ``CronScheduler`` on ``connection`` (default ``REDIS_URL``) with the file's schedules
+    on ``settings.queue_name``."""
     from rq.cron import CronScheduler
 
     if connection is None:
-        if not settings.redis_url:
-            from core.errors import ConfigError
+        from core.stores import redis_connection
 
-            raise ConfigError("scheduled scoring needs REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
-        from redis import Redis
-
-        connection = Redis.from_url(settings.redis_url)
+        connection = redis_connection(settings, "scheduled scoring")
     scheduler = CronScheduler(connection=connection, logging_level=settings.log_level)
     scheduler.config_file = path
     register_schedules(scheduler, load_schedules(path), settings.queue_name)

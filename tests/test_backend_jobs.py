@@ -11,8 +11,8 @@ from rq.registry import ScheduledJobRegistry
 
 from backend.app import create_app
 from backend.jobs import PRELABEL_JOB, RESCORE_JOB, JobQueue, prelabel_timeout, rescore_job_id
-from core.settings import Settings
 from backend.versions import parse_versions
+from core.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -37,7 +37,8 @@ def test_tasks_created_enqueues_prelabel_jobs_in_chunks(queue_settings):
     assert {j.func_name for j in jobs} == {PRELABEL_JOB}
     assert [len(j.args[1]) for j in jobs] == [100, 100, 50]
     assert jobs[0].args[0] == "5" and jobs[0].args[2] == "v1"
-    assert [j.timeout for j in jobs] == [prelabel_timeout(100), prelabel_timeout(100), prelabel_timeout(50)] == [1000, 1000, 600]
+    timeouts = [prelabel_timeout(100), prelabel_timeout(100), prelabel_timeout(50)]
+    assert [j.timeout for j in jobs] == timeouts == [1000, 1000, 600]
 
 
 def test_ground_truth_annotation_events_fold_into_one_debounced_rescore(queue_settings):
@@ -55,10 +56,12 @@ def test_ground_truth_annotation_events_fold_into_one_debounced_rescore(queue_se
 
 
 def test_webhook_route_enqueues(queue_settings, tmp_path):
-    versions = parse_versions({"versions": [{"id": "v1", "provider": "openai", "model": "gpt-4o-mini", "instruction": "{text}"}]})
+    versions = parse_versions(
+        {"versions": [{"id": "v1", "provider": "openai", "model": "gpt-4o-mini", "instruction": "{text}"}]})
     app = create_app(queue_settings, versions)
     c = app.test_client()
-    r = c.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 9, "title": "x"}, "tasks": [{"id": 3, "data": {"text": "a"}}]})
+    r = c.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 9, "title": "x"},
+                                 "tasks": [{"id": 3, "data": {"text": "a"}}]})
     job = Job.fetch(r.get_json()["queued"], connection=Redis.from_url(REDIS_URL))
     assert job.func_name == PRELABEL_JOB and job.args == ("9", [3], "v1")
 

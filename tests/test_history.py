@@ -113,7 +113,8 @@ def test_history_survives_process_restart(tmp_path, backend):
         h = open_history(Settings(data_dir=str(tmp_path), redis_url=redis_url or None), prefix=prefix)
         assert isinstance(h, RedisHistory if redis_url else SQLiteHistory)
         runs = h.list(project)
-        assert [(r["run_id"], r["score"], r["finished_at"]) for r in runs] == [(run_id, 0.75, "2026-02-02T00:00:00+00:00")]
+        expected = [(run_id, 0.75, "2026-02-02T00:00:00+00:00")]
+        assert [(r["run_id"], r["score"], r["finished_at"]) for r in runs] == expected
         if backend == "sqlite":
             assert (tmp_path / "history.sqlite3").exists()
     finally:
@@ -126,7 +127,8 @@ def test_history_survives_process_restart(tmp_path, backend):
 
 def test_run_from_report():
     report = {"version": "v3", "reference": "v1", "score": 0.61, "n_tasks": 14, "n_compared": 12, "n_skipped": 2,
-              "per_control": {"a": {"metric": "exact", "score": 0.5, "n": 12}}, "kappa": {"a": 0.2}, "alpha": {"a": 0.19},
+              "per_control": {"a": {"metric": "exact", "score": 0.5, "n": 12}},
+              "kappa": {"a": 0.2}, "alpha": {"a": 0.19},
               "cost": {"usd": 0.3, "usd_per_task": 0.025, "projected_usd": 2.5, "input_tokens": 100, "notes": ["x"]},
               "tasks": [{"id": 1}]}
     r = run_from_report(report, project=9, started_at=T0, finished_at=T0 + timedelta(seconds=3), write_back=True)

@@ -21,10 +21,11 @@ from rq.job import JOB_ID_PATTERN, Job
 
 import scoring.jobs as jobs
 import scoring.schedule
-from core.errors import ConfigError
+from core.errors import ConfigError, ScoringConfigError
+from core.queue import enqueue_unique, job_status
 from core.settings import Settings
+from core.stores import HISTORY_PREFIX, PROJECT_VERSIONS_KEY
 from scoring.schedule import build_cron, load_schedules, parse_schedules
-from core.errors import ScoringConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -138,14 +139,14 @@ def test_identical_job_enqueued_twice_runs_once(conn, qname, pid):
     q = Queue(qname, connection=conn)
     out = f"test:out:{pid}"
     try:
-        first, created1 = jobs.enqueue_unique(q, record, job_ids=[f"rec-{pid}", f"rec-{pid}-next"], args=(out, "a"))
-        second, created2 = jobs.enqueue_unique(q, record, job_ids=[f"rec-{pid}", f"rec-{pid}-next"], args=(out, "b"))
+        first, created1 = enqueue_unique(q, record, job_ids=[f"rec-{pid}", f"rec-{pid}-next"], args=(out, "a"))
+        second, created2 = enqueue_unique(q, record, job_ids=[f"rec-{pid}", f"rec-{pid}-next"], args=(out, "b"))
         assert created1 and not created2 and first.id == second.id == f"rec-{pid}"
         assert q.count == 1
         burst(conn, qname)
         assert conn.lrange(out, 0, -1) == [b"a"]
         # finished: the id is free again and a new run is enqueued under it
-        third, created3 = jobs.enqueue_unique(q, record, job_ids=[f"rec-{pid}"], args=(out, "c"), result_ttl=600)
+        third, created3 = enqueue_unique(q, record, job_ids=[f"rec-{pid}"], args=(out, "c"), result_ttl=600)
         assert created3 and third.id == f"rec-{pid}" and q.count == 1
         burst(conn, qname)
         assert conn.lrange(out, 0, -1) == [b"a", b"c"]
@@ -156,11 +157,11 @@ def test_identical_job_enqueued_twice_runs_once(conn, qname, pid):
 
 def test_failed_job_id_is_reused(conn, qname, pid):
     q = Queue(qname, connection=conn)
-    job, created = jobs.enqueue_unique(q, final_failure, job_ids=[f"fail-{pid}"])
+    job, created = enqueue_unique(q, final_failure, job_ids=[f"fail-{pid}"])
     burst(conn, qname)
-    assert jobs.job_status(conn, f"fail-{pid}") == "failed"
+    assert job_status(conn, f"fail-{pid}") == "failed"
     assert f"fail-{pid}" in q.failed_job_registry.get_job_ids()
-    again, created = jobs.enqueue_unique(q, final_failure, job_ids=[f"fail-{pid}"])
+    again, created = enqueue_unique(q, final_failure, job_ids=[f"fail-{pid}"])
     assert created and again.get_status() == "queued"
     assert f"fail-{pid}" not in q.failed_job_registry.get_job_ids()
 
@@ -171,7 +172,7 @@ def test_request_during_a_run_gets_one_follow_up_and_runs_never_overlap(conn, qn
     out, release = f"test:out:{pid}", f"test:release:{pid}"
     slots = [f"hold-{pid}", f"hold-{pid}-next"]
     env = {"REDIS_URL": REDIS_URL, "RQ_QUEUE": qname, "DATA_DIR": str(tmp_path), "LOG_LEVEL": "WARNING"}
-    jobs.enqueue_unique(q, hold, job_ids=slots, args=(out, release))
+    enqueue_unique(q, hold, job_ids=slots, args=(out, release))
     worker = subprocess.Popen([sys.executable, "-m", "scoring", "worker", "--burst"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -179,10 +180,10 @@ def test_request_during_a_run_gets_one_follow_up_and_runs_never_overlap(conn, qn
         while conn.llen(out) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert conn.lrange(out, 0, -1) == [b"in"]
-        assert jobs.job_status(conn, slots[0]) == "started"
-        follow, created = jobs.enqueue_unique(q, hold, job_ids=slots, args=(out, release))
+        assert job_status(conn, slots[0]) == "started"
+        follow, created = enqueue_unique(q, hold, job_ids=slots, args=(out, release))
         assert created and follow.id == slots[1]
-        again, created = jobs.enqueue_unique(q, hold, job_ids=slots, args=(out, release))
+        again, created = enqueue_unique(q, hold, job_ids=slots, args=(out, release))
         assert not created and again.id == slots[1]
         assert q.count == 1
         conn.set(release, 1)
@@ -199,9 +200,9 @@ def test_request_during_a_run_gets_one_follow_up_and_runs_never_overlap(conn, qn
 # --------------------------------------------------------------------------- retries and timeouts
 def test_enqueue_score_has_unique_id_timeout_and_retries(conn, qname, pid):
     settings = settings_for(qname)
-    job, created = jobs.enqueue_score(settings, pid, "v1", "ground_truth", True)
-    same, created2 = jobs.enqueue_score(settings, pid, "v1")
-    other, created3 = jobs.enqueue_score(settings, pid, "v1", write_back=False)
+    job, created = jobs.enqueue_score(settings, jobs.ScoreRun(pid, "v1", "ground_truth", True))
+    same, created2 = jobs.enqueue_score(settings, jobs.ScoreRun(pid, "v1"))
+    other, created3 = jobs.enqueue_score(settings, jobs.ScoreRun(pid, "v1", write_back=False))
     assert created and not created2 and created3
     assert job.id == same.id == jobs.score_job_id(pid, "v1") and other.id != job.id
     job = Job.fetch(job.id, connection=conn)
@@ -246,7 +247,10 @@ def test_exclusive_lock_keeps_identical_runs_apart(conn, pid):
         events.append("B out")
 
     ta, tb = threading.Thread(target=a), threading.Thread(target=b)
-    ta.start(); tb.start(); ta.join(30); tb.join(30)
+    for t in (ta, tb):
+        t.start()
+    for t in (ta, tb):
+        t.join(30)
     assert events == ["A in", "A out", "B in", "B out"]
     assert not conn.exists(key)
 
@@ -275,7 +279,8 @@ def test_score_job_needs_label_studio_settings():
 def test_enqueue_rescore_debounces_and_matches_the_backend(conn, qname, pid):
     settings = settings_for(qname, rescore_debounce=300)
     gt = {"action": "ANNOTATION_UPDATED", "project": {"id": pid}, "annotation": {"id": 1, "ground_truth": True}}
-    assert jobs.enqueue_rescore(settings, pid, {"action": "ANNOTATION_CREATED", "annotation": {"ground_truth": False}}) is None
+    not_gt = {"action": "ANNOTATION_CREATED", "annotation": {"ground_truth": False}}
+    assert jobs.enqueue_rescore(settings, pid, not_gt) is None
     assert jobs.enqueue_rescore(settings, pid, {"action": "TASKS_CREATED"}) is None
     before = datetime.now(timezone.utc)
     job = jobs.enqueue_rescore(settings, pid, gt)
@@ -286,7 +291,8 @@ def test_enqueue_rescore_debounces_and_matches_the_backend(conn, qname, pid):
     assert registry.get_scheduled_time(job.id) > before        # runs after the debounce, not now
     assert job.timeout == jobs.RESCORE_TIMEOUT and job.retries_left == 3
     # more events (from this side and from the ML backend's webhook) fold into the same job
-    assert jobs.enqueue_rescore(settings, pid, {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 2}]}).id == job.id
+    deleted = {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 2}]}
+    assert jobs.enqueue_rescore(settings, pid, deleted).id == job.id
     from backend.jobs import JobQueue
 
     assert JobQueue(settings, connection=conn).enqueue_rescore(pid) == job.id
@@ -300,24 +306,27 @@ def test_rescore_on_annotation_enqueues_each_ground_truth_version(conn, qname, p
     settings = settings_for(qname)
     history = open_history(settings)
     try:
-        for minute, (version, ref) in enumerate([("v1", "ground_truth"), ("v3", "v1"), ("v2", "ground_truth"), ("v1", "ground_truth")]):
-            history.add({"project": pid, "version": version, "reference": ref, "score": 0.5, "finished_at": 1_700_000_000 + 60 * minute})
+        runs = [("v1", "ground_truth"), ("v3", "v1"), ("v2", "ground_truth"), ("v1", "ground_truth")]
+        for minute, (version, ref) in enumerate(runs):
+            history.add({"project": pid, "version": version, "reference": ref, "score": 0.5,
+                         "finished_at": 1_700_000_000 + 60 * minute})
         open_project_versions(settings).set(pid, "v4")
         out = jobs.rescore_on_annotation(pid, settings=settings)
-        assert out["versions"] == ["v1", "v2", "v4"]         # newest-scored first, then the served version; not v3 (model vs model)
+        # newest-scored first, then the served version; not v3 (model vs model)
+        assert out["versions"] == ["v1", "v2", "v4"]
         assert [j["created"] for j in out["jobs"]] == [True, True, True]
         q = Queue(qname, connection=conn)
         queued = {Job.fetch(i, connection=conn).args[1]: Job.fetch(i, connection=conn) for i in q.get_job_ids()}
         assert set(queued) == {"v1", "v2", "v4"}
-        assert all(j.func_name == "scoring.jobs.score_job" and j.kwargs == {"against": "ground_truth", "write_back": True}
-                   for j in queued.values())
+        assert all(j.func_name == "scoring.jobs.score_job"
+                   and j.kwargs == {"against": "ground_truth", "write_back": True} for j in queued.values())
         # a second trigger before they ran folds into them
         again = jobs.rescore_on_annotation(pid, settings=settings)
         assert [j["created"] for j in again["jobs"]] == [False, False, False] and q.count == 3
         assert jobs.rescore_on_annotation(f"{pid}x", settings=settings)["jobs"] == []
     finally:
         history.clear(pid)
-        conn.hdel("llm-prelabel:project-versions", pid)
+        conn.hdel(PROJECT_VERSIONS_KEY, pid)
 
 
 # --------------------------------------------------------------------------- cron schedule
@@ -328,7 +337,7 @@ def write_schedules(tmp_path, text):
 
 
 def test_schedules_validation(tmp_path):
-    assert load_schedules("schedules.example.yaml" if Path("schedules.example.yaml").exists() else str(ROOT / "schedules.example.yaml"))
+    assert load_schedules(str(ROOT / "schedules.example.yaml"))
     bad = [
         ("schedules: [{project: 1, version: v1}]", "exactly one of"),
         ("schedules: [{project: 1, version: v1, cron: '0 * * * *', interval: 5}]", "exactly one of"),
@@ -366,7 +375,8 @@ schedules:
         assert all(j.queue_name == qname for j in cron.get_jobs())
         assert cron.get_jobs()[1].next_enqueue_time > datetime.now(timezone.utc)
         fired = cron.enqueue_jobs()
-        assert [j.name for j in fired] == [names[0]]          # the interval job fires at start, the cron one waits for 03:00
+        # the interval job fires at start, the cron one waits for 03:00
+        assert [j.name for j in fired] == [names[0]]
         q = Queue(qname, connection=conn)
         (job_id,) = q.get_job_ids()
         job = Job.fetch(job_id, connection=conn)
@@ -438,7 +448,7 @@ def test_score_job_and_webhook_rescore_through_a_real_worker(conn, qname, label_
         assert label_studio.token not in out.stdout + out.stderr
 
     try:
-        job, created = jobs.enqueue_score(settings, pid, "v-good", "ground_truth", True)
+        job, created = jobs.enqueue_score(settings, jobs.ScoreRun(pid, "v-good", "ground_truth", True))
         work()
         job = Job.fetch(job.id, connection=conn)
         assert job.get_status() == "finished", job.latest_result().exc_string
@@ -463,5 +473,5 @@ def test_score_job_and_webhook_rescore_through_a_real_worker(conn, qname, label_
         assert second["run_id"] != summary["run_id"] and second["score"] == pytest.approx(0.978869, abs=1e-6)
     finally:
         for rid in filter(None, run_ids):
-            conn.delete(f"scoring:history:run:{rid}")
-            conn.zrem(f"scoring:history:{pid}:runs", rid)
+            conn.delete(f"{HISTORY_PREFIX}:run:{rid}")
+            conn.zrem(f"{HISTORY_PREFIX}:{pid}:runs", rid)

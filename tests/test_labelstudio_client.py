@@ -1,6 +1,8 @@
 """core.labelstudio.LabelStudioClient against a real Label Studio 1.23.2 (and a faulty stand-in)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from core.errors import LabelStudioError
@@ -37,6 +39,28 @@ def test_pull_project_returns_full_predictions_and_the_config(label_studio, fixt
     assert list(label_studio.sdk().projects.exports.list(pid)) == []
 
 
+def test_tasks_by_ids_lists_just_those_tasks_without_opening_them(label_studio, fixture_project):
+    """What the pre-label job reads: a few tasks with their predictions, in one listing (no tasks.get,
+    which would make Label Studio call /predict), retried through a flaky proxy."""
+    pid, ids = fixture_project
+    faulty = FaultyProxy(label_studio.url, lambda n, m, p: 502 if n == 1 else None)
+    try:
+        client = LabelStudioClient(label_studio.settings().replace(label_studio_url=faulty.url), backoff=0.01)
+        tasks = client.tasks_by_ids(pid, [ids["t07"], ids["t19"]])
+        assert client.label_config(pid) == make_fixture.CONFIG.strip()
+        paths = [path for _, path in faulty.requests]
+    finally:
+        faulty.close()
+    assert sorted(t["id"] for t in tasks) == sorted([ids["t07"], ids["t19"]])
+    t07 = next(t for t in tasks if t["id"] == ids["t07"])
+    assert t07["data"]["ref"] == "t07"
+    assert {p["model_version"] for p in t07["predictions"]} == {"v-good", "v-cheap"}
+    assert paths[0] == paths[1]  # the first listing got a 502 and was retried
+    opened = [path for path in paths if re.match(r"/api/tasks/\d", path)]   # GET /api/tasks/<id> calls /predict
+    assert paths[0].startswith("/api/tasks/?") and opened == []
+    assert client.tasks_by_ids(pid, []) == []
+
+
 def test_model_version_counts_import_and_delete(label_studio):
     client = client_for(label_studio)
     pid, ids = make_fixture.build_project(label_studio.sdk(), title="client writes")
@@ -66,7 +90,8 @@ def test_create_annotations_are_not_ground_truth(label_studio):
     tasks, _ = client.pull_project(pid, progress=False)
     t19 = next(t for t in tasks if t["data"]["ref"] == "t19")  # the task without ground truth
     pred = next(p for p in t19["predictions"] if p["model_version"] == "v-cheap")
-    [ann_id] = client.create_annotations(pid, [{"task": t19["id"], "result": pred["result"], "parent_prediction": pred["id"]}])
+    [ann_id] = client.create_annotations(
+        pid, [{"task": t19["id"], "result": pred["result"], "parent_prediction": pred["id"]}])
     tasks, _ = client.pull_project(pid, progress=False)
     t19 = next(t for t in tasks if t["data"]["ref"] == "t19")
     [ann] = t19["annotations"]

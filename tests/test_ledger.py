@@ -11,8 +11,8 @@ import pytest
 from backend.ledger import RedisLedger, SQLiteLedger, UsageRecord, make_record, open_ledger
 from backend.pricing import PRICES, cost_usd, lookup, price_for
 from backend.providers.base import Usage
-from core.settings import Settings
 from backend.versions import Price, PromptVersion
+from core.settings import Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -20,8 +20,8 @@ from rq.registry import FinishedJobRegistry
 from werkzeug.serving import make_server
 
 from backend.app import create_app
-from core.settings import Settings
 from backend.versions import load_versions
+from core.settings import Settings
 from fakellm.dataset import LABEL_CONFIG, make_tasks
 
 pytestmark = pytest.mark.labelstudio
@@ -32,7 +32,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_tasks_imported_after_connecting_are_prelabelled(label_studio, fake_llm, tmp_path):
     prompts = tmp_path / "prompts.yaml"
     prompts.write_text(yaml.safe_dump({"versions": [
-        {"id": "import-v1", "provider": "openai", "model": "gpt-4o-mini", "instruction": "Label.\n<text>{text}</text>"}]}))
+        {"id": "import-v1", "provider": "openai", "model": "gpt-4o-mini",
+         "instruction": "Label.\n<text>{text}</text>"}]}))
     queue_name = f"test-prelabel-{uuid.uuid4().hex[:8]}"
     env_vars = {
         "PROMPTS_FILE": str(prompts), "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": fake_llm.openai_base_url,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 
 from core.errors import AuthError, OutputError, ProviderError, ProviderTimeout, RateLimitError
+from core.secrets import mask
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.settings import Settings
@@ -166,9 +167,7 @@ class Provider(ABC):
 
     def redact(self, text: str) -> str:
         """``text`` with every configured secret replaced by ``***``."""
-        for secret in self.settings.secrets():
-            text = text.replace(secret, "***")
-        return text
+        return mask(text, self.settings.secrets())
 
     def where(self) -> str:
         """``'openai API at https://... (model gpt-4o-mini, version v1)'`` for error messages."""

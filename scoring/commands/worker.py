@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 
-from core.errors import ConfigError
 from core.settings import Settings
+from core.stores import redis_connection
 
 HELP = "run the RQ worker that executes scoring and pre-labelling jobs (and the cron schedule)"
 log = logging.getLogger(__name__)
@@ -33,22 +33,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--simple", action="store_true", help="run jobs inside the worker process (no fork)")
 
 
-def _run_cron(settings: Settings, path: str) -> None:  # the child process
+def _run_cron(settings: Settings, path: str) -> None:  # the child process (spawned: nothing is inherited)
+    from core.secrets import install_log_filter
     from scoring.schedule import build_cron
 
+    install_log_filter(settings)
     build_cron(settings, path).start()
 
 
 def run(args, settings: Settings) -> int:
     """Run the worker until stopped (or until the queue is empty with ``--burst``); returns 0."""
-    if not settings.redis_url:
-        raise ConfigError("the worker needs REDIS_URL (e.g. redis://127.0.0.1:6379/0) for its queue")
-    from redis import Redis
     from rq import Queue, SimpleWorker, Worker
 
     from scoring.schedule import build_cron, load_schedules
 
-    connection = Redis.from_url(settings.redis_url)
+    connection = redis_connection(settings, "the worker")
     queue = Queue(settings.queue_name, connection=connection)
     cron_process = None
     if args.schedules:
@@ -62,7 +61,8 @@ def run(args, settings: Settings) -> int:
             cron_process = multiprocessing.get_context("spawn").Process(
                 target=_run_cron, args=(settings, args.schedules), name="scoring-cron", daemon=True)
             cron_process.start()
-            log.info("cron scheduler started (pid %s) with %d schedules from %s", cron_process.pid, len(schedules), args.schedules)
+            log.info("cron scheduler started (pid %s) with %d schedules from %s",
+                     cron_process.pid, len(schedules), args.schedules)
     worker_class = SimpleWorker if args.simple else Worker
     worker = worker_class([queue], connection=connection)
     try:

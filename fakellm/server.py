@@ -313,14 +313,11 @@ class FakeLLM:
                 (system_texts if m.get("role") in ("system", "developer") else user_texts).extend(texts)
                 images.extend(imgs)
             rf = body.get("response_format") or {}
-            if rf.get("type") == "json_schema":
-                if not self.options.json_schema:
-                    raise HTTPFault(400, "invalid_request_error",
-                                    "response_format type 'json_schema' is not supported by this server")
-                schema = (rf.get("json_schema") or {}).get("schema")
-            elif rf.get("type") == "json_object" and not self.options.json_object:
+            if rf.get("type") in ("json_schema", "json_object") and not getattr(self.options, rf["type"]):
                 raise HTTPFault(400, "invalid_request_error",
-                                "response_format type 'json_object' is not supported by this server")
+                                f"response_format type {rf['type']!r} is not supported by this server")
+            if rf.get("type") == "json_schema":
+                schema = (rf.get("json_schema") or {}).get("schema")
         else:
             if not isinstance(body.get("max_tokens"), int):
                 raise HTTPFault(400, "invalid_request_error", "max_tokens: Field required")

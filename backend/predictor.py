@@ -35,7 +35,7 @@ from typing import Any, Callable
 from backend.ledger import make_record
 from backend.media import MediaResolver
 from backend.prompt import render
-from backend.providers import make_provider
+from backend.providers import ProviderPool
 from backend.providers.base import Usage
 from backend.schema import plan_for
 from backend.versions import PromptVersion, VersionSet
@@ -67,13 +67,13 @@ class Predictor:
         settings: Settings,
         versions: VersionSet,
         ledger=None,
-        provider_factory: Callable = make_provider,
+        provider_factory: Callable | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
         self.versions = versions
         self.ledger = ledger
-        self.provider_factory = provider_factory
+        self.provider_factory = provider_factory or ProviderPool().provider  # one pool: clients, format memory
         self.media = MediaResolver(settings)
         self.clock = clock
         self._ledger_lock = threading.Lock()

@@ -9,7 +9,7 @@ A versions file (``PROMPTS_FILE``, default ``prompts.yaml``) looks like::
         model: gpt-4o-mini
         instruction: |                  # may use task data fields: {text}, {image}, ...
           Classify the sentiment of this review: {text}
-        params: {temperature: 0, max_tokens: 1024}   # optional, passed to the provider
+        params: {temperature: 0, max_tokens: 1024}   # optional: the provider's options, checked here
         price: {input: 0.15, output: 0.60}           # optional USD per 1M tokens override
         base_url: http://127.0.0.1:11434/v1          # optional (openai-compatible: required
                                                      #   unless OPENAI_BASE_URL is set)
@@ -30,11 +30,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from backend.providers import PROVIDERS
 from core.errors import VersionError
 
-PROVIDERS = ("openai", "anthropic", "openai-compatible")
 _ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description"}
-_ALLOWED_PARAMS = {"temperature", "max_tokens", "top_p", "seed", "timeout", "max_retries", "stop"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,19 @@ class VersionSet:
         return len(self.versions)
 
 
+def _parse_price(raw: Any, where: str) -> Price | None:
+    """The ``price:`` of a version (None when absent); VersionError naming ``where`` when malformed."""
+    if raw is None:
+        return None
+    try:
+        price = Price(input=float(raw["input"]), output=float(raw["output"]))
+    except (TypeError, KeyError, ValueError):
+        raise VersionError(f"{where}: `price` must be {{input: <USD per 1M>, output: <USD per 1M>}}") from None
+    if price.input < 0 or price.output < 0:
+        raise VersionError(f"{where}: prices cannot be negative")
+    return price
+
+
 def _parse_version(raw: Any, index: int, source: str) -> PromptVersion:
     where = f"{source}: versions[{index}]"
     if not isinstance(raw, dict):
@@ -124,26 +136,17 @@ def _parse_version(raw: Any, index: int, source: str) -> PromptVersion:
             raise VersionError(f"{where} needs a non-empty `{key}`")
     params = raw.get("params") or {}
     if not isinstance(params, dict):
-        raise VersionError(f"{where}: `params` must be a mapping, e.g. {{temperature: 0, max_tokens: 1024}}")
-    bad = set(params) - _ALLOWED_PARAMS
-    if bad:
-        raise VersionError(f"{where}: unknown params {sorted(bad)}; allowed: {sorted(_ALLOWED_PARAMS)}")
-    price = None
-    if raw.get("price") is not None:
-        p = raw["price"]
-        try:
-            price = Price(input=float(p["input"]), output=float(p["output"]))
-        except (TypeError, KeyError, ValueError):
-            raise VersionError(f"{where}: `price` must be {{input: <USD per 1M>, output: <USD per 1M>}}") from None
-        if price.input < 0 or price.output < 0:
-            raise VersionError(f"{where}: prices cannot be negative")
+        raise VersionError(f"{where}: `params` must be a mapping, e.g. {{max_tokens: 1024}}")
+    PROVIDERS[provider].Options.parse(params, where=where, provider=provider)
+    price = _parse_price(raw.get("price"), where)
     base_url = raw.get("base_url")
     if base_url is not None and (not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))):
         raise VersionError(f"{where}: `base_url` must be an http(s) URL")
     try:
         list(string.Formatter().parse(raw["instruction"]))
     except ValueError as exc:
-        raise VersionError(f"{where}: the instruction is not a valid template ({exc}); write literal braces as {{{{ }}}}") from None
+        raise VersionError(
+            f"{where}: the instruction is not a valid template ({exc}); write literal braces as {{{{ }}}}") from None
     return PromptVersion(
         id=vid.strip(),
         provider=provider,

@@ -28,6 +28,7 @@ Faults, per request, by a marker anywhere in the system or user text:
 Server-wide: ``options.latency_ms`` (added to every answer), ``options.fault_rate`` (that share
 of requests gets a fault drawn from ``options.fault_kinds`` by a seeded RNG), ``options.json_schema``
 (False: reject ``response_format`` json_schema with 400 like some OpenAI-compatible servers),
+``options.json_object`` (False: the same for ``json_object``),
 ``options.output_config`` (False: reject Anthropic ``output_config`` with 400 like older models).
 
 Tokens are counted deterministically: ceil(characters / 4) of all text, plus 85 per image.
@@ -68,6 +69,7 @@ class Options:
     timeout_s: float = 30.0       # how long [[fault:timeout]] sleeps
     api_keys: frozenset[str] | None = None  # accepted keys; None = any non-empty key
     json_schema: bool = True      # OpenAI: accept response_format json_schema
+    json_object: bool = True      # OpenAI: accept response_format json_object
     output_config: bool = True    # Anthropic: accept output_config
 
 
@@ -311,10 +313,10 @@ class FakeLLM:
                 (system_texts if m.get("role") in ("system", "developer") else user_texts).extend(texts)
                 images.extend(imgs)
             rf = body.get("response_format") or {}
+            if rf.get("type") in ("json_schema", "json_object") and not getattr(self.options, rf["type"]):
+                raise HTTPFault(400, "invalid_request_error",
+                                f"response_format type {rf['type']!r} is not supported by this server")
             if rf.get("type") == "json_schema":
-                if not self.options.json_schema:
-                    raise HTTPFault(400, "invalid_request_error",
-                                    "response_format type 'json_schema' is not supported by this server")
                 schema = (rf.get("json_schema") or {}).get("schema")
         else:
             if not isinstance(body.get("max_tokens"), int):

@@ -7,6 +7,8 @@ from types import MappingProxyType
 
 import pytest
 
+from backend.providers import PROVIDERS, ImagePart, ProviderPool, TextPart, make_provider
+from backend.versions import PromptVersion
 from core.errors import (
     AuthError,
     ConfigError,
@@ -16,11 +18,9 @@ from core.errors import (
     RateLimitError,
     RefusalError,
     TruncatedError,
+    VersionError,
 )
-from backend.providers import PROVIDERS, ImagePart, TextPart, make_provider
-from backend.providers.compatible import accepted_format
 from core.settings import Settings
-from backend.versions import PromptVersion
 from fakellm import count_tokens
 
 OPENAI_KEY = "fake-openai-key-for-tests"
@@ -103,8 +103,8 @@ def test_openai_inline_image_bytes_become_a_data_url(fake_llm):
     assert url.startswith("data:image/png;base64,")
 
 
-def test_anthropic_output_config_with_images(fake_llm, caplog):
-    p = make_provider(version("anthropic", temperature=0.2, stop="###"), settings(fake_llm))
+def test_anthropic_output_config_with_images(fake_llm):
+    p = make_provider(version("anthropic", stop="###"), settings(fake_llm))
     done = ask(p, parts=[TextPart("Review: <text>Battery lasts two days</text>"),
                          ImagePart(url="https://example.com/a.jpg"), ImagePart(data=PNG)])
     assert done.data == EXPECTED
@@ -112,7 +112,7 @@ def test_anthropic_output_config_with_images(fake_llm, caplog):
     assert fake_llm.requests[-1]["path"] == "/v1/messages"
     assert body["output_config"] == {"format": {"type": "json_schema", "schema": SCHEMA}}
     assert body["max_tokens"] == 1024 and body["stop_sequences"] == ["###"]
-    assert "temperature" not in body and "temperature" in caplog.text  # API 2026-10-21 rejects it: warned
+    assert "temperature" not in body
     assert body["system"] == "Label the review."
     blocks = body["messages"][0]["content"]
     assert blocks[1] == {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}}
@@ -120,16 +120,30 @@ def test_anthropic_output_config_with_images(fake_llm, caplog):
     assert done.usage.input_tokens > 2 * 85 and done.usage.output_tokens == count_tokens(done.raw)
 
 
-def test_anthropic_falls_back_to_a_forced_tool_and_remembers(fake_llm):
+def test_anthropic_falls_back_to_a_forced_tool_and_remembers_per_pool(fake_llm):
     fake_llm.options.output_config = False
-    p = make_provider(version("anthropic", model="claude-3-5-haiku-20241022"), settings(fake_llm))
-    assert ask(p).data == EXPECTED
+    pool, s = ProviderPool(), settings(fake_llm)
+    v = version("anthropic", model="claude-3-5-haiku-20241022")
+    assert ask(pool.provider(v, s)).data == EXPECTED
     assert [r["status"] for r in fake_llm.requests] == [400, 200]
     body = fake_llm.requests[-1]["body"]
     assert body["tool_choice"] == {"type": "tool", "name": "labels"}
-    assert body["tools"][0]["input_schema"] == SCHEMA
-    ask(p)  # remembered: straight to the tool
+    assert body["tools"][0]["input_schema"] == SCHEMA and "output_config" not in body
+    assert ask(pool.provider(v, s)).data == EXPECTED  # a new provider, same pool: straight to the tool
     assert [r["status"] for r in fake_llm.requests] == [400, 200, 200]
+    # remembered per (base URL, model): another model on the same server still tries output_config first
+    ask(pool.provider(version("anthropic", model="claude-haiku-4-5"), s))
+    assert [r["status"] for r in fake_llm.requests] == [400, 200, 200, 400, 200]
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic"])
+def test_a_400_not_about_the_format_is_not_retried(fake_llm, name):
+    pool = ProviderPool()
+    p = pool.provider(version(name), settings(fake_llm))
+    with pytest.raises(ProviderError, match="HTTP 400: injected fault 400"):
+        ask(p, "<text>Battery</text> [[fault:400:always]]")
+    assert [r["status"] for r in fake_llm.requests] == [400]
+    assert pool.accepted_format(p.format_key() or ()) is None
 
 
 def test_compatible_uses_version_base_url_and_placeholder_key(fake_llm):
@@ -143,15 +157,38 @@ def test_compatible_uses_version_base_url_and_placeholder_key(fake_llm):
 
 def test_compatible_falls_back_to_json_object_and_remembers_per_base_url(fake_llm):
     fake_llm.options.json_schema = False
-    p = make_provider(version("openai-compatible"), settings(fake_llm))
+    pool = ProviderPool()
+    p = make_provider(version("openai-compatible"), settings(fake_llm), pool)
     assert ask(p).data == EXPECTED
     assert [r["status"] for r in fake_llm.requests] == [400, 200]
     body = fake_llm.requests[-1]["body"]
     assert body["response_format"] == {"type": "json_object"}
     assert '"sentiment"' in body["messages"][0]["content"]  # the schema went into the system prompt
-    assert accepted_format(fake_llm.openai_base_url) == "json_object"
-    ask(p)
+    assert pool.accepted_format(("openai-compatible", fake_llm.openai_base_url)) == "json_object"
+    ask(pool.provider(version("openai-compatible", model="qwen2.5"), settings(fake_llm)))  # same server
     assert [r["status"] for r in fake_llm.requests] == [400, 200, 200]
+
+
+def test_compatible_steps_down_to_the_prompt_only_and_pools_do_not_share(fake_llm):
+    fake_llm.options.json_schema = fake_llm.options.json_object = False
+    first, second, s = ProviderPool(), ProviderPool(), settings(fake_llm)
+    assert ask(first.provider(version("openai-compatible"), s)).data == EXPECTED
+    assert [r["status"] for r in fake_llm.requests] == [400, 400, 200]
+    body = fake_llm.requests[-1]["body"]
+    assert "response_format" not in body and '"sentiment"' in body["messages"][0]["content"]
+    ask(first.provider(version("openai-compatible"), s))
+    assert [r["status"] for r in fake_llm.requests] == [400, 400, 200, 200]  # remembered in `first`
+    ask(second.provider(version("openai-compatible"), s))  # `second` knows nothing of it
+    assert [r["status"] for r in fake_llm.requests] == [400, 400, 200, 200, 400, 400, 200]
+
+
+def test_compatible_server_rejecting_every_format_is_a_provider_error(fake_llm):
+    pool = ProviderPool()
+    with pytest.raises(ProviderError, match="HTTP 400"):
+        ask(pool.provider(version("openai-compatible"), settings(fake_llm)),
+            "<text>Battery</text> [[fault:400:always]]")
+    assert [r["status"] for r in fake_llm.requests] == [400, 400, 400]  # json_schema, json_object, prompt
+    assert pool.accepted_format(("openai-compatible", fake_llm.openai_base_url)) is None
 
 
 def test_compatible_without_base_url_is_a_config_error(fake_llm):
@@ -165,16 +202,49 @@ def test_unknown_provider_is_a_config_error(fake_llm):
         make_provider(v, settings(fake_llm))
 
 
-def test_clients_are_shared_per_base_url(fake_llm):
-    s = settings(fake_llm)
-    p = make_provider(version("openai", model="gpt-4o"), s)
+def test_clients_are_shared_per_base_url_within_a_pool(fake_llm):
+    s, pool = settings(fake_llm), ProviderPool()
+    p = pool.provider(version("openai", model="gpt-4o"), s)
     a = p.client()
     assert p.client() is a  # made once per provider, not per call
-    b = make_provider(version("openai", model="gpt-4o-mini", timeout=3), s).client()
+    b = pool.provider(version("openai", model="gpt-4o-mini", timeout=3), s).client()
     assert a._client is b._client  # one connection pool
     assert (a.timeout, b.timeout) == (10.0, 3)  # each with its version's timeout
-    c = make_provider(version("openai"), s.replace(openai_api_key="another-key")).client()
+    c = pool.provider(version("openai"), s.replace(openai_api_key="another-key")).client()
     assert c._client is not a._client
+    d = ProviderPool().provider(version("openai", model="gpt-4o"), s).client()
+    assert d._client is not a._client  # two pools share nothing
+
+
+# --- options ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, params, fragment", [
+    ("anthropic", {"temperature": 0}, "version 'anthropic-v1' (anthropic) has option 'temperature', which "
+                                      "anthropic does not take; it takes: max_tokens, stop, timeout, max_retries"),
+    ("anthropic", {"seed": 1}, "option 'seed', which anthropic does not take"),
+    ("openai", {"temprature": 0}, "which openai does not take (did you mean 'temperature'?); it takes: temperature"),
+    ("openai", {"temperature": "low"}, "(openai) has temperature: 'low'; it must be a number from 0 to 2"),
+    ("openai", {"temperature": 3}, "it must be a number from 0 to 2"),
+    ("openai-compatible", {"max_tokens": 0}, "max_tokens: 0; it must be an integer >= 1"),
+    ("openai", {"seed": 1.5}, "seed: 1.5; it must be an integer"),
+    ("anthropic", {"max_tokens": True}, "max_tokens: True; it must be an integer >= 1"),
+    ("anthropic", {"stop": [1]}, "stop: [1]; it must be a string or a list of strings"),
+    ("openai", {"timeout": 0}, "timeout: 0; it must be a number > 0"),
+    ("openai", {"max_retries": -1}, "max_retries: -1; it must be an integer >= 0"),
+])
+def test_options_a_provider_does_not_take_are_refused(fake_llm, name, params, fragment):
+    with pytest.raises(VersionError) as err:
+        make_provider(version(name, base_url=fake_llm.openai_base_url if name != "anthropic" else None, **params),
+                      settings(fake_llm))
+    assert fragment in str(err.value)
+    assert fake_llm.requests == []
+
+
+def test_options_are_typed_with_defaults(fake_llm):
+    p = make_provider(version("anthropic", stop=["a", "b"], timeout=2.5), settings(fake_llm))
+    assert (p.options.max_tokens, p.options.stop, p.timeout, p.max_retries) == (1024, ["a", "b"], 2.5, 0)
+    assert "temperature" in PROVIDERS["openai"].Options.describe()
+    assert set(PROVIDERS["anthropic"].Options.describe()) == {"max_tokens", "stop", "timeout", "max_retries"}
 
 
 # --- faults ----------------------------------------------------------------------------------

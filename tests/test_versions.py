@@ -1,17 +1,28 @@
 """Prompt versions file: parsing, validation messages, defaults."""
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
 import pytest
 
+from backend.providers import PROVIDERS
+from backend.versions import load_versions, parse_versions
 from core.errors import VersionError
 from core.settings import Settings
-from backend.versions import load_versions, parse_versions
 
 GOOD = {
     "default": "b",
     "versions": [
-        {"id": "a", "provider": "openai", "model": "gpt-4o-mini", "instruction": "Label {text}", "params": {"temperature": 0}},
-        {"id": "b", "provider": "anthropic", "model": "claude-haiku-4-5", "instruction": "See {image} and {meta}", "price": {"input": 1, "output": 5}},
+        {"id": "a", "provider": "openai", "model": "gpt-4o-mini", "instruction": "Label {text}",
+         "params": {"temperature": 0}},
+        {"id": "b", "provider": "anthropic", "model": "claude-haiku-4-5", "instruction": "See {image} and {meta}",
+         "price": {"input": 1, "output": 5}},
     ],
 }
+
+
+def one(**fields) -> dict:
+    """A versions document with one version: id x, openai, model m, instruction i, then ``fields``."""
+    return {"versions": [{"id": "x", "provider": "openai", "model": "m", "instruction": "i", **fields}]}
 
 
 def test_parse_and_default():
@@ -25,7 +36,7 @@ def test_parse_and_default():
 
 def test_versions_are_immutable():
     v = parse_versions(GOOD).get("a")
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         v.model = "other"
     with pytest.raises(TypeError):
         v.params["temperature"] = 1
@@ -42,20 +53,35 @@ def test_fingerprint_changes_with_instruction():
     [
         ({}, "non-empty `versions:`"),
         ({"versions": [{"provider": "openai"}]}, "needs an `id`"),
-        ({"versions": [{"id": "x", "provider": "gemini", "model": "m", "instruction": "i"}]}, "not one of openai, anthropic, openai-compatible"),
+        (one(provider="gemini"), "not one of openai, anthropic, openai-compatible"),
         ({"versions": [{"id": "x", "provider": "openai", "instruction": "i"}]}, "needs a non-empty `model`"),
-        ({"versions": [{"id": "x", "provider": "openai", "model": "m", "instruction": "i", "colour": 1}]}, "unknown keys ['colour']"),
-        ({"versions": [{"id": "x", "provider": "openai", "model": "m", "instruction": "i", "params": {"temprature": 0}}]}, "unknown params ['temprature']"),
-        ({"versions": [{"id": "x", "provider": "openai", "model": "m", "instruction": "{text"}]}, "not a valid template"),
-        ({"versions": [{"id": "x", "provider": "openai", "model": "m", "instruction": "i", "price": {"input": 1}}]}, "`price` must be"),
-        ({"default": "zz", "versions": [{"id": "x", "provider": "openai", "model": "m", "instruction": "i"}]}, "default 'zz' is not one of"),
-        ({"versions": [{"id": "x", "provider": "openai", "model": "m", "instruction": "i"}] * 2}, "appears twice"),
+        (one(colour=1), "unknown keys ['colour']"),
+        (one(params={"temprature": 0}),
+         "has option 'temprature', which openai does not take (did you mean 'temperature'?); it takes: temperature"),
+        (one(provider="anthropic", params={"temperature": 0}),
+         "prompts.yaml: version 'x' (anthropic) has option 'temperature', which anthropic does not take; "
+         "it takes: max_tokens, stop, timeout, max_retries"),
+        (one(params={"max_tokens": "1k"}), "prompts.yaml: version 'x' (openai) has max_tokens: '1k'; it must be an"),
+        (one(provider="openai-compatible", params={"top_p": 1.5}), "has top_p: 1.5; it must be a number from 0 to 1"),
+        (one(params=[1]), "`params` must be a mapping"),
+        (one(instruction="{text"), "not a valid template"),
+        (one(price={"input": 1}), "`price` must be"),
+        (one(price={"input": -1, "output": 1}), "prices cannot be negative"),
+        (dict(one(), default="zz"), "default 'zz' is not one of"),
+        ({"versions": one()["versions"] * 2}, "appears twice"),
     ],
 )
 def test_bad_files_give_actionable_errors(doc, fragment):
     with pytest.raises(VersionError) as err:
         parse_versions(doc, source="prompts.yaml")
     assert fragment in str(err.value)
+
+
+def test_the_shipped_and_demo_versions_load():
+    root = Path(__file__).resolve().parent.parent
+    vs = load_versions(str(root / "prompts.example.yaml"))
+    assert {v.provider for v in vs} == set(PROVIDERS)
+    assert "temperature" not in vs.get("reviews-claude-haiku-v1").params
 
 
 def test_unknown_version_lists_known_ones():

@@ -3,7 +3,8 @@
 A provider turns (system prompt, user parts, JSON schema) into a parsed JSON
 object plus the tokens and time it cost::
 
-    provider = make_provider(version, settings)          # backend.providers
+    pool = ProviderPool()                                # one per process (backend.providers.pool)
+    provider = pool.provider(version, settings)          # or make_provider(version, settings, pool)
     done = provider.complete(system="You label reviews.",
                              parts=[TextPart("Great phone!")],
                              schema={"type": "object", ...})
@@ -17,21 +18,24 @@ errors raised by ``complete()`` carry ``err.usage`` with the tokens spent
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
+import logging
 import re
-import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
+from backend.providers.options import ProviderOptions
+from backend.providers.pool import ProviderPool
 from core.errors import AuthError, OutputError, ProviderError, ProviderTimeout, RateLimitError
 from core.secrets import mask
 
 if TYPE_CHECKING:  # pragma: no cover
-    from core.settings import Settings
     from backend.versions import PromptVersion
+    from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,29 +109,36 @@ class Completion:
 
 
 class Provider(ABC):
-    """Base class: one instance per prompt version (SDK connection pools are shared, see
-    :func:`shared_client`).
+    """Base class: one instance per prompt version; process state lives in a :class:`ProviderPool`.
 
-    A subclass names its SDK module (:attr:`sdk`, for error mapping), builds its SDK client
-    (:meth:`new_client`) and says where its key and endpoint come from
-    (:meth:`api_key`, :meth:`configured_base_url`); :meth:`client` does the rest.
+    :meth:`complete` owns the call: the format fallback loop, timing, error mapping and
+    remembering the format a server accepted.  A subclass supplies only
+
+    * :attr:`Options` (the typed ``params:`` it takes), :attr:`sdk`, :attr:`modes`;
+    * where its key and endpoint come from (:meth:`api_key`, :meth:`configured_base_url`)
+      and how to build its SDK client (:meth:`new_client`);
+    * :meth:`request` (the SDK keyword arguments for a format mode) and :meth:`send` (the SDK call);
+    * :meth:`next_mode` (the mode to try when the server rejects one with a 400);
+    * :meth:`read_usage` and :meth:`read_answer` (tokens and the answer from the response).
     """
 
     name: ClassVar[str] = ""
     key_env: ClassVar[str] = ""  # the env var a user sets for this provider's key
     default_base_url: ClassVar[str] = ""
     sdk: ClassVar[Any] = None  # the ``openai`` or ``anthropic`` module
+    sdk_exception: ClassVar[type[Exception]] = Exception  # the root of its errors, e.g. ``openai.OpenAIError``
+    Options: ClassVar[type[ProviderOptions]] = ProviderOptions
+    modes: ClassVar[tuple[str, ...]] = ("default",)  # answer-format modes, best first
 
-    def __init__(self, version: "PromptVersion", settings: "Settings"):
+    def __init__(self, version: "PromptVersion", settings: "Settings", pool: ProviderPool | None = None):
         self.version = version
         self.settings = settings
+        self.pool = pool if pool is not None else ProviderPool()
+        self.options = self.Options.parse(version.params, where=f"version {version.id!r}", provider=self.name)
         self.base_url = (version.base_url or self.configured_base_url() or self.default_base_url).rstrip("/")
         self._sdk_client: Any = None
 
-    @abstractmethod
-    def complete(self, *, system: str, parts: list[Part], schema: dict, schema_name: str = "labels") -> Completion:
-        """Ask the model for one JSON object matching ``schema``; see the module docstring."""
-
+    # --- what a subclass supplies --------------------------------------------
     @abstractmethod
     def api_key(self) -> str | None:
         """The API key to send (from ``settings``), or None when it is not set."""
@@ -136,21 +147,80 @@ class Provider(ABC):
     def new_client(self, key: str) -> Any:
         """A new SDK client for ``self.base_url`` with ``key`` (and no retries of its own)."""
 
+    @abstractmethod
+    def request(self, *, system: str, parts: list[Part], schema: dict, schema_name: str, mode: str) -> dict:
+        """The SDK keyword arguments asking for ``schema`` in format ``mode``."""
+
+    @abstractmethod
+    def send(self, client: Any, kwargs: dict) -> Any:
+        """Make the SDK call with ``kwargs``; returns the SDK response."""
+
+    @abstractmethod
+    def read_usage(self, response: Any) -> tuple[int, int]:
+        """(input tokens, output tokens) of ``response``."""
+
+    @abstractmethod
+    def read_answer(self, response: Any, usage: Usage, mode: str) -> Completion:
+        """The parsed answer; raises OutputError/RefusalError/TruncatedError with ``usage``."""
+
+    def next_mode(self, mode: str, exc: Exception) -> str | None:
+        """The mode to try after the server rejected ``mode`` with ``exc`` (a 400); None = give up."""
+        return None
+
+    def format_key(self) -> tuple | None:
+        """What the accepted format is remembered per (e.g. the base URL), or None to not remember."""
+        return None
+
     def configured_base_url(self) -> str | None:
         """The endpoint from ``settings`` when the version names none (``*_BASE_URL``)."""
         return None
 
+    # --- the call -------------------------------------------------------------
+    def format_mode(self) -> str:
+        """The format to ask for first: the one remembered for :meth:`format_key`, else the best."""
+        key = self.format_key()
+        remembered = self.pool.accepted_format(key) if key is not None else None
+        return remembered or self.modes[0]
+
+    def complete(self, *, system: str, parts: list[Part], schema: dict, schema_name: str = "labels") -> Completion:
+        """Ask the model for one JSON object matching ``schema``.  Raises core.errors on failure."""
+        client = self.client()
+        mode = self.format_mode()
+        start = time.perf_counter()
+        while True:
+            kwargs = self.request(system=system, parts=parts, schema=schema, schema_name=schema_name, mode=mode)
+            try:
+                response = self.send(client, kwargs)
+                break
+            except self.sdk.BadRequestError as exc:
+                fallback = self.next_mode(mode, exc)
+                if fallback is None:
+                    raise self.sdk_error(exc, start) from None
+                log.info("%s rejected answer format %s for %s; trying %s", self.base_url, mode,
+                         self.version.model, fallback)
+                mode = fallback
+            except self.sdk_exception as exc:
+                raise self.sdk_error(exc, start) from None
+        key = self.format_key()
+        if key is not None:
+            self.pool.remember_format(key, mode)
+        tokens_in, tokens_out = self.read_usage(response)
+        usage = Usage(input_tokens=tokens_in, output_tokens=tokens_out, latency_s=time.perf_counter() - start)
+        log.debug("%s %s: %d in, %d out tokens, %.2fs", self.version.id, self.version.model,
+                  usage.input_tokens, usage.output_tokens, usage.latency_s)
+        return self.read_answer(response, usage, mode)
+
     def client(self) -> Any:
         """The SDK client with this version's timeout and retries, made on first use.
 
-        Its connection pool is shared per (provider, base URL, key).  Raises
-        :class:`~core.errors.AuthError` naming :attr:`key_env` when no key is set.
+        Its connection pool is shared per (provider, base URL, key) through :attr:`pool`.
+        Raises :class:`~core.errors.AuthError` naming :attr:`key_env` when no key is set.
         """
         if self._sdk_client is None:
             key = self.api_key()
             if not key:
                 raise AuthError(f"{self.key_env} is not set; set it to use the {self.where()}", usage=Usage())
-            base = shared_client(self.name, self.base_url, key, lambda: self.new_client(key))
+            base = self.pool.client(self.name, self.base_url, key, lambda: self.new_client(key))
             self._sdk_client = base.with_options(timeout=self.timeout, max_retries=self.max_retries)
         return self._sdk_client
 
@@ -158,12 +228,14 @@ class Provider(ABC):
     @property
     def timeout(self) -> float:
         """Seconds per attempt: ``params.timeout`` or ``PROVIDER_TIMEOUT``."""
-        return float(self.version.params.get("timeout", self.settings.provider_timeout))
+        t = self.options.timeout
+        return float(t if t is not None else self.settings.provider_timeout)
 
     @property
     def max_retries(self) -> int:
         """SDK retries on 429/5xx/timeouts: ``params.max_retries`` or ``PROVIDER_MAX_RETRIES``."""
-        return int(self.version.params.get("max_retries", self.settings.provider_max_retries))
+        r = self.options.max_retries
+        return int(r if r is not None else self.settings.provider_max_retries)
 
     def redact(self, text: str) -> str:
         """``text`` with every configured secret replaced by ``***``."""
@@ -212,7 +284,7 @@ def parse_json_object(raw: str | None, usage: Usage, where: str) -> dict:
         raise OutputError(f"the {where} returned an empty answer", usage=usage)
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise OutputError(
             f"the {where} returned text that is not valid JSON ({exc.msg} at char {exc.pos}); "
             "the task gets no pre-label", usage=usage
@@ -255,20 +327,3 @@ def server_message(exc) -> str:
         if isinstance(err, str):
             return err
     return getattr(exc, "message", "") or ""
-
-
-_CLIENTS: dict[tuple, Any] = {}
-_CLIENTS_LOCK = threading.Lock()
-
-
-def shared_client(provider: str, base_url: str, api_key: str, factory: Callable[[], Any]) -> Any:
-    """One SDK client (and so one connection pool) per (provider, base_url, key), built by ``factory``.
-
-    The key enters the cache key only as a hash, so two Settings with different keys never share a client.
-    """
-    key = (provider, base_url, hashlib.sha256(api_key.encode()).hexdigest())
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = _CLIENTS[key] = factory()
-        return client

@@ -8,51 +8,33 @@ Differences from :mod:`backend.providers.openai_provider`:
 * not every server supports strict ``json_schema`` output.  When a server answers 400 to it, the
   call is repeated with ``{"type": "json_object"}`` and the schema in the system prompt, then with
   the schema in the prompt only; the first format the server accepts is remembered per base URL
-  for the life of the process, so later calls go straight to it.
+  in the :class:`~backend.providers.pool.ProviderPool`, so later calls go straight to it.
 """
 from __future__ import annotations
 
-import threading
-
-import openai
-
-from core.errors import ConfigError
 from backend.providers.openai_provider import JSON_OBJECT, JSON_SCHEMA, PROMPT_ONLY, OpenAIProvider
-
-_MODES = (JSON_SCHEMA, JSON_OBJECT, PROMPT_ONLY)
-_ACCEPTED: dict[str, str] = {}  # base_url -> the format mode that server accepted
-_LOCK = threading.Lock()
+from core.errors import ConfigError
 
 
 class CompatibleProvider(OpenAIProvider):
     name = "openai-compatible"
     max_tokens_param = "max_tokens"
+    modes = (JSON_SCHEMA, JSON_OBJECT, PROMPT_ONLY)
 
-    def __init__(self, version, settings):
+    def __init__(self, version, settings, pool=None):
         if not (version.base_url or settings.openai_base_url):
             raise ConfigError(
                 f"version {version.id!r} uses provider openai-compatible but has no base_url; add "
                 "`base_url: http://host:port/v1` to the version or set OPENAI_BASE_URL"
             )
-        super().__init__(version, settings)
+        super().__init__(version, settings, pool)
 
     def api_key(self) -> str:
         return self.settings.openai_api_key or "not-needed"
 
-    def format_mode(self) -> str:
-        with _LOCK:
-            return _ACCEPTED.get(self.base_url, JSON_SCHEMA)
+    def format_key(self) -> tuple:
+        return (self.name, self.base_url)
 
-    def on_format_rejected(self, mode: str, exc: openai.BadRequestError) -> str | None:
-        i = _MODES.index(mode)
-        return _MODES[i + 1] if i + 1 < len(_MODES) else None
-
-    def remember_mode(self, mode: str) -> None:
-        with _LOCK:
-            _ACCEPTED[self.base_url] = mode
-
-
-def accepted_format(base_url: str) -> str | None:
-    """The answer format remembered for ``base_url`` (``json_schema``/``json_object``/``prompt``), if any."""
-    with _LOCK:
-        return _ACCEPTED.get(base_url.rstrip("/"))
+    def next_mode(self, mode: str, exc: Exception) -> str | None:
+        i = self.modes.index(mode)
+        return self.modes[i + 1] if i + 1 < len(self.modes) else None

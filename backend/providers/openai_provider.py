@@ -2,9 +2,9 @@
 
 Request: ``chat.completions.create(model, messages=[system, user], response_format=
 {"type": "json_schema", "json_schema": {"name", "strict": True, "schema"}})``; images go
-as ``image_url`` parts (the URL, or a ``data:`` URL for inline bytes).  Version params:
-temperature, top_p, seed, stop, max_tokens (sent as ``max_completion_tokens``), timeout,
-max_retries (the SDK's own retries, which honour ``Retry-After``).
+as ``image_url`` parts (the URL, or a ``data:`` URL for inline bytes).  Options (a version's
+``params:``, see :class:`OpenAIOptions`): temperature, top_p, seed, stop, max_tokens (sent as
+``max_completion_tokens``), timeout, max_retries (the SDK's own retries, which honour ``Retry-After``).
 
 The key is ``OPENAI_API_KEY`` (``settings.openai_api_key``); the endpoint is the version's
 ``base_url``, else ``OPENAI_BASE_URL``, else https://api.openai.com/v1.
@@ -12,18 +12,28 @@ The key is ``OPENAI_API_KEY`` (``settings.openai_api_key``); the endpoint is the
 from __future__ import annotations
 
 import json
-import logging
-import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import openai
 
+from backend.providers.base import Completion, ImagePart, Part, Provider, TextPart, Usage, parse_json_object
+from backend.providers.options import ProviderOptions, integer, number, option, strings
 from core.errors import ProviderError, RefusalError, TruncatedError
-from backend.providers.base import Completion, ImagePart, Provider, TextPart, Usage, parse_json_object
-
-log = logging.getLogger(__name__)
 
 # How the answer format is requested, best first (openai-compatible servers may step down).
 JSON_SCHEMA, JSON_OBJECT, PROMPT_ONLY = "json_schema", "json_object", "prompt"
+
+
+@dataclass(frozen=True)
+class OpenAIOptions(ProviderOptions):
+    """What an openai (or openai-compatible) version's ``params:`` may hold."""
+
+    temperature: float | None = option("sampling temperature: 0 is most repeatable", number(0, 2))
+    top_p: float | None = option("nucleus sampling: keep the tokens within this probability mass", number(0, 1))
+    seed: int | None = option("best-effort deterministic sampling", integer())
+    stop: str | list[str] | None = option("stop sequence(s): the answer ends before any of them", strings())
+    max_tokens: int | None = option("most tokens the answer may use", integer(lo=1))
 
 
 def schema_in_prompt(system: str, schema: dict) -> str:
@@ -34,12 +44,31 @@ def schema_in_prompt(system: str, schema: dict) -> str:
     )
 
 
+def user_content(parts: list[Part]) -> object:
+    """The user message content: plain text when there are no images, else text and ``image_url`` parts."""
+    if all(isinstance(p, TextPart) for p in parts):
+        return "\n\n".join(p.text for p in parts if isinstance(p, TextPart))
+    content: list[dict] = []
+    for p in parts:
+        if isinstance(p, TextPart):
+            content.append({"type": "text", "text": p.text})
+        elif isinstance(p, ImagePart):
+            content.append({"type": "image_url", "image_url": {"url": p.data_url()}})
+        else:
+            raise TypeError(f"unsupported part {type(p).__name__}")
+    return content
+
+
 class OpenAIProvider(Provider):
     name = "openai"
     key_env = "OPENAI_API_KEY"
     default_base_url = "https://api.openai.com/v1"
     max_tokens_param = "max_completion_tokens"  # the official API's name; `max_tokens` is deprecated there
-    sdk = openai
+    sdk: ClassVar[Any] = openai
+    sdk_exception = openai.OpenAIError
+    Options = OpenAIOptions
+    modes: ClassVar[tuple[str, ...]] = (JSON_SCHEMA,)
+    options: OpenAIOptions
 
     def configured_base_url(self) -> str | None:
         return self.settings.openai_base_url
@@ -47,36 +76,16 @@ class OpenAIProvider(Provider):
     def new_client(self, key: str) -> openai.OpenAI:
         return openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0)
 
-    # --- hooks the openai-compatible provider overrides -----------------------
     def api_key(self) -> str | None:
         return self.settings.openai_api_key
 
-    def format_mode(self) -> str:
-        return JSON_SCHEMA
-
-    def on_format_rejected(self, mode: str, exc: openai.BadRequestError) -> str | None:
-        """The mode to retry with when the server rejects ``mode`` with a 400; None = give up."""
-        return None
-
-    # --- the call -----------------------------------------------------------
-    def request(self, *, system: str, parts, schema: dict, schema_name: str, mode: str) -> dict:
+    def request(self, *, system: str, parts: list[Part], schema: dict, schema_name: str, mode: str) -> dict:
         """The keyword arguments for ``chat.completions.create``."""
-        if all(isinstance(p, TextPart) for p in parts):
-            content: object = "\n\n".join(p.text for p in parts)
-        else:
-            content = []
-            for p in parts:
-                if isinstance(p, TextPart):
-                    content.append({"type": "text", "text": p.text})
-                elif isinstance(p, ImagePart):
-                    content.append({"type": "image_url", "image_url": {"url": p.data_url()}})
-                else:
-                    raise TypeError(f"unsupported part {type(p).__name__}")
         if mode != JSON_SCHEMA:
             system = schema_in_prompt(system, schema)
         kwargs: dict = {
             "model": self.version.model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user_content(parts)}],
         }
         if mode == JSON_SCHEMA:
             kwargs["response_format"] = {
@@ -85,45 +94,26 @@ class OpenAIProvider(Provider):
             }
         elif mode == JSON_OBJECT:
             kwargs["response_format"] = {"type": "json_object"}
-        p = self.version.params
-        for name in ("temperature", "top_p", "seed", "stop"):
-            if p.get(name) is not None:
-                kwargs[name] = p[name]
-        if p.get("max_tokens") is not None:
-            kwargs[self.max_tokens_param] = int(p["max_tokens"])
+        o = self.options
+        for name, value in (("temperature", o.temperature), ("top_p", o.top_p), ("seed", o.seed), ("stop", o.stop)):
+            if value is not None:
+                kwargs[name] = value
+        if o.max_tokens is not None:
+            kwargs[self.max_tokens_param] = o.max_tokens
         return kwargs
 
-    def complete(self, *, system, parts, schema, schema_name="labels") -> Completion:
-        """One structured call; see the module docstring.  Raises core.errors on failure."""
-        client = self.client()
-        mode = self.format_mode()
-        start = time.perf_counter()
-        while True:
-            try:
-                resp = client.chat.completions.create(
-                    **self.request(system=system, parts=parts, schema=schema, schema_name=schema_name, mode=mode)
-                )
-                break
-            except openai.BadRequestError as exc:
-                fallback = self.on_format_rejected(mode, exc)
-                if fallback is None:
-                    raise self.sdk_error(exc, start) from None
-                log.info("%s rejected response format %s; retrying with %s", self.base_url, mode, fallback)
-                mode = fallback
-            except openai.OpenAIError as exc:
-                raise self.sdk_error(exc, start) from None
-        usage = Usage(
-            input_tokens=(resp.usage.prompt_tokens or 0) if resp.usage else 0,
-            output_tokens=(resp.usage.completion_tokens or 0) if resp.usage else 0,
-            latency_s=time.perf_counter() - start,
-        )
-        self.remember_mode(mode)
-        log.debug("%s %s: %d in, %d out tokens, %.2fs", self.version.id, self.version.model,
-                  usage.input_tokens, usage.output_tokens, usage.latency_s)
+    def send(self, client: openai.OpenAI, kwargs: dict) -> Any:
+        return client.chat.completions.create(**kwargs)
+
+    def read_usage(self, response: Any) -> tuple[int, int]:
+        u = response.usage
+        return ((u.prompt_tokens or 0), (u.completion_tokens or 0)) if u else (0, 0)
+
+    def read_answer(self, response: Any, usage: Usage, mode: str) -> Completion:
         where = self.where()
-        if not resp.choices:
+        if not response.choices:
             raise ProviderError(f"the {where} returned no choices", usage=usage)
-        choice = resp.choices[0]
+        choice = response.choices[0]
         message = choice.message
         if getattr(message, "refusal", None) or choice.finish_reason == "content_filter":
             reason = " ".join((message.refusal or "content filter").split())[:200]
@@ -134,8 +124,3 @@ class OpenAIProvider(Provider):
                 f"({usage.output_tokens} output tokens); raise params.max_tokens", usage=usage)
         data = parse_json_object(message.content, usage, where)
         return Completion(data=data, usage=usage, raw=message.content or "")
-
-    def remember_mode(self, mode: str) -> None:
-        """Hook: the openai-compatible provider remembers which format a server accepted."""
-
-

@@ -1,0 +1,106 @@
+"""Shared helpers of the statistics package: the interval type, level checks, the
+normal quantile, and the fast task bootstrap behind the pooled statistics.
+
+The task bootstrap resamples *tasks* with replacement.  Pooled statistics (precision,
+kappa, alpha) only depend on the resampled tasks through sums of per-task rows, so a
+resample is fully described by how often each task was drawn.  Tasks with identical rows
+are interchangeable, so we group them (``np.unique``) and draw the group counts from a
+multinomial: this is exactly the same distribution as drawing task indices, and costs
+``n_resamples x n_groups`` instead of ``n_resamples x n_tasks``.  When almost every row is
+distinct we draw indices in chunks instead.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+Interval = tuple[float, float] | None
+"""``(lo, hi)`` or ``None`` when the interval is undefined (too few tasks, no spread)."""
+
+LARGE_N = 2000
+"""Above this many tasks the resampling methods switch to their large-sample (normal / t)
+limits: at that size the bootstrap and the t interval agree to well under a tenth of the
+interval's width, and the analytic form keeps 100,000 tasks to milliseconds."""
+
+_CHUNK_CELLS = 4_000_000  # resample cells per chunk: bounds memory (~32 MB of int64)
+
+
+def check_level(level: float) -> float:
+    """Return ``level`` if it is a usable confidence level (strictly between 0 and 1).
+
+    >>> check_level(0.9)
+    0.9
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be between 0 and 1 (got {level})")
+    return float(level)
+
+
+def z_value(level: float) -> float:
+    """Two-sided normal quantile for ``level``: 1.96 for 0.95.
+
+    >>> round(z_value(0.95), 3)
+    1.96
+    """
+    return float(_st.norm.ppf(0.5 + check_level(level) / 2))
+
+
+def finite(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
+    """Values as a float array without ``None`` / NaN (tasks that could not be scored).
+
+    >>> finite([1, None, float("nan"), 0.5]).tolist()
+    [1.0, 0.5]
+    """
+    x = np.array([np.nan if v is None else v for v in values], dtype=float)
+    return x[np.isfinite(x)]
+
+
+def percentile_interval(replicates: np.ndarray, level: float) -> Interval:
+    """Percentile interval of bootstrap replicates (NaN replicates, e.g. a resample with a
+    zero denominator, are left out).  ``None`` when fewer than two replicates are defined or
+    they never vary: a zero-width interval would claim a certainty the data do not give.
+
+    >>> [round(v, 6) for v in percentile_interval(np.arange(101.0), 0.9)]
+    [5.0, 95.0]
+    >>> percentile_interval(np.ones(10), 0.9) is None
+    True
+    """
+    r = replicates[np.isfinite(replicates)]
+    if r.size < 2 or r.min() == r.max():
+        return None
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(r, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def resampled_sums(rows: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """Column sums of ``rows`` (one row per task) over ``n_resamples`` task bootstrap
+    resamples: an array of shape ``(n_resamples, n_columns)``.
+
+    >>> sums = resampled_sums(np.array([[1, 0], [0, 1], [1, 1]]), 4, seed=0)
+    >>> sums.shape, bool((sums.sum(axis=1) >= 3).all())   # each resample has 3 tasks
+    ((4, 2), True)
+    """
+    groups, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_resamples, rows.shape[1]), dtype=float)
+    for start, weights in _weight_chunks(inverse.ravel(), counts, n_resamples, rng):
+        out[start:start + len(weights)] = weights @ groups
+    return out
+
+
+def _weight_chunks(inverse: np.ndarray, counts: np.ndarray, n_resamples: int,
+                   rng: np.random.Generator) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first_resample, weights)`` with ``weights[b, k]`` = how often group k was drawn."""
+    n, k = len(inverse), len(counts)
+    multinomial = k * 4 <= n          # few groups: multinomial over groups is cheapest
+    per_chunk = max(1, _CHUNK_CELLS // (k if multinomial else n))
+    for start in range(0, n_resamples, per_chunk):
+        b = min(per_chunk, n_resamples - start)
+        if multinomial:
+            yield start, rng.multinomial(n, counts / n, size=b)
+        else:
+            drawn = inverse[rng.integers(0, n, size=(b, n))] + (np.arange(b) * k)[:, None]
+            yield start, np.bincount(drawn.ravel(), minlength=b * k).reshape(b, k)

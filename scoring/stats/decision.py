@@ -76,11 +76,13 @@ def decision(cheap: Arm, best: Arm, result: PairedDiff, margin: float = 0.02, le
     ``paired_diff(best_scores, cheap_scores, level)`` (see the module docstring).
 
     >>> r = PairedDiff(n_shared=412, diff=-0.006, diff_ci=(-0.015, 0.003), p_value=0.2, sd=0.09)
-    >>> decision(Arm("mini-v1", 1.0), Arm("4o-v1", 16.0), r)
-    'mini-v1 is not worse than 4o-v1 by more than 0.02 (diff -0.006 [-0.015, +0.003], 412 shared tasks) at 1/16 of the cost'
+    >>> print(decision(Arm("mini-v1", 1.0), Arm("4o-v1", 16.0), r))  # doctest: +NORMALIZE_WHITESPACE
+    mini-v1 is not worse than 4o-v1 by more than 0.02 (diff -0.006 [-0.015, +0.003], 412 shared tasks)
+    at 1/16 of the cost
     >>> r = PairedDiff(n_shared=120, diff=-0.01, diff_ci=(-0.05, 0.03), p_value=0.6, sd=0.22)
-    >>> print(decision(Arm("mini-v1"), Arm("4o-v1"), r))
-    The data cannot tell whether mini-v1 is within 0.02 of 4o-v1 (diff -0.010 [-0.050, +0.030], 120 shared tasks); about 1740 more shared ground-truth tasks would, if the difference stays as observed
+    >>> print(decision(Arm("mini-v1"), Arm("4o-v1"), r))  # doctest: +NORMALIZE_WHITESPACE
+    The data cannot tell whether mini-v1 is within 0.02 of 4o-v1 (diff -0.010 [-0.050, +0.030], 120 shared tasks);
+    about 1740 more shared ground-truth tasks would, if the difference stays as observed
     """
     m = abs(margin)
     if result.diff is None or result.diff_ci is None:
@@ -92,6 +94,9 @@ def decision(cheap: Arm, best: Arm, result: PairedDiff, margin: float = 0.02, le
     if result.diff_ci[1] < -m:
         return f"{cheap.name} is worse than {best.name} by more than {m:g} {_evidence(result)}"
     needed = tasks_needed(result.diff, result.sd, m, level) if result.sd else None
-    more = (f"about {max(1, needed - result.n_shared)} more shared ground-truth tasks would, if the difference "
-            "stays as observed") if needed else "the difference sits right at the margin, so more tasks may not settle it"
+    if needed:
+        more = (f"about {max(1, needed - result.n_shared)} more shared ground-truth tasks would, "
+                "if the difference stays as observed")
+    else:
+        more = "the difference sits right at the margin, so more tasks may not settle it"
     return f"The data cannot tell whether {cheap.name} is within {m:g} of {best.name} {_evidence(result)}; {more}"

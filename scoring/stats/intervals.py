@@ -65,9 +65,9 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Int
     n = x.size
     if n < 2:
         return None
-    sd = float(x.std(ddof=1))
-    if sd == 0:
+    if x.min() == x.max():
         return None
+    sd = float(x.std(ddof=1))
     half = float(_st.t.ppf(0.5 + check_level(level) / 2, n - 1)) * sd / math.sqrt(n)
     m = float(x.mean())
     return m - half, m + half

@@ -84,10 +84,10 @@ def sign_flip_pvalue(d: Sequence[float] | np.ndarray, seed: int = 0, n_resamples
         signs = np.array(list(itertools.product((-1.0, 1.0), repeat=n)))
         return float((np.abs(signs @ d / n) >= observed - tol).mean())
     rng = np.random.default_rng(seed)
-    hits = 0
+    hits, total = 0, float(d.sum())
     for start in range(0, n_resamples, 1000):
-        signs = rng.choice((-1.0, 1.0), size=(min(1000, n_resamples - start), n))
-        hits += int((np.abs(signs @ d / n) >= observed - tol).sum())
+        flipped = rng.integers(0, 2, size=(min(1000, n_resamples - start), n), dtype=np.int8)
+        hits += int((np.abs((total - 2 * (flipped @ d)) / n) >= observed - tol).sum())
     return (hits + 1) / (n_resamples + 1)
 
 
@@ -104,7 +104,7 @@ def paired_diff(a: Scores, b: Scores, level: float = 0.95, seed: int = 0,
     >>> b = [1, 1, 1, 1, 0, 1, 1, 1, 1, 0] * 3
     >>> r = paired_diff(a, b)
     >>> r.n_shared, round(r.diff, 3), [round(v, 3) for v in r.diff_ci], round(r.p_value, 4)
-    (30, 0.2, [0.1, 0.367], 0.0294)
+    (30, 0.2, [0.1, 0.367], 0.0319)
     """
     x, y = shared_pairs(a, b)
     level = check_level(level)

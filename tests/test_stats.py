@@ -370,3 +370,27 @@ def test_exact_sign_flip_counts_every_pattern(n):
     means = [abs(np.dot(s, d)) / n for s in itertools.product((-1, 1), repeat=n)]
     expected = np.mean([m >= abs(d.mean()) - 1e-12 for m in means])
     assert sign_flip_pvalue(d) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("module", ["_common", "intervals", "tables", "paired", "decision", "ppi", "active"])
+def test_worked_examples_in_docstrings(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"scoring.stats.{module}"), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_same_seed_same_numbers_and_level_is_respected():
+    rng = np.random.default_rng(10)
+    x, y = rng.beta(5, 2, 300), rng.beta(5, 2, 300)
+    counts = {"A": rng.integers(0, 3, size=(300, 3))}
+    ref, pred = list(rng.integers(0, 3, 300)), list(rng.integers(0, 3, 300))
+    runs = [(mean_ci(x, seed=s), prf_ci(counts, seed=s), kappa_ci(ref, pred, seed=s), paired_diff(x, y, seed=s),
+             suggest_tasks(dict(enumerate(x)), 20, seed=s)) for s in (3, 3, 4)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    for fn in (lambda lv: mean_ci(x, lv), lambda lv: kappa_ci(ref, pred, lv), lambda lv: ppi_mean(x, y, x, lv).ci):
+        narrow, wide = fn(0.8), fn(0.99)
+        assert wide[0] < narrow[0] < narrow[1] < wide[1]
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        mean_ci(x, level=95)

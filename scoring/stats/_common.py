@@ -22,8 +22,9 @@ Interval = tuple[float, float] | None
 
 LARGE_N = 2000
 """Above this many tasks the resampling methods switch to their large-sample (normal / t)
-limits: at that size the bootstrap and the t interval agree to well under a tenth of the
-interval's width, and the analytic form keeps 100,000 tasks to milliseconds."""
+limits: at that size the BCa and the t interval ends differ by about 1-2% of the interval's
+width on skewed [0, 1] scores (measured on Beta(5, 2) and clipped exponential samples), and
+the analytic form keeps 100,000 tasks to milliseconds."""
 
 _CHUNK_CELLS = 4_000_000  # resample cells per chunk: bounds memory (~32 MB of int64)
 
@@ -54,7 +55,11 @@ def finite(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
     >>> finite([1, None, float("nan"), 0.5]).tolist()
     [1.0, 0.5]
     """
-    x = np.array([np.nan if v is None else v for v in values], dtype=float)
+    x: np.ndarray
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        x = values.astype(float, copy=False).ravel()
+    else:
+        x = np.array([np.nan if v is None else v for v in values], dtype=float)
     return x[np.isfinite(x)]
 
 

@@ -11,7 +11,7 @@ bulk) that differs from the ground truth on a known share of tasks.
 
 Timed: the snapshot pull, the metrics engine, and the write-back (evaluation
 predictions of all compared tasks + replacing the previous run + the Data Manager
-tab), each separately; then the whole ``score_project(..., write_back=True)`` path
+tab), each separately; then the whole ``score_project(..., ScoreOptions(write_back=True))`` path
 for a rerun where nothing changed (write-back reconciles: nothing to write) and a
 rerun after every task got a new prediction (most scores change: the evaluation is
 deleted in bulk and written again).  Prints the figures; the target (issue 3) is
@@ -110,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"total pull + score + write-back:   {total:6.2f} s  (target < 60 s: {'met' if total < 60 else 'MISSED'})",
               flush=True)
 
-        from scoring.pipeline import score_project
+        from scoring.pipeline import ScoreOptions, score_project
 
         def timed(label: str) -> None:
             t0 = time.perf_counter()
-            rep = score_project(settings, pid, "v-bench", write_back=True, progress=False)
+            rep = score_project(settings, pid, "v-bench", ScoreOptions(write_back=True, progress=False))
             wb = rep["write_back"]
             print(f"{label}: {time.perf_counter() - t0:6.2f} s  ({wb['mode']}: {wb['created']} created, "
                   f"{wb['deleted']} deleted, {wb['unchanged']} unchanged; {wb['written']} in Label Studio)", flush=True)

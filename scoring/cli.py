@@ -25,7 +25,8 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scoring", description="Score LLM prompt versions against Label Studio ground truth or each other.")
+    parser = argparse.ArgumentParser(prog="python -m scoring", description="Score LLM prompt versions against "
+                                     "Label Studio ground truth or each other.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_path in COMMANDS.items():
         try:
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (``argv`` defaults to ``sys.argv[1:]``).
+
+    Usable as a console-script entry point (``scoring = "scoring.cli:main"``): the
+    installer's wrapper calls ``sys.exit(main())``.
+    """
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()

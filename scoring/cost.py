@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+TOLERANCE = 0.02  # a version scoring within this of the best one is "good enough" (cheapest_good_enough)
+
 
 def _num(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
@@ -172,7 +174,7 @@ def compare_table(reports: list[dict]) -> list[dict]:
     return rows
 
 
-def cheapest_good_enough(rows: list[dict], tolerance: float = 0.02) -> dict | None:
+def cheapest_good_enough(rows: list[dict], tolerance: float = TOLERANCE) -> dict | None:
     """The cheapest row whose score is within ``tolerance`` of the best score.
 
     ``rows`` are :func:`compare_table` rows (or any dicts with ``score`` and
@@ -187,14 +189,12 @@ def cheapest_good_enough(rows: list[dict], tolerance: float = 0.02) -> dict | No
         ...     {"version": "v3", "score": 0.80, "usd_per_task": 0.0001}])["version"]
         'v2'
     """
-    scored = [r for r in rows if _num(r.get("score")) is not None]
+    scored = [(score, r) for r in rows if (score := _num(r.get("score"))) is not None]
     if not scored:
         return None
-    best = max(_num(r["score"]) for r in scored)
-    candidates = [
-        r for r in scored
-        if _num(r.get("usd_per_task")) is not None and _num(r["score"]) >= best - tolerance - 1e-12
-    ]
+    best = max(score for score, _ in scored)
+    candidates = [(price, score, r) for score, r in scored
+                  if (price := _num(r.get("usd_per_task"))) is not None and score >= best - tolerance - 1e-12]
     if not candidates:
         return None
-    return min(candidates, key=lambda r: (_num(r["usd_per_task"]), -_num(r["score"])))
+    return min(candidates, key=lambda c: (c[0], -c[1]))[2]

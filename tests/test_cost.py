@@ -98,3 +98,17 @@ def test_compare_table_unknown_price_and_mixed_references():
 def test_cheapest_ties_go_to_higher_score():
     rows = [{"version": "x", "score": 0.9, "usd_per_task": 0.001}, {"version": "y", "score": 0.91, "usd_per_task": 0.001}]
     assert cheapest_good_enough(rows)["version"] == "y"
+
+
+def test_compare_table_lines_state_the_tolerance_used():
+    from scoring.commands.compare import table_lines
+
+    rows = compare_table([
+        {"version": "big", "reference": "ground_truth", "score": 0.90, "n_tasks": 10, "cost": {"usd_per_task": 0.003}},
+        {"version": "small", "reference": "ground_truth", "score": 0.875, "n_tasks": 10, "cost": {"usd_per_task": 0.001}},
+    ])
+    result = {"project": 1, "reference": "ground_truth", "reports": [{}, {}], "table": rows,
+              "cheapest_good_enough": cheapest_good_enough(rows, tolerance=0.03), "alpha": {}}
+    lines = table_lines(result, 0.03)
+    assert "  small scores within 0.03 of big at 0.33× its cost per task" in lines
+    assert any(line.split()[:2] == ["small", "0.875"] and "$0.0010" in line for line in lines)

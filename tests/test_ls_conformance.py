@@ -124,7 +124,7 @@ def test_every_tag_and_basic_auth(label_studio, backend_server, fake_llm):
 def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, fake_llm, tmp_path):
     """Predict with two versions through Label Studio, then score both: quality from the
     ground truth, cost from the ledger the backend wrote (same project key on both sides)."""
-    from scoring.pipeline import score_project
+    from scoring.pipeline import ScoreOptions, score_project
     from fakellm import TableAnswer
     from fakellm.oracle import answer_from_regions
     from backend.schema import plan_for
@@ -142,8 +142,8 @@ def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, f
         ls.actions.create(id="retrieve_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
         ls.ml.delete(id=ml.id)
     settings = label_studio.settings(data_dir=str(tmp_path / "var"))  # the backend's DATA_DIR: same ledger
-    good = score_project(settings, pid, "reviews-v1", progress=False)
-    cheap = score_project(settings, pid, "reviews-claude-v1", progress=False)
+    good = score_project(settings, pid, "reviews-v1", ScoreOptions(progress=False))
+    cheap = score_project(settings, pid, "reviews-claude-v1", ScoreOptions(progress=False))
     assert good["n_compared"] == cheap["n_compared"] == 12
     assert good["score"] == 1.0 and cheap["score"] < 1.0
     assert good["cost"]["tasks"] == 12 and good["cost"]["usd"] > 0 and good["cost"]["projected_usd"] is not None

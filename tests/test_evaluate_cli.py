@@ -1,6 +1,7 @@
 """``python -m scoring evaluate`` through a subprocess: a good run, and every bad input
 ends with one ``error:`` line, exit status 2 and no traceback."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,23 @@ def test_unwritable_output_gives_one_line_error(files):
     p = run(*base(files, **{"--json": str(blocker / "report.json")}))
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().startswith("error: cannot write") and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_console_script_entry_point(files):
+    """``scoring.cli:main`` as an installed console script: pip's wrapper calls ``sys.exit(main())``."""
+    script = files["dir"] / "llm-prelabel-score"
+    script.write_text("import re, sys\nfrom scoring.cli import main\nif __name__ == '__main__':\n"
+                      "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n    sys.exit(main())\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    call = [PYTHON, str(script)]
+    p = subprocess.run(call + ["evaluate", *base(files)], cwd=files["dir"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("v1 vs ground_truth: score 0.938") and json.loads(Path(files["out"]).read_text())
+    p = subprocess.run(call + ["--help"], cwd=files["dir"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.startswith("usage: llm-prelabel-score ")
+    p = subprocess.run(call + ["evaluate", *base(files, **{"--version": "v9"})], cwd=files["dir"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
+    p = subprocess.run([PYTHON, "-m", "scoring", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.stdout.startswith("usage: python -m scoring ")

@@ -20,7 +20,9 @@ CONFIG = """<View>
 
 def agreement(annotation_1, annotation_2, per_label=False):
     """Custom metric used through scoring.yaml: 1 when both sides have the same number of texts."""
-    count = lambda ann: sum(len(r["value"]["text"]) for r in ann["result"])
+    def count(ann):
+        return sum(len(r["value"]["text"]) for r in ann["result"])
+
     return 1.0 if count(annotation_1) == count(annotation_2) else 0.0
 
 
@@ -34,7 +36,8 @@ def ta(t):
 
 def make_tasks():
     return [
-        {"id": 1, "data": {"text": "a"}, "annotations": [{"id": 1, "ground_truth": True, "result": [ch("Positive"), ta("abcd")]}],
+        {"id": 1, "data": {"text": "a"},
+         "annotations": [{"id": 1, "ground_truth": True, "result": [ch("Positive"), ta("abcd")]}],
          "predictions": [{"id": 1, "model_version": "v1", "result": [ch("Positive"), ta("abcf")]},
                          {"id": 2, "model_version": "v2", "result": [ch("Negative"), ta("abcd")]}]},
         {"id": 2, "data": {"text": "b"}, "annotations": [{"id": 2, "ground_truth": True, "result": [ch("Negative")]}],
@@ -55,7 +58,8 @@ def files(tmp_path):
 
 
 def run(*args):
-    return subprocess.run([PYTHON, "-m", "scoring", "evaluate", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run([PYTHON, "-m", "scoring", "evaluate", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
 
 
 def base(files, **over):

@@ -8,10 +8,10 @@ import pytest
 
 from backend.ledger import make_record, open_ledger
 from backend.versions import Price, PromptVersion
-from scoring.cli import main
 from core.errors import ScoringError
-from scoring.history import open_history
 from core.labelstudio import LabelStudioClient
+from scoring.cli import main
+from scoring.history import open_history
 from scoring.pipeline import CompareOptions, ScoreOptions, compare_versions, score_project
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import free_port
@@ -94,7 +94,7 @@ def test_ground_truth_candidates_from_the_most_agreeing_tasks(label_studio, sett
     tasks, _ = LabelStudioClient(settings).pull_project(pid, progress=False)
     annotated = {names[t["id"]]: t for t in tasks if t["annotations"]}
     assert sorted(annotated) == ["t01", "t04", "t06", "t10", "t11", "t18"]
-    for ref, task in annotated.items():
+    for task in annotated.values():
         [ann] = task["annotations"]
         good = next(p for p in task["predictions"] if p["model_version"] == "v-good")
         assert ann["ground_truth"] is False
@@ -120,7 +120,8 @@ def test_compare_versions_side_by_side(gt_project, settings):
     pid, ids = gt_project
     result = compare_versions(settings, pid, ["v-cheap", "v-good"], CompareOptions(progress=False))
     assert [r["version"] for r in result["table"]] == ["v-good", "v-cheap"]
-    assert result["table"][0]["best"] and result["table"][1]["score_delta"] == pytest.approx(0.924307 - 0.978869, abs=1e-6)
+    assert result["table"][0]["best"]
+    assert result["table"][1]["score_delta"] == pytest.approx(0.924307 - 0.978869, abs=1e-6)
     assert result["alpha"]["sentiment"] == pytest.approx(1709 / 2222)  # v-good, v-cheap, ground truth
     assert len(open_history(settings).list(pid)) == 2
     with pytest.raises(ScoringError):
@@ -184,7 +185,7 @@ def test_compare_command(gt_project, cli_env, capsys):
     out = capsys.readouterr().out
     assert code == 0
     lines = [line.split() for line in out.splitlines() if line.strip().startswith(("v-good", "v-cheap"))]
-    assert [(l[0], l[1]) for l in lines] == [("v-good", "0.979"), ("v-cheap", "0.924")]
+    assert [(cells[0], cells[1]) for cells in lines] == [("v-good", "0.979"), ("v-cheap", "0.924")]
     assert "alpha of 'sentiment' across 3 sources: 0.769" in out
     assert json.loads((cli_env / "c.json").read_text())["table"][0]["version"] == "v-good"
     assert (cli_env / "c.html").exists()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from scoring.engine import evaluate
 from core.errors import LabelStudioError
 from core.labelstudio import LabelStudioClient
+from scoring.engine import evaluate
 from scoring.writeback import WriteOptions, write_back
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import FaultyProxy
@@ -48,7 +48,8 @@ def make_cheap_like_good(ls, pid, ids) -> None:
     for key, tid in ids.items():
         values = make_fixture.version_labelling(key, "v-good")
         if values is not None:
-            preds.append({"task": tid, "model_version": "v-cheap", "result": make_fixture.regions(make_fixture.TASKS[key][0], values, "new-")})
+            result = make_fixture.regions(make_fixture.TASKS[key][0], values, "new-")
+            preds.append({"task": tid, "model_version": "v-cheap", "result": result})
     ls.projects.import_predictions(pid, request=preds)
 
 

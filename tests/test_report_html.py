@@ -16,7 +16,8 @@ SECRET = "fake-secret-for-tests"
 
 
 def sample_report(n=60):
-    tasks = [{"id": 100 + i, "score": (i % 10) / 10, "per_control": {"sentiment": float(i % 2), "summary": (i % 10) / 10}}
+    tasks = [{"id": 100 + i, "score": (i % 10) / 10,
+              "per_control": {"sentiment": float(i % 2), "summary": (i % 10) / 10}}
              for i in range(n)]
     labels = ["pos", "neg", EVIL]
     return {
@@ -24,11 +25,13 @@ def sample_report(n=60):
         "n_tasks": n, "n_skipped": 2, "score": 0.45,
         "per_control": {"sentiment": {"metric": "exact_match", "score": 0.5, "n": n},
                         "summary": {"metric": "levenshtein", "score": 0.45, "n": n}},
-        "per_label": {"sentiment": {lab: {"precision": 0.5, "recall": 0.4, "f1": 0.444, "support": 10} for lab in labels}},
+        "per_label": {"sentiment": {lab: {"precision": 0.5, "recall": 0.4, "f1": 0.444, "support": 10}
+                                    for lab in labels}},
         "confusion": {"sentiment": {"labels": labels, "matrix": [[5, 1, 0], [2, 6, 1], [0, 1, 3]]}},
         "kappa": {"sentiment": 0.41}, "alpha": {"sentiment": 0.4},
         "tasks": tasks,
-        "skipped": [{"id": 7, "reason": f"no ground truth {EVIL}"}, {"id": 8, "reason": "result does not match the config"}],
+        "skipped": [{"id": 7, "reason": f"no ground truth {EVIL}"},
+                    {"id": 8, "reason": "result does not match the config"}],
         "cost": cost_section({"calls": 60, "tasks": 60, "input_tokens": 6000, "output_tokens": 600, "usd": 0.012,
                               "usd_complete": True, "errors": {}, "latency_p50": 0.5, "latency_p95": 1.0}, n, 600),
     }
@@ -62,7 +65,8 @@ def test_full_report_is_self_contained_escaped_and_has_all_plots(tmp_path):
     # histogram, per-label bars, confusion, quality-vs-cost, history = 5 PNGs
     pngs = images(page)
     assert len(pngs) == 5 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
-    for title in ("Summary", "Cost", "Agreement per task", "Per label", "Confusion", "quality and cost", "Score over time",
+    for title in ("Summary", "Cost", "Agreement per task", "Per label", "Confusion", "quality and cost",
+                  "Score over time",
                   "Lowest-agreement tasks", "Skipped tasks (2)"):
         assert title in page
     assert "0.410" in page and "0.400" in page           # kappa and alpha
@@ -101,7 +105,8 @@ def test_comparison_names_the_tolerance_it_was_given(tmp_path):
     report = sample_report(5)
     rows = compare_table([report, {"version": "v1", "reference": "ground_truth", "score": 0.42, "n_tasks": 5,
                                    "cost": {"usd_per_task": 0.00001, "projected_usd": 0.006}}])
-    default = open(render_html(report, str(tmp_path / "a.html"), ReportOptions(comparison=rows)), encoding="utf-8").read()
+    default = open(render_html(report, str(tmp_path / "a.html"), ReportOptions(comparison=rows)),
+                   encoding="utf-8").read()
     assert "within 0.02 of the best score: <b>v2" in default        # v1 is 0.03 below the best: not good enough
     wider = open(render_html(report, str(tmp_path / "b.html"), ReportOptions(comparison=rows, tolerance=0.03)),
                  encoding="utf-8").read()

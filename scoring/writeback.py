@@ -28,7 +28,7 @@ removed again before the error is raised.
 A Data Manager tab "Agreement: <version> vs <reference>" is created (or updated)
 with the filter *Prediction model versions contains eval(<version> vs <reference>)*,
 the order *Prediction score ascending* (lowest agreement first) and the "Prediction
-score" column shown.  ``make_current=True`` makes the evaluation the project's
+score" column shown.  ``WriteOptions(make_current=True)`` makes the evaluation the project's
 current model version (Settings → Annotation → Prelabeling) so that the column shows
 agreement; the name is stable, so this is needed once.  The reviewer's steps are in
 the README ("Write-back: reviewing the lowest-agreement tasks").

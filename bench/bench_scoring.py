@@ -11,7 +11,7 @@ bulk) that differs from the ground truth on a known share of tasks.
 
 Timed: the snapshot pull, the metrics engine, and the write-back (evaluation
 predictions of all compared tasks + replacing the previous run + the Data Manager
-tab), each separately; then the whole ``score_project(..., write_back=True)`` path
+tab), each separately; then the whole ``score_project(..., ScoreOptions(write_back=True))`` path
 for a rerun where nothing changed (write-back reconciles: nothing to write) and a
 rerun after every task got a new prediction (most scores change: the evaluation is
 deleted in bulk and written again).  Prints the figures; the target (issue 3) is
@@ -24,11 +24,13 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scoring.engine import evaluate  # noqa: E402
 from core.labelstudio import LabelStudioClient  # noqa: E402
+from scoring.engine import evaluate  # noqa: E402
+from scoring.pipeline import ScoreOptions, score_project  # noqa: E402
 from scoring.writeback import evaluation_name, write_back  # noqa: E402
 from tests.fixtures.ls_export.make_fixture import CONFIG, regions  # noqa: E402
 
@@ -68,16 +70,19 @@ def setup_project(client: LabelStudioClient, n: int) -> int:
     tasks, preds = synthetic(n)
     t0 = time.perf_counter()
     project = ls.projects.create(title=f"bench {n} tasks", label_config=CONFIG)
+    assert project.id is not None
+    pid: int = project.id
     for start in range(0, n, 2000):
-        ls.projects.import_tasks(project.id, request=tasks[start:start + 2000], commit_to_project=True,
+        ls.projects.import_tasks(pid, request=tasks[start:start + 2000], commit_to_project=True,
                                  request_options={"timeout_in_seconds": 600})
-    ids = sorted(t.id for t in ls.tasks.list(project=project.id, fields="task_only", page_size=1000))
+    listed: Iterable[Any] = ls.tasks.list(project=pid, fields="task_only", page_size=1000)
+    ids = sorted(task.id for task in listed)
     assert len(ids) == n, (len(ids), n)
-    client.import_predictions(project.id, [{"task": tid, "model_version": "v-bench", "result": r}
-                                           for tid, r in zip(ids, preds)], chunk=2000)
+    client.import_predictions(pid, [{"task": tid, "model_version": "v-bench", "result": r}
+                                    for tid, r in zip(ids, preds, strict=True)], chunk=2000)
     print(f"set-up: {n} tasks with ground truth + {n} predictions imported in {time.perf_counter() - t0:.1f} s "
           "(not part of the figures below)", flush=True)
-    return project.id
+    return pid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,48 +97,56 @@ def main(argv: list[str] | None = None) -> int:
     with label_studio_settings(args.url, args.token) as settings:
         client = LabelStudioClient(settings)
         pid = args.project or setup_project(client, args.tasks)
-
-        t0 = time.perf_counter()
-        tasks, config = client.pull_project(pid, progress=False)
-        t_pull = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        report = evaluate(tasks, config, "v-bench", "ground_truth")
-        t_score = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = write_back(client, pid, report, tasks)
-        t_write = time.perf_counter() - t0
-        total = t_pull + t_score + t_write
-        print(f"tasks: {len(tasks)}  compared: {report['n_compared']}  score: {report['score']:.4f}")
-        print(f"pull (snapshot export + download): {t_pull:6.2f} s")
-        print(f"score (metrics engine):            {t_score:6.2f} s")
-        print(f"write-back ({out['mode']}: {out['created']} created, {out['deleted']} deleted): {t_write:6.2f} s")
-        print(f"total pull + score + write-back:   {total:6.2f} s  (target < 60 s: {'met' if total < 60 else 'MISSED'})",
-              flush=True)
-
-        from scoring.pipeline import score_project
-
-        def timed(label: str) -> None:
-            t0 = time.perf_counter()
-            rep = score_project(settings, pid, "v-bench", write_back=True, progress=False)
-            wb = rep["write_back"]
-            print(f"{label}: {time.perf_counter() - t0:6.2f} s  ({wb['mode']}: {wb['created']} created, "
-                  f"{wb['deleted']} deleted, {wb['unchanged']} unchanged; {wb['written']} in Label Studio)", flush=True)
-
-        timed("rerun, nothing changed (score_project, whole path)")
-        _, preds = synthetic(args.tasks, seed=8)  # a new prediction per task: most per-task scores change
-        ids = sorted(t["id"] for t in tasks)
-        client.import_predictions(pid, [{"task": tid, "model_version": "v-bench", "result": r}
-                                        for tid, r in zip(ids, preds)], chunk=args.tasks)
-        timed("rerun after new predictions for every task (bulk rewrite)")
-        counts = client.model_version_counts(pid)
-        print(f"model versions: {counts}")
-        # What the bulk rewrite pays Label Studio for: deleting one evaluation's predictions.
-        name = evaluation_name("v-bench", "ground_truth")
-        t0 = time.perf_counter()
-        n = client.delete_model_version(pid, name)
-        took = time.perf_counter() - t0
-        print(f"Label Studio bulk delete of {n} predictions ({name}): {took:6.2f} s ({1000 * took / max(n, 1):.1f} ms each)")
+        tasks = time_each_step(client, pid)
+        time_reruns(settings, client, pid, tasks, args.tasks)
     return 0
+
+
+def time_each_step(client: LabelStudioClient, pid: int) -> list[dict]:
+    """Pull, score and write back, each timed on its own; returns the pulled tasks."""
+    t0 = time.perf_counter()
+    tasks, config = client.pull_project(pid, progress=False)
+    t_pull = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = evaluate(tasks, config, "v-bench", "ground_truth")
+    t_score = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = write_back(client, pid, report, tasks)
+    t_write = time.perf_counter() - t0
+    total = t_pull + t_score + t_write
+    print(f"tasks: {len(tasks)}  compared: {report['n_compared']}  score: {report['score']:.4f}")
+    print(f"pull (snapshot export + download): {t_pull:6.2f} s")
+    print(f"score (metrics engine):            {t_score:6.2f} s")
+    print(f"write-back ({out['mode']}: {out['created']} created, {out['deleted']} deleted): {t_write:6.2f} s")
+    print(f"total pull + score + write-back:   {total:6.2f} s  (target < 60 s: {'met' if total < 60 else 'MISSED'})",
+          flush=True)
+    return tasks
+
+
+def time_reruns(settings, client: LabelStudioClient, pid: int, tasks: list[dict], n_tasks: int) -> None:
+    """The whole ``score_project`` path twice (nothing changed; every prediction new), then the bulk delete."""
+    def timed(label: str) -> None:
+        t0 = time.perf_counter()
+        rep = score_project(settings, pid, "v-bench", ScoreOptions(write_back=True, progress=False))
+        wb = rep["write_back"]
+        print(f"{label}: {time.perf_counter() - t0:6.2f} s  ({wb['mode']}: {wb['created']} created, "
+              f"{wb['deleted']} deleted, {wb['unchanged']} unchanged; {wb['written']} in Label Studio)", flush=True)
+
+    timed("rerun, nothing changed (score_project, whole path)")
+    _, preds = synthetic(n_tasks, seed=8)  # a new prediction per task: most per-task scores change
+    ids = sorted(t["id"] for t in tasks)
+    client.import_predictions(pid, [{"task": tid, "model_version": "v-bench", "result": r}
+                                    for tid, r in zip(ids, preds, strict=True)], chunk=n_tasks)
+    timed("rerun after new predictions for every task (bulk rewrite)")
+    counts = client.model_version_counts(pid)
+    print(f"model versions: {counts}")
+    # What the bulk rewrite pays Label Studio for: deleting one evaluation's predictions.
+    name = evaluation_name("v-bench", "ground_truth")
+    t0 = time.perf_counter()
+    n = client.delete_model_version(pid, name)
+    took = time.perf_counter() - t0
+    print(f"Label Studio bulk delete of {n} predictions ({name}): {took:6.2f} s "
+          f"({1000 * took / max(n, 1):.1f} ms each)")
 
 
 if __name__ == "__main__":

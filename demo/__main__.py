@@ -38,7 +38,7 @@ from fakellm.dataset import LABEL_CONFIG, make_tasks
 from fakellm.oracle import answer_from_regions
 from scoring.cost import cheapest_good_enough, compare_table, cost_section
 from scoring.engine import evaluate
-from scoring.report_html import render_html
+from scoring.report_html import ReportOptions, render_html
 from fakellm import FakeLLM, TableAnswer
 
 INSTRUCTION = "You label customer reviews for a shop. Read the review and fill in every field.\n<text>{text}</text>\n"
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(report, fh, indent=2)
     rows = compare_table(reports)
     best = next(r for r in reports if r["version"] == rows[0]["version"])
-    render_html(best, os.path.join(args.out, "report.html"), comparison=rows)
+    render_html(best, os.path.join(args.out, "report.html"), ReportOptions(comparison=rows, tolerance=0.03))
 
     print(f"\nQuality against ground truth ({len(tasks)} tasks) and cost (projected to {args.project_size:,} tasks):")
     lines = [["version", "score", *best["per_control"], "usd/task", "projected", "relative cost"]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from core.errors import Error
@@ -26,7 +27,10 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scoring", description="Score LLM prompt versions against Label Studio ground truth or each other.")
+    # "python -m scoring" when run as a module, else the console script's own name
+    prog = "python -m scoring" if os.path.basename(sys.argv[0]) in ("__main__.py", "-c", "") else None
+    parser = argparse.ArgumentParser(prog=prog, description="Score LLM prompt versions against "
+                                     "Label Studio ground truth or each other.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_path in COMMANDS.items():
         try:
@@ -42,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (``argv`` defaults to ``sys.argv[1:]``).
+
+    Usable as a console-script entry point (``scoring = "scoring.cli:main"``): the
+    installer's wrapper calls ``sys.exit(main())``.
+    """
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+TOLERANCE = 0.02  # a version scoring within this of the best one is "good enough" (cheapest_good_enough)
+
 
 def _num(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
@@ -74,26 +76,14 @@ def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: in
     input_tokens = _int(s.get("input_tokens"))
     output_tokens = _int(s.get("output_tokens"))
     errors = {str(k): _int(v) for k, v in (s.get("errors") or {}).items() if _int(v)}
-    usd_raw = _num(s.get("usd"))
-    usd_complete = bool(s.get("usd_complete")) and usd_raw is not None
 
     if ledger_summary is not None and calls == 0 and tasks == 0:
-        notes.append("the ledger has no usage for this version (predictions made elsewhere or before the ledger existed): cost unknown")
+        notes.append("the ledger has no usage for this version (predictions made elsewhere or before the ledger "
+                     "existed): cost unknown")
     if 0 < tasks < n_scored:
-        notes.append(f"the ledger has usage for {tasks} tasks but {n_scored} were scored: some predictions were made outside this backend")
-
-    usd: float | None = None
-    usd_partial: float | None = None
-    if tasks > 0 or calls > 0:
-        if usd_complete:
-            usd = usd_raw
-        else:
-            usd_partial = usd_raw
-            notes.append(
-                "some calls used a model with no known price (add it to the price table or the version's `price`): "
-                "USD left out rather than guessed" + (f"; the priced part is ${usd_raw:.4f}" if usd_raw else "")
-            )
-
+        notes.append(f"the ledger has usage for {tasks} tasks but {n_scored} were scored: some predictions were made "
+                     "outside this backend")
+    usd, usd_partial = _usd(s, tasks > 0 or calls > 0, notes)
     usd_per_task = usd / tasks if usd is not None and tasks > 0 else None
     projected = usd_per_task * n_project_tasks if usd_per_task is not None and n_project_tasks >= 0 else None
 
@@ -116,6 +106,21 @@ def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: in
         "complete": usd is not None and tasks > 0,
         "notes": notes,
     }
+
+
+def _usd(summary: dict, used: bool, notes: list[str]) -> tuple[float | None, float | None]:
+    """(usd, usd_partial) of a ledger summary: usd only when every call was priced, else the priced part
+    (a note in ``notes`` says why); both ``None`` when nothing was ``used``."""
+    usd_raw = _num(summary.get("usd"))
+    if not used:
+        return None, None
+    if bool(summary.get("usd_complete")) and usd_raw is not None:
+        return usd_raw, None
+    notes.append(
+        "some calls used a model with no known price (add it to the price table or the version's `price`): "
+        "USD left out rather than guessed" + (f"; the priced part is ${usd_raw:.4f}" if usd_raw else "")
+    )
+    return None, usd_raw
 
 
 def compare_table(reports: list[dict]) -> list[dict]:
@@ -166,13 +171,14 @@ def compare_table(reports: list[dict]) -> list[dict]:
     best = rows[0]
     for row in rows:
         row["best"] = row is best and best["score"] is not None
-        row["score_delta"] = row["score"] - best["score"] if row["score"] is not None and best["score"] is not None else None
+        score, top = row["score"], best["score"]
+        row["score_delta"] = score - top if score is not None and top is not None else None
         base, mine = best["usd_per_task"], row["usd_per_task"]
         row["relative_cost"] = mine / base if mine is not None and base else None
     return rows
 
 
-def cheapest_good_enough(rows: list[dict], tolerance: float = 0.02) -> dict | None:
+def cheapest_good_enough(rows: list[dict], tolerance: float = TOLERANCE) -> dict | None:
     """The cheapest row whose score is within ``tolerance`` of the best score.
 
     ``rows`` are :func:`compare_table` rows (or any dicts with ``score`` and
@@ -187,14 +193,12 @@ def cheapest_good_enough(rows: list[dict], tolerance: float = 0.02) -> dict | No
         ...     {"version": "v3", "score": 0.80, "usd_per_task": 0.0001}])["version"]
         'v2'
     """
-    scored = [r for r in rows if _num(r.get("score")) is not None]
+    scored = [(score, r) for r in rows if (score := _num(r.get("score"))) is not None]
     if not scored:
         return None
-    best = max(_num(r["score"]) for r in scored)
-    candidates = [
-        r for r in scored
-        if _num(r.get("usd_per_task")) is not None and _num(r["score"]) >= best - tolerance - 1e-12
-    ]
+    best = max(score for score, _ in scored)
+    candidates = [(price, score, r) for score, r in scored
+                  if (price := _num(r.get("usd_per_task"))) is not None and score >= best - tolerance - 1e-12]
     if not candidates:
         return None
-    return min(candidates, key=lambda r: (_num(r["usd_per_task"]), -_num(r["score"])))
+    return min(candidates, key=lambda c: (c[0], -c[1]))[2]

@@ -263,12 +263,13 @@ def score_job(project_id, version: str, against: str = "ground_truth", write_bac
     settings = settings or Settings.from_env()
     if not (settings.label_studio_url and settings.label_studio_api_key):
         raise ConfigError("scoring jobs need LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the worker's environment")
-    from scoring.pipeline import score_project
+    from scoring.pipeline import ScoreOptions, score_project
 
     connection = current_connection(settings, required=False)  # no Redis: the run is unguarded
     with exclusive(connection, lock_key(project_id, version, against)):
         started = time.monotonic()
-        report = score_project(settings, project_id, version, against=against, write_back=write_back, progress=False)
+        options = ScoreOptions(against=against, write_back=write_back, progress=False)
+        report = score_project(settings, project_id, version, options)
     summary = {
         "project": str(project_id), "version": version, "reference": report.get("reference", against),
         "score": report.get("score"), "n_tasks": report.get("n_tasks"),

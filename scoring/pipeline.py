@@ -1,14 +1,14 @@
 """Score a prompt version of a live Label Studio project: pull → score → cost → write-back → history.
 
-    report = score_project(settings, 7, "v2")                              # against ground truth
-    report = score_project(settings, 7, "v2", against="v1")                # model vs model
-    report = score_project(settings, 7, "v2", write_back=True)             # agreement into Label Studio
-    reports = compare_versions(settings, 7, ["v1", "v2", "v3"])            # quality and cost side by side
-    ids = create_candidates(client, 7, report, tasks, n=20)                # ground-truth candidates
+    report = score_project(settings, 7, "v2")                                          # against ground truth
+    report = score_project(settings, 7, "v2", ScoreOptions(against="v1"))              # model vs model
+    report = score_project(settings, 7, "v2", ScoreOptions(write_back=True))           # agreement into Label Studio
+    result = compare_versions(settings, 7, ["v1", "v2", "v3"])                         # quality and cost side by side
+    ids = create_candidates(client, 7, report, tasks, n=20)                            # ground-truth candidates
 
 The report is the engine's JSON contract (``scoring.engine.evaluate``) plus
 ``project``, ``run_id``, ``n_project_tasks``, ``cost`` (``scoring.cost.cost_section``),
-``lowest`` (the lowest-agreement tasks with their Label Studio links; against
+``lowest`` (the ``LOWEST_N`` lowest-agreement tasks with their Label Studio links; against
 another version: the most-disagreeing tasks), ``write_back`` (what was written,
 or None) and ``candidates`` (None unless asked for).  The run is stored in the
 history (``scoring.history``) after everything else succeeded, so a failed run
@@ -17,18 +17,58 @@ leaves no record and (see ``scoring.writeback``) nothing partial in Label Studio
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from core.settings import Settings
-from scoring.cost import cost_section
-from scoring.engine import GROUND_TRUTH, compile_schema, evaluate_schema
 from core.errors import ScoringError
 from core.labelstudio import LabelStudioClient
+from core.settings import Settings
+from scoring.cost import TOLERANCE, cost_section
+from scoring.engine import GROUND_TRUTH, compile_schema, evaluate_schema
+from scoring.writeback import WRITE_CHUNK
+
+if TYPE_CHECKING:
+    from scoring.config import ScoringConfig
 
 log = logging.getLogger(__name__)
 
-LOWEST_N = 20
+LOWEST_N = 20  # lowest-agreement tasks a report lists (the ``lowest`` section, the HTML report's table)
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How :func:`score_project` scores, and what it does besides; the defaults score against
+    ground truth, write nothing to Label Studio and store the run in the history.
+
+    >>> ScoreOptions(against="v1", candidates=20).write_back
+    False
+    """
+
+    against: str = GROUND_TRUTH             # the reference: ground truth or another version's predictions
+    config: ScoringConfig | None = None     # per-control metrics and weights (scoring.config)
+    write_back: bool = False                # per-task agreement into Label Studio (scoring.writeback)
+    make_current: bool = False              # with write_back: the evaluation becomes the current model version
+    candidates: int = 0                     # > 0: create that many ground-truth candidates (model vs model only)
+    chunk: int = WRITE_CHUNK                # predictions per write-back import request
+    on_chunk: Callable[[int], None] | None = None  # called after each written chunk
+    progress: bool = True                   # progress bars on stderr
+    record: bool = True                     # store the run in the history
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """How :func:`compare_versions` scores the versions; the defaults compare against ground truth.
+
+    >>> CompareOptions().tolerance
+    0.02
+    """
+
+    against: str = GROUND_TRUTH             # the one reference every version is scored against
+    config: ScoringConfig | None = None     # per-control metrics and weights (scoring.config)
+    tolerance: float = TOLERANCE            # "good enough": within this of the best score (cheapest_good_enough)
+    progress: bool = True                   # progress bars on stderr
+    record: bool = True                     # store each version's run in the history
 
 
 def _cost(settings: Settings, version: str, project_id, n_scored: int, n_project_tasks: int) -> dict:
@@ -65,7 +105,8 @@ def lowest_tasks(report: dict, client: LabelStudioClient | None, project_id, n: 
     >>> lowest_tasks({"tasks": [{"id": 2, "score": 1.0}, {"id": 5, "score": 0.5}, {"id": 3, "score": 0.5}]}, None, 1, 2)
     [{'id': 3, 'score': 0.5, 'url': None}, {'id': 5, 'score': 0.5, 'url': None}]
     """
-    rows = sorted((r for r in report.get("tasks", ()) if r.get("score") is not None), key=lambda r: (r["score"], r["id"]))
+    rows = sorted((r for r in report.get("tasks", ()) if r.get("score") is not None),
+                  key=lambda r: (r["score"], r["id"]))
     return [{"id": r["id"], "score": r["score"], "url": client.task_url(project_id, r["id"]) if client else None}
             for r in rows[:n]]
 
@@ -84,75 +125,78 @@ def create_candidates(client: LabelStudioClient, project_id, report: dict, tasks
     if report.get("reference") == GROUND_TRUTH:
         raise ScoringError("ground-truth candidates come from comparing two versions: use --against VERSION_B")
     annotated = {t["id"] for t in tasks if any(not a.get("was_cancelled") for a in (t.get("annotations") or ()))}
-    results = {p["id"]: p.get("result") or [] for t in tasks for p in (t.get("predictions") or ()) if isinstance(p, dict)}
+    results = {p["id"]: p.get("result") or []
+               for t in tasks for p in (t.get("predictions") or ()) if isinstance(p, dict)}
     rows = [r for r in report.get("tasks", ()) if r.get("score") is not None and r["id"] not in annotated
             and r.get("prediction_id") in results]
     rows.sort(key=lambda r: (-r["score"], r["id"]))
     chosen = rows[:max(0, n)]
     ids = client.create_annotations(project_id, [
-        {"task": r["id"], "result": results[r["prediction_id"]], "parent_prediction": r["prediction_id"]} for r in chosen
+        {"task": r["id"], "result": results[r["prediction_id"]], "parent_prediction": r["prediction_id"]}
+        for r in chosen
     ], ground_truth=False, progress=progress)
-    return [{"task": r["id"], "annotation": a, "score": r["score"]} for r, a in zip(chosen, ids)]
+    return [{"task": r["id"], "annotation": a, "score": r["score"]} for r, a in zip(chosen, ids, strict=False)]
 
 
 def _record(settings: Settings, report: dict, project_id, started: datetime, **extra) -> str:
     from scoring.history import open_history, run_from_report
 
-    run = run_from_report(report, project=project_id, started_at=started, finished_at=datetime.now(timezone.utc), **extra)
+    run = run_from_report(report, project=project_id, started_at=started, finished_at=datetime.now(timezone.utc),
+                          **extra)
     return open_history(settings).add(run)
 
 
-def score_project(settings: Settings, project_id, version: str, against: str = GROUND_TRUTH,
-                  write_back: bool = False, *, config=None, make_current: bool = False, candidates: int = 0,
-                  progress: bool = True, chunk: int | None = None, on_chunk: Callable[[int], None] | None = None,
-                  client: LabelStudioClient | None = None, record: bool = True, pulled: tuple | None = None) -> dict:
-    """Pull a project, score ``version`` against ``against``, add cost, optionally write back; return the report.
+def score_project(settings: Settings, project_id, version: str, options: ScoreOptions | None = None, *,
+                  client: LabelStudioClient | None = None, pulled: tuple | None = None) -> dict:
+    """Pull a project, score ``version``, add cost, optionally write back; return the report.
 
-    ``config`` is a ``scoring.config.ScoringConfig`` (per-control metrics and weights);
-    ``make_current`` makes the written evaluation the project's current model version
-    (so the Data Manager's "Prediction score" column shows it); ``candidates`` > 0
-    creates that many ground-truth candidates (model vs model only); ``on_chunk`` is
-    called after each written chunk; ``record=False`` keeps the run out of the history;
-    ``pulled`` = ``(tasks, label_config)`` reuses a pull (``compare_versions``).
+    ``options`` (:class:`ScoreOptions`) says against what, with which scoring config, and
+    what else to do (write back, make current, ground-truth candidates, record the run).
+    ``client`` reuses a Label Studio client; ``pulled`` = ``(tasks, label_config)`` reuses
+    a pull (``compare_versions``).
     """
-    if candidates and against == GROUND_TRUTH:
+    opts = options or ScoreOptions()
+    if opts.candidates and opts.against == GROUND_TRUTH:
         raise ScoringError("--candidates needs --against VERSION_B: candidates come from two versions that agree")
     started = datetime.now(timezone.utc)
     client = client or LabelStudioClient(settings)
     pid = int(project_id)
-    tasks, label_config = pulled or client.pull_project(pid, progress=progress)
-    report = evaluate_schema(tasks, compile_schema(label_config, config), version, against)
+    tasks, label_config = pulled or client.pull_project(pid, progress=opts.progress)
+    report = evaluate_schema(tasks, compile_schema(label_config, opts.config), version, opts.against)
     report["project"] = pid
     report["n_project_tasks"] = len(tasks)
     report["cost"] = _cost(settings, version, pid, report["n_compared"], len(tasks))
     report["lowest"] = lowest_tasks(report, client, pid)
     report["label_studio"] = {"url": client.url, "project": pid}
-    report["write_back"] = None
+    report["write_back"] = _write_back(client, pid, report, tasks, opts) if opts.write_back else None
     report["candidates"] = None
-    if write_back:
-        from scoring.writeback import WRITE_CHUNK, write_back as write_evaluation
-
-        report["write_back"] = write_evaluation(client, pid, report, tasks, version=version, against=against,
-                                                make_current=make_current, chunk=chunk or WRITE_CHUNK,
-                                                progress=progress, on_chunk=on_chunk)
-    if candidates:
-        report["candidates"] = create_candidates(client, pid, report, tasks, candidates, progress=progress)
-    report["run_id"] = _record(settings, report, pid, started, write_back=bool(write_back)) if record else None
+    if opts.candidates:
+        report["candidates"] = create_candidates(client, pid, report, tasks, opts.candidates, progress=opts.progress)
+    report["run_id"] = _record(settings, report, pid, started, write_back=opts.write_back) if opts.record else None
     return report
 
 
-def compare_versions(settings: Settings, project_id, versions: list[str], against: str = GROUND_TRUTH, *,
-                     config=None, progress: bool = True, client: LabelStudioClient | None = None,
-                     record: bool = True) -> dict:
+def _write_back(client: LabelStudioClient, pid: int, report: dict, tasks: list[dict], opts: ScoreOptions) -> dict:
+    from scoring.writeback import WriteOptions, write_back
+
+    return write_back(client, pid, report, tasks, WriteOptions(
+        version=report["version"], against=opts.against, make_current=opts.make_current, chunk=opts.chunk,
+        progress=opts.progress, on_chunk=opts.on_chunk))
+
+
+def compare_versions(settings: Settings, project_id, versions: list[str], options: CompareOptions | None = None, *,
+                     client: LabelStudioClient | None = None) -> dict:
     """Score several versions against the same reference from one pull; quality and cost side by side.
 
     Returns ``{"project", "reference", "reports": [report per version], "table": compare_table rows,
-    "cheapest_good_enough": row | None, "alpha": {control: alpha across all versions (and the
-    reference)}}``.
+    "cheapest_good_enough": row | None (within ``options.tolerance`` of the best score), "alpha":
+    {control: alpha across all versions (and the reference)}}``.
     """
     from scoring.cost import cheapest_good_enough, compare_table
     from scoring.engine import alpha_multi
 
+    opts = options or CompareOptions()
+    against = opts.against
     versions = list(dict.fromkeys(versions))
     if len(versions) < 2 and against == GROUND_TRUTH:
         raise ScoringError("compare needs at least two versions (--versions A B ...)")
@@ -160,13 +204,13 @@ def compare_versions(settings: Settings, project_id, versions: list[str], agains
         raise ScoringError(f"'{against}' is the reference: leave it out of --versions")
     client = client or LabelStudioClient(settings)
     pid = int(project_id)
-    pulled = client.pull_project(pid, progress=progress)
-    reports = [score_project(settings, pid, v, against, config=config, progress=progress, client=client,
-                             record=record, pulled=pulled) for v in versions]
+    pulled = client.pull_project(pid, progress=opts.progress)
+    each = ScoreOptions(against=against, config=opts.config, progress=opts.progress, record=opts.record)
+    reports = [score_project(settings, pid, v, each, client=client, pulled=pulled) for v in versions]
     tasks, label_config = pulled
-    schema = compile_schema(label_config, config)
+    schema = compile_schema(label_config, opts.config)
     sources = versions + [against]
     alpha = {c.name: alpha_multi(tasks, label_config, sources, c.name) for c in schema.controls if c.single_choice}
     rows = compare_table(reports)
     return {"project": pid, "reference": against, "reports": reports, "table": rows,
-            "cheapest_good_enough": cheapest_good_enough(rows), "alpha": alpha}
+            "cheapest_good_enough": cheapest_good_enough(rows, opts.tolerance), "alpha": alpha}

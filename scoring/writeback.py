@@ -28,7 +28,7 @@ removed again before the error is raised.
 A Data Manager tab "Agreement: <version> vs <reference>" is created (or updated)
 with the filter *Prediction model versions contains eval(<version> vs <reference>)*,
 the order *Prediction score ascending* (lowest agreement first) and the "Prediction
-score" column shown.  ``make_current=True`` makes the evaluation the project's
+score" column shown.  ``WriteOptions(make_current=True)`` makes the evaluation the project's
 current model version (Settings → Annotation → Prelabeling) so that the column shows
 agreement; the name is stable, so this is needed once.  The reviewer's steps are in
 the README ("Write-back: reviewing the lowest-agreement tasks").
@@ -129,8 +129,10 @@ def plan(wanted: list[dict], existing: list[dict]) -> Plan:
     tasks without an equal one get the wanted one created.
 
     >>> p = plan([{"task": 1, "score": 0.5, "result": []}, {"task": 2, "score": 1.0, "result": []}],
-    ...          [{"id": 10, "task": 1, "score": 0.5, "result": []}, {"id": 11, "task": 1, "score": 0.5, "result": []},
-    ...           {"id": 12, "task": 2, "score": 0.25, "result": []}, {"id": 13, "task": 3, "score": 1.0, "result": []}])
+    ...          [{"id": 10, "task": 1, "score": 0.5, "result": []},
+    ...           {"id": 11, "task": 1, "score": 0.5, "result": []},
+    ...           {"id": 12, "task": 2, "score": 0.25, "result": []},
+    ...           {"id": 13, "task": 3, "score": 1.0, "result": []}])
     >>> [c["task"] for c in p.create], sorted(p.delete), p.keep
     ([2], [11, 12, 13], 1)
     """
@@ -175,17 +177,43 @@ def tab_data(client: LabelStudioClient, project_id: int, name: str, current: boo
     }
 
 
-def write_back(client: LabelStudioClient, project_id: int, report: dict, tasks: list[dict], *,
-               version: str | None = None, against: str | None = None, make_current: bool = False,
-               chunk: int = WRITE_CHUNK, rewrite_min: int = REWRITE_MIN, progress: bool = False,
-               on_chunk: Callable[[int], None] | None = None, on_delete: Callable[[int], None] | None = None) -> dict:
+@dataclass(frozen=True)
+class WriteOptions:
+    """How :func:`write_back` writes; the defaults take the evaluation's names from the report.
+
+    >>> WriteOptions().chunk, WriteOptions().rewrite_min
+    (10000, 200)
+    """
+
+    version: str | None = None           # the scored version (default: the report's ``version``)
+    against: str | None = None           # the reference (default: the report's ``reference``)
+    make_current: bool = False           # make the evaluation the project's current model version
+    chunk: int = WRITE_CHUNK             # predictions per import request
+    rewrite_min: int = REWRITE_MIN       # replace in bulk from this many deletions (and at least half)
+    progress: bool = False               # progress bars on stderr
+    on_chunk: Callable[[int], None] | None = None    # progress hook: called with the number created per chunk
+    on_delete: Callable[[int], None] | None = None   # progress hook: called with the number deleted
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One evaluation of one project, and how to write it."""
+
+    client: LabelStudioClient
+    pid: int
+    name: str      # evaluation_name(version, against): the predictions' model version
+    title: str     # tab_title(version, against): the Data Manager tab
+    opts: WriteOptions
+
+
+def write_back(client: LabelStudioClient, project_id: int, report: dict, tasks: list[dict],
+               options: WriteOptions | None = None) -> dict:
     """Make Label Studio hold exactly one evaluation prediction per compared task of ``report``.
 
     ``tasks`` is the pull the report was computed from (its evaluation predictions are
-    the starting state).  ``chunk`` predictions go in one import request: it is large on
+    the starting state).  ``options.chunk`` predictions go in one import request: it is large on
     purpose, because Label Studio 1.23.2 recounts the counters of *every* task of the
     project after each import request (about 10 s per request at 10,000 tasks).
-    ``on_chunk(n_created)`` / ``on_delete(n_deleted)`` are progress hooks.
 
     Returns ``{"model_version", "mode": "incremental"|"rewrite", "written", "created", "deleted",
     "unchanged", "rejected", "tab": {"id", "title"}, "current_model_version",
@@ -193,30 +221,50 @@ def write_back(client: LabelStudioClient, project_id: int, report: dict, tasks: 
     Label Studio afterwards.  Raises ``LabelStudioError`` when Label Studio fails or the
     counts do not come out right after a repair pass.
     """
-    version = version or report["version"]
-    against = against or report.get("reference") or "ground_truth"
+    opts = options or WriteOptions()
+    version = opts.version or report["version"]
+    against = opts.against or report.get("reference") or "ground_truth"
     pid = int(project_id)
-    name = evaluation_name(version, against)
-    wanted = evaluation_predictions(report, tasks, name)
-    title = tab_title(version, against)
+    t = _Target(client, pid, evaluation_name(version, against), tab_title(version, against), opts)
+    wanted = evaluation_predictions(report, tasks, t.name)
     previous = client.project(pid)["model_version"] or None
-    tab = next((v for v in client.views(pid) if v["title"] == title), None)
+    tab = next((v for v in client.views(pid) if v["title"] == t.title), None)
     # A bulk rewrite clears the project's current version when it is this evaluation; the tab
     # remembers it, so that a run after a crash in that window can put it back.
-    was_current = previous == name or (previous is None and bool(tab and tab["data"].get(CURRENT_MARK)))
-    existing = existing_predictions(tasks, name)
+    was_current = previous == t.name or (previous is None and bool(tab and tab["data"].get(CURRENT_MARK)))
+    first = plan(wanted, existing_predictions(tasks, t.name))
+    mode, stored, totals = _reconcile(t, first, wanted, tab, was_current)
+    rejected = len(wanted) - stored if stored < len(wanted) else 0
+    if rejected:  # Label Studio 1.23.2 logs and drops predictions its validator rejects
+        log.warning("evaluation %s: Label Studio rejected %d of %d predictions (see its log)", t.name, rejected,
+                    len(wanted))
+    current = previous
+    if opts.make_current or was_current:
+        if client.project(pid)["model_version"] != t.name:  # a bulk delete of the current version clears it
+            client.set_model_version(pid, t.name)
+        current = t.name
+    view_id = client.upsert_view(pid, t.title, tab_data(client, pid, t.name, current=current == t.name))
+    return {"model_version": t.name, "mode": mode, "written": stored, "created": totals["created"],
+            "deleted": totals["deleted"], "unchanged": 0 if first.rewrite(opts.rewrite_min) else first.keep,
+            "rejected": rejected, "tab": {"id": view_id, "title": t.title}, "current_model_version": current,
+            "previous_model_version": previous}
+
+
+def _reconcile(t: _Target, first: Plan, wanted: list[dict], tab: dict | None,
+               was_current: bool) -> tuple[str, int, dict]:
+    """Carry out ``first``, count, and reconcile once more when the count is off; return (mode, stored, totals)."""
+    client, pid, name = t.client, t.pid, t.name
     totals = {"created": 0, "deleted": 0}
-    first = plan(wanted, existing)
     mode, stored = "incremental", 0
     for attempt in (1, 2):
         p = first if attempt == 1 else plan(wanted, client.predictions_of_version(pid, name))
-        mode = "rewrite" if p.rewrite(rewrite_min) else "incremental"
+        mode = "rewrite" if p.rewrite(t.opts.rewrite_min) else "incremental"
         if mode == "rewrite" and was_current and not (tab and tab["data"].get(CURRENT_MARK)):
-            tab = {"id": client.upsert_view(pid, title, tab_data(client, pid, name, current=True)),
+            tab = {"id": client.upsert_view(pid, t.title, tab_data(client, pid, name, current=True)),
                    "data": {CURRENT_MARK: True}}
         log.info("evaluation %s: %d to create, %d to delete, %d unchanged (%s)", name, len(p.create), len(p.delete),
                  p.keep, mode)
-        created, deleted = _execute(client, pid, name, p, mode, wanted, chunk, progress, on_chunk, on_delete)
+        created, deleted = _execute(t, p, mode, wanted)
         totals["created"] += created
         totals["deleted"] += deleted
         stored = client.model_version_counts(pid).get(name, 0)
@@ -229,43 +277,33 @@ def write_back(client: LabelStudioClient, project_id: int, report: dict, tasks: 
         if attempt == 2:
             raise LabelStudioError(f"Label Studio at {client.url}: the evaluation '{name}' of project {pid} has "
                                    f"{stored} predictions, {expected} expected, after a repair pass; rerun to repair")
-    rejected = len(wanted) - stored if stored < len(wanted) else 0
-    if rejected:  # Label Studio 1.23.2 logs and drops predictions its validator rejects
-        log.warning("evaluation %s: Label Studio rejected %d of %d predictions (see its log)", name, rejected, len(wanted))
-    current = previous
-    if make_current or was_current:
-        if client.project(pid)["model_version"] != name:  # a bulk delete of the current version clears it
-            client.set_model_version(pid, name)
-        current = name
-    view_id = client.upsert_view(pid, title, tab_data(client, pid, name, current=current == name))
-    return {"model_version": name, "mode": mode, "written": stored, "created": totals["created"],
-            "deleted": totals["deleted"], "unchanged": 0 if first.rewrite(rewrite_min) else first.keep,
-            "rejected": rejected, "tab": {"id": view_id, "title": title}, "current_model_version": current,
-            "previous_model_version": previous}
+    return mode, stored, totals
 
 
-def _execute(client, pid, name, p: Plan, mode, wanted, chunk, progress, on_chunk, on_delete) -> tuple[int, int]:
+def _execute(t: _Target, p: Plan, mode: str, wanted: list[dict]) -> tuple[int, int]:
     """Carry out a plan; return (created, deleted)."""
+    client, pid, o = t.client, t.pid, t.opts
     if mode == "rewrite":
-        deleted = client.delete_model_version(pid, name)
-        created = client.import_predictions(pid, wanted, chunk=chunk, progress=progress, on_chunk=on_chunk)
+        deleted = client.delete_model_version(pid, t.name)
+        created = client.import_predictions(pid, wanted, chunk=o.chunk, progress=o.progress, on_chunk=o.on_chunk)
         return created, deleted
     created = 0
     if p.create:
         try:
-            created = client.import_predictions(pid, p.create, chunk=chunk, progress=progress, on_chunk=on_chunk)
+            created = client.import_predictions(pid, p.create, chunk=o.chunk, progress=o.progress, on_chunk=o.on_chunk)
         except LabelStudioError:
-            _rollback(client, pid, name, p)
+            _rollback(t, p)
             raise
-    deleted = client.delete_predictions(p.delete, progress=progress, on_delete=on_delete) if p.delete else 0
+    deleted = client.delete_predictions(p.delete, progress=o.progress, on_delete=o.on_delete) if p.delete else 0
     return created, deleted
 
 
-def _rollback(client, pid, name, p: Plan) -> None:
+def _rollback(t: _Target, p: Plan) -> None:
     """Remove what a failed import created in this run (the version's predictions not there before); best effort."""
     try:
-        fresh = [e["id"] for e in client.predictions_of_version(pid, name) if e["id"] not in p.existing_ids]
+        fresh = [e["id"] for e in t.client.predictions_of_version(t.pid, t.name) if e["id"] not in p.existing_ids]
         if fresh:
-            client.delete_predictions(fresh)
+            t.client.delete_predictions(fresh)
     except LabelStudioError as exc:
-        log.warning("could not remove the predictions of the failed write-back of %s: %s (the next run will)", name, exc)
+        log.warning("could not remove the predictions of the failed write-back of %s: %s (the next run will)",
+                    t.name, exc)

@@ -4,8 +4,8 @@ import doctest
 import pytest
 
 import scoring.cost
-from scoring.cost import cheapest_good_enough, compare_table, cost_section
 from core.errors import ScoringError
+from scoring.cost import cheapest_good_enough, compare_table, cost_section
 
 
 def summary(**over):
@@ -67,7 +67,8 @@ def test_partial_ledger_coverage_is_noted():
 
 def report(version, score, usd_per_task, reference="ground_truth"):
     return {"version": version, "reference": reference, "score": score, "n_tasks": 100,
-            "cost": {"usd_per_task": usd_per_task, "projected_usd": None if usd_per_task is None else usd_per_task * 1000}}
+            "cost": {"usd_per_task": usd_per_task,
+                     "projected_usd": None if usd_per_task is None else usd_per_task * 1000}}
 
 
 def test_compare_table_similar_accuracy_third_of_price():
@@ -96,5 +97,22 @@ def test_compare_table_unknown_price_and_mixed_references():
 
 
 def test_cheapest_ties_go_to_higher_score():
-    rows = [{"version": "x", "score": 0.9, "usd_per_task": 0.001}, {"version": "y", "score": 0.91, "usd_per_task": 0.001}]
+    rows = [{"version": "x", "score": 0.9, "usd_per_task": 0.001},
+            {"version": "y", "score": 0.91, "usd_per_task": 0.001}]
     assert cheapest_good_enough(rows)["version"] == "y"
+
+
+def test_compare_table_lines_state_the_tolerance_used():
+    from scoring.commands.compare import table_lines
+
+    rows = compare_table([
+        {"version": "big", "reference": "ground_truth", "score": 0.90, "n_tasks": 10,
+         "cost": {"usd_per_task": 0.003}},
+        {"version": "small", "reference": "ground_truth", "score": 0.875, "n_tasks": 10,
+         "cost": {"usd_per_task": 0.001}},
+    ])
+    result = {"project": 1, "reference": "ground_truth", "reports": [{}, {}], "table": rows,
+              "cheapest_good_enough": cheapest_good_enough(rows, tolerance=0.03), "alpha": {}}
+    lines = table_lines(result, 0.03)
+    assert "  small scores within 0.03 of big at 0.33× its cost per task" in lines
+    assert any(line.split()[:2] == ["small", "0.875"] and "$0.0010" in line for line in lines)

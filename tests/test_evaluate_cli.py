@@ -1,6 +1,7 @@
 """``python -m scoring evaluate`` through a subprocess: a good run, and every bad input
 ends with one ``error:`` line, exit status 2 and no traceback."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ CONFIG = """<View>
 
 def agreement(annotation_1, annotation_2, per_label=False):
     """Custom metric used through scoring.yaml: 1 when both sides have the same number of texts."""
-    count = lambda ann: sum(len(r["value"]["text"]) for r in ann["result"])
+    def count(ann):
+        return sum(len(r["value"]["text"]) for r in ann["result"])
+
     return 1.0 if count(annotation_1) == count(annotation_2) else 0.0
 
 
@@ -33,7 +36,8 @@ def ta(t):
 
 def make_tasks():
     return [
-        {"id": 1, "data": {"text": "a"}, "annotations": [{"id": 1, "ground_truth": True, "result": [ch("Positive"), ta("abcd")]}],
+        {"id": 1, "data": {"text": "a"},
+         "annotations": [{"id": 1, "ground_truth": True, "result": [ch("Positive"), ta("abcd")]}],
          "predictions": [{"id": 1, "model_version": "v1", "result": [ch("Positive"), ta("abcf")]},
                          {"id": 2, "model_version": "v2", "result": [ch("Negative"), ta("abcd")]}]},
         {"id": 2, "data": {"text": "b"}, "annotations": [{"id": 2, "ground_truth": True, "result": [ch("Negative")]}],
@@ -54,7 +58,8 @@ def files(tmp_path):
 
 
 def run(*args):
-    return subprocess.run([PYTHON, "-m", "scoring", "evaluate", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run([PYTHON, "-m", "scoring", "evaluate", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
 
 
 def base(files, **over):
@@ -190,3 +195,23 @@ def test_unwritable_output_gives_one_line_error(files):
     p = run(*base(files, **{"--json": str(blocker / "report.json")}))
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().startswith("error: cannot write") and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_console_script_entry_point(files):
+    """``scoring.cli:main`` as an installed console script: pip's wrapper calls ``sys.exit(main())``."""
+    script = files["dir"] / "llm-prelabel-score"
+    script.write_text("import re, sys\nfrom scoring.cli import main\nif __name__ == '__main__':\n"
+                      "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n    sys.exit(main())\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    call = [PYTHON, str(script)]
+    p = subprocess.run(call + ["evaluate", *base(files)], cwd=files["dir"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("v1 vs ground_truth: score 0.938") and json.loads(Path(files["out"]).read_text())
+    p = subprocess.run(call + ["--help"], cwd=files["dir"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.startswith("usage: llm-prelabel-score ")
+    p = subprocess.run(call + ["evaluate", *base(files, **{"--version": "v9"})], cwd=files["dir"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
+    p = subprocess.run([PYTHON, "-m", "scoring", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.stdout.startswith("usage: python -m scoring ")

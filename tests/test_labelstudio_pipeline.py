@@ -8,11 +8,11 @@ import pytest
 
 from backend.ledger import make_record, open_ledger
 from backend.versions import Price, PromptVersion
-from scoring.cli import main
 from core.errors import ScoringError
-from scoring.history import open_history
 from core.labelstudio import LabelStudioClient
-from scoring.pipeline import compare_versions, score_project
+from scoring.cli import main
+from scoring.history import open_history
+from scoring.pipeline import CompareOptions, ScoreOptions, compare_versions, score_project
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import free_port
 
@@ -43,7 +43,7 @@ def test_score_against_ground_truth_with_cost_and_history(gt_project, settings):
     ledger.record_many([make_record(version, ids[k], str(pid), Usage(1000, 100, 0.5)) for k in list(ids)[:18]])
     ledger.close()
 
-    report = score_project(settings, pid, "v-good", progress=False)
+    report = score_project(settings, pid, "v-good", ScoreOptions(progress=False))
     assert report["score"] == pytest.approx(0.978869, abs=1e-6)
     assert (report["n_tasks"], report["n_compared"], report["n_skipped"]) == (20, 18, 2)
     assert report["kappa"]["sentiment"] == pytest.approx(194 / 212)
@@ -68,7 +68,7 @@ def test_score_against_ground_truth_with_cost_and_history(gt_project, settings):
 
 def test_model_vs_model_lists_the_most_disagreeing_tasks(gt_project, settings):
     pid, ids = gt_project
-    report = score_project(settings, pid, "v-good", against="v-cheap", progress=False)
+    report = score_project(settings, pid, "v-good", ScoreOptions(against="v-cheap", progress=False))
     assert report["score"] == pytest.approx(17.181485 / 19, abs=1e-6)
     assert (report["n_compared"], report["n_skipped"]) == (19, 1)
     assert report["kappa"]["sentiment"] == pytest.approx(160 / 236)
@@ -84,17 +84,17 @@ def test_ground_truth_candidates_from_the_most_agreeing_tasks(label_studio, sett
     pid, ids = make_fixture.build_project(label_studio.sdk(), title="no ground truth", with_annotations=False)
     names = ref_of(ids)
     with pytest.raises(ScoringError, match="against"):
-        score_project(settings, pid, "v-good", candidates=3, progress=False)
-    report = score_project(settings, pid, "v-good", against="v-cheap", candidates=3, progress=False)
+        score_project(settings, pid, "v-good", ScoreOptions(candidates=3, progress=False))
+    report = score_project(settings, pid, "v-good", ScoreOptions(against="v-cheap", candidates=3, progress=False))
     # six tasks agree fully (t01 t04 t06 t10 t11 t18); ties go to the lower task id
     assert [names[c["task"]] for c in report["candidates"]] == ["t01", "t04", "t06"]
-    again = score_project(settings, pid, "v-good", against="v-cheap", candidates=3, progress=False)
+    again = score_project(settings, pid, "v-good", ScoreOptions(against="v-cheap", candidates=3, progress=False))
     assert [names[c["task"]] for c in again["candidates"]] == ["t10", "t11", "t18"]  # no duplicates
 
     tasks, _ = LabelStudioClient(settings).pull_project(pid, progress=False)
     annotated = {names[t["id"]]: t for t in tasks if t["annotations"]}
     assert sorted(annotated) == ["t01", "t04", "t06", "t10", "t11", "t18"]
-    for ref, task in annotated.items():
+    for task in annotated.values():
         [ann] = task["annotations"]
         good = next(p for p in task["predictions"] if p["model_version"] == "v-good")
         assert ann["ground_truth"] is False
@@ -104,27 +104,28 @@ def test_ground_truth_candidates_from_the_most_agreeing_tasks(label_studio, sett
 
 def test_write_back_through_the_pipeline(label_studio, settings):
     pid, ids = make_fixture.build_project(label_studio.sdk(), title="pipeline write-back")
-    report = score_project(settings, pid, "v-cheap", write_back=True, make_current=True, progress=False)
+    report = score_project(settings, pid, "v-cheap", ScoreOptions(write_back=True, make_current=True, progress=False))
     wb = report["write_back"]
     assert (wb["written"], wb["current_model_version"]) == (19, "eval(v-cheap vs ground_truth)")
     client = LabelStudioClient(settings)
     rows = client.view_tasks(pid, wb["tab"]["id"])
     assert [r["predictions_score"] for r in rows][:4] == [0.75] * 4
     counts = client.model_version_counts(pid)
-    rerun = score_project(settings, pid, "v-cheap", write_back=True, progress=False)
+    rerun = score_project(settings, pid, "v-cheap", ScoreOptions(write_back=True, progress=False))
     assert rerun["write_back"]["unchanged"] == 19 and client.model_version_counts(pid) == counts
     assert len(open_history(settings).list(pid)) == 2
 
 
 def test_compare_versions_side_by_side(gt_project, settings):
     pid, ids = gt_project
-    result = compare_versions(settings, pid, ["v-cheap", "v-good"], progress=False)
+    result = compare_versions(settings, pid, ["v-cheap", "v-good"], CompareOptions(progress=False))
     assert [r["version"] for r in result["table"]] == ["v-good", "v-cheap"]
-    assert result["table"][0]["best"] and result["table"][1]["score_delta"] == pytest.approx(0.924307 - 0.978869, abs=1e-6)
+    assert result["table"][0]["best"]
+    assert result["table"][1]["score_delta"] == pytest.approx(0.924307 - 0.978869, abs=1e-6)
     assert result["alpha"]["sentiment"] == pytest.approx(1709 / 2222)  # v-good, v-cheap, ground truth
     assert len(open_history(settings).list(pid)) == 2
     with pytest.raises(ScoringError):
-        compare_versions(settings, pid, ["v-good"], progress=False)
+        compare_versions(settings, pid, ["v-good"], CompareOptions(progress=False))
 
 
 # ---------------------------------------------------------------- commands
@@ -184,7 +185,7 @@ def test_compare_command(gt_project, cli_env, capsys):
     out = capsys.readouterr().out
     assert code == 0
     lines = [line.split() for line in out.splitlines() if line.strip().startswith(("v-good", "v-cheap"))]
-    assert [(l[0], l[1]) for l in lines] == [("v-good", "0.979"), ("v-cheap", "0.924")]
+    assert [(cells[0], cells[1]) for cells in lines] == [("v-good", "0.979"), ("v-cheap", "0.924")]
     assert "alpha of 'sentiment' across 3 sources: 0.769" in out
     assert json.loads((cli_env / "c.json").read_text())["table"][0]["version"] == "v-good"
     assert (cli_env / "c.html").exists()

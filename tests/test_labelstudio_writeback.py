@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from scoring.engine import evaluate
 from core.errors import LabelStudioError
 from core.labelstudio import LabelStudioClient
-from scoring.writeback import write_back
+from scoring.engine import evaluate
+from scoring.writeback import WriteOptions, write_back
 from tests.fixtures.ls_export import make_fixture
 from tests.lsharness import FaultyProxy
 
@@ -35,7 +35,7 @@ GOOD_SCORES = {"t03": 0.75, "t07": 0.95, "t12": 0.9375, "t15": (3 + 13 / 14) / 4
 def score_and_write(client, pid, version="v-cheap", against="ground_truth", **kw):
     tasks, config = client.pull_project(pid, progress=False)
     report = evaluate(tasks, config, version, against)
-    return report, write_back(client, pid, report, tasks, **kw)
+    return report, write_back(client, pid, report, tasks, WriteOptions(**kw))
 
 
 def others(counts: dict) -> dict:
@@ -48,7 +48,8 @@ def make_cheap_like_good(ls, pid, ids) -> None:
     for key, tid in ids.items():
         values = make_fixture.version_labelling(key, "v-good")
         if values is not None:
-            preds.append({"task": tid, "model_version": "v-cheap", "result": make_fixture.regions(make_fixture.TASKS[key][0], values, "new-")})
+            result = make_fixture.regions(make_fixture.TASKS[key][0], values, "new-")
+            preds.append({"task": tid, "model_version": "v-cheap", "result": result})
     ls.projects.import_predictions(pid, request=preds)
 
 

@@ -132,7 +132,7 @@ def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, f
     from backend.schema import plan_for
     from fakellm import TableAnswer
     from fakellm.oracle import answer_from_regions
-    from scoring.pipeline import score_project
+    from scoring.pipeline import ScoreOptions, score_project
 
     tasks = make_tasks(12)
     plan = plan_for(LABEL_CONFIG)
@@ -149,8 +149,8 @@ def test_full_loop_two_versions_scored_with_cost(label_studio, backend_server, f
         ls.actions.create(id="retrieve_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
         ls.ml.delete(id=ml.id)
     settings = label_studio.settings(data_dir=str(tmp_path / "var"))  # the backend's DATA_DIR: same ledger
-    good = score_project(settings, pid, "reviews-v1", progress=False)
-    cheap = score_project(settings, pid, "reviews-claude-v1", progress=False)
+    good = score_project(settings, pid, "reviews-v1", ScoreOptions(progress=False))
+    cheap = score_project(settings, pid, "reviews-claude-v1", ScoreOptions(progress=False))
     assert good["n_compared"] == cheap["n_compared"] == 12
     assert good["score"] == 1.0 and cheap["score"] < 1.0
     assert good["cost"]["tasks"] == 12 and good["cost"]["usd"] > 0 and good["cost"]["projected_usd"] is not None

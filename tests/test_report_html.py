@@ -3,18 +3,21 @@ import base64
 import doctest
 import re
 
+import core.fmt
 import core.labelstudio
+import scoring.report_figures
 import scoring.report_html
-from scoring.cost import compare_table, cost_section
 from core.labelstudio import label_studio_task_url
-from scoring.report_html import render_html
+from scoring.cost import compare_table, cost_section
+from scoring.report_html import ReportOptions, render_html
 
 EVIL = "<script>alert('x')</script>"
 SECRET = "fake-secret-for-tests"
 
 
 def sample_report(n=60):
-    tasks = [{"id": 100 + i, "score": (i % 10) / 10, "per_control": {"sentiment": float(i % 2), "summary": (i % 10) / 10}}
+    tasks = [{"id": 100 + i, "score": (i % 10) / 10,
+              "per_control": {"sentiment": float(i % 2), "summary": (i % 10) / 10}}
              for i in range(n)]
     labels = ["pos", "neg", EVIL]
     return {
@@ -22,11 +25,13 @@ def sample_report(n=60):
         "n_tasks": n, "n_skipped": 2, "score": 0.45,
         "per_control": {"sentiment": {"metric": "exact_match", "score": 0.5, "n": n},
                         "summary": {"metric": "levenshtein", "score": 0.45, "n": n}},
-        "per_label": {"sentiment": {lab: {"precision": 0.5, "recall": 0.4, "f1": 0.444, "support": 10} for lab in labels}},
+        "per_label": {"sentiment": {lab: {"precision": 0.5, "recall": 0.4, "f1": 0.444, "support": 10}
+                                    for lab in labels}},
         "confusion": {"sentiment": {"labels": labels, "matrix": [[5, 1, 0], [2, 6, 1], [0, 1, 3]]}},
         "kappa": {"sentiment": 0.41}, "alpha": {"sentiment": 0.4},
         "tasks": tasks,
-        "skipped": [{"id": 7, "reason": f"no ground truth {EVIL}"}, {"id": 8, "reason": "result does not match the config"}],
+        "skipped": [{"id": 7, "reason": f"no ground truth {EVIL}"},
+                    {"id": 8, "reason": "result does not match the config"}],
         "cost": cost_section({"calls": 60, "tasks": 60, "input_tokens": 6000, "output_tokens": 600, "usd": 0.012,
                               "usd_complete": True, "errors": {}, "latency_p50": 0.5, "latency_p95": 1.0}, n, 600),
     }
@@ -37,7 +42,7 @@ def images(page):
 
 
 def test_doctests():
-    for module in (scoring.report_html, core.labelstudio):
+    for module in (scoring.report_html, scoring.report_figures, core.fmt, core.labelstudio):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
 
@@ -49,8 +54,8 @@ def test_full_report_is_self_contained_escaped_and_has_all_plots(tmp_path):
                                    "cost": {"usd_per_task": 0.0006, "projected_usd": 0.36}}])
     history = [{"version": "v2", "reference": "ground_truth", "score": s, "finished_at": f"2026-01-0{d}T00:00:00+00:00"}
                for d, s in [(1, 0.3), (2, 0.45)]]
-    path = render_html(report, str(tmp_path / "out" / "r.html"), comparison=rows, history=history,
-                       task_url=label_studio_task_url("http://127.0.0.1:8080", 4), secrets=[SECRET])
+    path = render_html(report, str(tmp_path / "out" / "r.html"), ReportOptions(
+        comparison=rows, history=history, task_url=label_studio_task_url("http://127.0.0.1:8080", 4), secrets=[SECRET]))
     page = open(path, encoding="utf-8").read()
     assert path.endswith("r.html")
     # self-contained: no scripts, no external resources
@@ -60,7 +65,8 @@ def test_full_report_is_self_contained_escaped_and_has_all_plots(tmp_path):
     # histogram, per-label bars, confusion, quality-vs-cost, history = 5 PNGs
     pngs = images(page)
     assert len(pngs) == 5 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
-    for title in ("Summary", "Cost", "Agreement per task", "Per label", "Confusion", "quality and cost", "Score over time",
+    for title in ("Summary", "Cost", "Agreement per task", "Per label", "Confusion", "quality and cost",
+                  "Score over time",
                   "Lowest-agreement tasks", "Skipped tasks (2)"):
         assert title in page
     assert "0.410" in page and "0.400" in page           # kappa and alpha
@@ -69,8 +75,8 @@ def test_full_report_is_self_contained_escaped_and_has_all_plots(tmp_path):
 
 def test_lowest_tasks_sorted_limited_and_linked(tmp_path):
     report = sample_report()
-    page = open(render_html(report, str(tmp_path / "r.html"), task_url=label_studio_task_url("http://ls:8080/", 4), lowest_n=7),
-                encoding="utf-8").read()
+    options = ReportOptions(task_url=label_studio_task_url("http://ls:8080/", 4), lowest_n=7)
+    page = open(render_html(report, str(tmp_path / "r.html"), options), encoding="utf-8").read()
     section = page.split("Lowest-agreement tasks")[1]
     links = re.findall(r'href="http://ls:8080/projects/4/data\?task=(\d+)"', section)
     assert len(links) == 7
@@ -81,7 +87,8 @@ def test_lowest_tasks_sorted_limited_and_linked(tmp_path):
 
 def test_unsafe_links_are_not_emitted_and_no_optional_sections(tmp_path):
     report = sample_report(5)
-    page = open(render_html(report, str(tmp_path / "r.html"), task_url=lambda tid: f"javascript:alert({tid})"), encoding="utf-8").read()
+    options = ReportOptions(task_url=lambda tid: f"javascript:alert({tid})")
+    page = open(render_html(report, str(tmp_path / "r.html"), options), encoding="utf-8").read()
     assert "javascript:" not in page and "<a " not in page
     assert "quality and cost" not in page and "Score over time" not in page
     assert len(images(page)) == 3
@@ -91,3 +98,16 @@ def test_minimal_report_renders(tmp_path):
     page = open(render_html({"version": "v1", "reference": "v0", "n_tasks": 0, "n_skipped": 3, "score": None},
                             str(tmp_path / "r.html")), encoding="utf-8").read()
     assert "No scored tasks" in page and "No cost information" in page and images(page) == []
+
+
+def test_comparison_names_the_tolerance_it_was_given(tmp_path):
+    """The sentence under the comparison table states the tolerance the pick was made with (was fixed at 0.02)."""
+    report = sample_report(5)
+    rows = compare_table([report, {"version": "v1", "reference": "ground_truth", "score": 0.42, "n_tasks": 5,
+                                   "cost": {"usd_per_task": 0.00001, "projected_usd": 0.006}}])
+    default = open(render_html(report, str(tmp_path / "a.html"), ReportOptions(comparison=rows)),
+                   encoding="utf-8").read()
+    assert "within 0.02 of the best score: <b>v2" in default        # v1 is 0.03 below the best: not good enough
+    wider = open(render_html(report, str(tmp_path / "b.html"), ReportOptions(comparison=rows, tolerance=0.03)),
+                 encoding="utf-8").read()
+    assert "within 0.03 of the best score: <b>v1</b>" in wider

@@ -15,10 +15,10 @@ from __future__ import annotations
 import sys
 
 from core.errors import LabelConfigError
-from scoring.commands.score import write_html, write_json
 from scoring.config import load_scoring_config
 from scoring.engine import GROUND_TRUTH, evaluate
 from scoring.export import load_export
+from scoring.output import write_html, write_json
 
 HELP = "score a prompt version on a Label Studio JSON export (offline), against ground truth or another version"
 
@@ -34,7 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", required=True, dest="json_out", metavar="OUT.json", help="where to write the report")
     parser.add_argument("--html", dest="html_out", metavar="OUT.html", help="also write a readable HTML report")
     parser.add_argument("--allow-mismatch", action="store_true",
-                        help="exit 0 even when some tasks' results do not match the label config (they are skipped and listed)")
+                        help="exit 0 even when some tasks' results do not match the label config "
+                             "(they are skipped and listed)")
 
 
 def read_label_config(path: str) -> str:

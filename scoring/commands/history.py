@@ -9,7 +9,9 @@ form their own series ("v2 vs v1").  ``--json`` prints ``{"runs": [...],
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from core.fmt import num
 from core.settings import Settings
 from scoring.history import open_history, series_name, with_deltas
 
@@ -31,49 +33,55 @@ def _arrow(delta: float | None) -> str:
     return f"{'↑' if delta > 0 else '↓'} {delta:+.3f}"
 
 
-def _fmt(value, spec: str, empty: str = "-") -> str:
-    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else empty
+HEADER = ("finished (UTC)", "version", "reference", "score", "change", "compared", "skipped", "USD/task", "run id")
 
 
 def run(args, settings: Settings) -> int:
     """Print the run table (or JSON) for ``args.project``; returns 0."""
     store = open_history(settings)
+    limit = max(args.limit, 1)
     # deltas need each series' previous run even beyond --limit, so read a little more
-    runs = with_deltas(store.list(args.project, version=args.version, limit=max(args.limit, 1) + 200))[: max(args.limit, 1)]
-    trend = store.trend(args.project)
+    runs = with_deltas(store.list(args.project, version=args.version, limit=limit + 200))[:limit]
+    trend: dict[str, Any] = store.trend(args.project)
     if args.version is not None:
         trend = {k: v for k, v in trend.items() if k == args.version or k.startswith(f"{args.version} vs ")}
     if args.json:
         print(json.dumps({"project": str(args.project), "runs": runs, "trend": trend}, indent=2, default=str))
         return 0
     if not runs:
-        print(f"no scoring runs recorded for project {args.project}" + (f" and version {args.version}" if args.version else ""))
+        print(f"no scoring runs recorded for project {args.project}"
+              + (f" and version {args.version}" if args.version else ""))
         return 0
+    for line in [*table_lines(runs), "", "how each version moved:", *move_lines(runs, trend)]:
+        print(line)
+    return 0
 
-    header = ("finished (UTC)", "version", "reference", "score", "change", "compared", "skipped", "USD/task", "run id")
+
+def table_lines(runs: list[dict]) -> list[str]:
+    """One line per run under a header, columns padded to their widest cell."""
     rows = []
     for r in runs:
         finished = str(r.get("finished_at", ""))[:16].replace("T", " ")
         cost = r.get("cost") or {}
         rows.append((
-            finished, str(r.get("version")), str(r.get("reference")), _fmt(r.get("score"), ".3f"), _arrow(r.get("delta")),
-            _fmt(r.get("n_compared", r.get("n_tasks")), "d"), _fmt(r.get("n_skipped"), "d"), _fmt(cost.get("usd_per_task"), ".6f"), str(r.get("run_id")),
+            finished, str(r.get("version")), str(r.get("reference")), num(r.get("score"), ".3f", "-"),
+            _arrow(r.get("delta")), num(r.get("n_compared", r.get("n_tasks")), "d", "-"),
+            num(r.get("n_skipped"), "d", "-"), num(cost.get("usd_per_task"), ".6f", "-"), str(r.get("run_id")),
         ))
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(HEADER)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [HEADER, *rows]]
 
-    print()
-    print("how each version moved:")
+
+def move_lines(runs: list[dict], trend: dict[str, Any]) -> list[str]:
+    """Per series shown in ``runs``: first score → latest score over N runs."""
     shown = {series_name(r) for r in runs}
+    lines = []
     for name, points in trend.items():
-        if name not in shown:
-            continue
         scores = [s for _, s in points if isinstance(s, (int, float))]
-        if not scores:
+        if name not in shown or not scores:
             continue
         first, last = scores[0], scores[-1]
         move = _arrow(last - first) if len(scores) > 1 else "first run"
-        print(f"  {name}: {first:.3f} → {last:.3f} over {len(points)} run{'s' if len(points) != 1 else ''} ({move})")
-    return 0
+        lines.append(f"  {name}: {first:.3f} → {last:.3f} over {len(points)} run{'s' if len(points) != 1 else ''} "
+                     f"({move})")
+    return lines

@@ -1,0 +1,181 @@
+"""The figures of the HTML report (``scoring.report_html``): matplotlib, no pyplot state.
+
+Each ``figure_*`` function returns a ``matplotlib.figure.Figure`` drawn on the Agg
+canvas (never pyplot's global state, so it is safe in a worker), or ``None`` when
+the report has nothing to draw; :func:`img` embeds one as a base64 PNG ``<img>``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from datetime import datetime
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from core.fmt import usd
+
+MAX_LABELS = 40  # per-label bars drawn per control
+_BLUE, _ORANGE, _GREEN = "#2f6db5", "#e08a2c", "#3b9a52"
+
+
+def _png(fig: Figure) -> str:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def img(fig: Figure, alt: str) -> str:
+    """``fig`` as an ``<img>`` element with the PNG inline (``alt`` is escaped)."""
+    return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{_png(fig)}">'
+
+
+def short(text, n: int = 28) -> str:
+    """``text`` cut to ``n`` characters with an ellipsis.
+
+    >>> short("reviews-gpt-4o-mini-v1", 12), short("v1")
+    ('reviews-gpt…', 'v1')
+    """
+    s = str(text)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+# --------------------------------------------------------------------------- figures
+def figure_agreement_histogram(report: dict) -> Figure | None:
+    """Histogram of per-task scores (20 bins over [0, 1]) with the mean marked."""
+    scores = [t.get("score") for t in report.get("tasks") or []]
+    scores = [s for s in scores if isinstance(s, (int, float)) and math.isfinite(s)]
+    if not scores:
+        return None
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.add_subplot()
+    ax.hist(scores, bins=[i / 20 for i in range(21)], color=_BLUE, edgecolor="white")
+    mean = sum(scores) / len(scores)
+    ax.axvline(mean, color=_ORANGE, linestyle="--", linewidth=1.5, label=f"mean {mean:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("per-task agreement")
+    ax.set_ylabel("tasks")
+    ax.set_title(f"Agreement per task ({len(scores)} tasks)")
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def figure_per_label(control: str, labels: dict) -> Figure | None:
+    """Grouped horizontal bars of precision, recall and F1 per label of one control (support in the tick label)."""
+    items = [(name, v) for name, v in labels.items() if isinstance(v, dict)][:MAX_LABELS]
+    if not items:
+        return None
+    n = len(items)
+    fig = Figure(figsize=(7, 0.9 + 0.42 * n))
+    ax = fig.add_subplot()
+    h = 0.26
+    ys = list(range(n))
+    for k, (key, color) in enumerate((("precision", _GREEN), ("recall", _ORANGE), ("f1", _BLUE))):
+        vals = [float(v.get(key) or 0.0) for _, v in items]
+        ax.barh([y + (k - 1) * h for y in ys], vals, height=h, color=color, label=key)
+    ax.set_yticks(ys, [f"{short(name)} (n={v.get('support', 0)})" for name, v in items])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("score")
+    ax.set_title(f"Per label: {short(control, 40)}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def figure_confusion(control: str, confusion: dict) -> Figure | None:
+    """Heatmap of a confusion matrix (colour = share of the reference row, text = count)."""
+    labels = list(confusion.get("labels") or [])
+    matrix = confusion.get("matrix") or []
+    if not labels or not matrix:
+        return None
+    n = len(labels)
+    rows = [[float(x) for x in row] for row in matrix]
+    shares = [[x / sum(row) if sum(row) else 0.0 for x in row] for row in rows]
+    size = max(3.6, min(12.0, 1.6 + 0.55 * n))
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.add_subplot()
+    im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ticks = [short(label, 18) for label in labels]
+    ax.set_xticks(range(n), ticks, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center")
+    ax.set_yticks(range(n), ticks)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("reference")
+    ax.set_title(f"Confusion: {short(control, 40)}")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{int(rows[i][j])}", ha="center", va="center", fontsize=9,
+                        color="white" if shares[i][j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of reference row")
+    return fig
+
+
+def figure_quality_vs_cost(rows: list[dict], current: str | None = None) -> Figure | None:
+    """Scatter of score against USD per 1,000 tasks, one labelled point per version.
+
+    The report's own version is orange, the others blue; versions without a
+    known price cannot be placed and are left out (the table lists them).
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    points = [r for r in rows
+              if isinstance(r.get("score"), (int, float)) and isinstance(r.get("usd_per_task"), (int, float))]
+    if not points:
+        return None
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    xs = [r["usd_per_task"] * 1000 for r in points]
+    ys = [r["score"] for r in points]
+    colors = [_ORANGE if str(r.get("version")) == str(current) else _BLUE for r in points]
+    ax.scatter(xs, ys, s=70, c=colors, zorder=3)
+    for x, y, r in zip(xs, ys, points, strict=True):
+        ax.annotate(f"{short(r.get('version'), 24)}  {usd(x)}", (x, y), textcoords="offset points", xytext=(6, 5),
+                    fontsize=9)
+    ax.set_xlabel("USD per 1,000 tasks")
+    ax.set_ylabel("score")
+    lo, hi = min(ys), max(ys)
+    pad = max(0.02, (hi - lo) * 0.15)
+    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi <= 1 else hi + pad)
+    xmax = max(xs)
+    ax.set_xlim(0, xmax * 1.35 if xmax > 0 else 1.0)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: usd(v) if v else "$0"))
+    ax.set_title("Quality vs cost (up and to the left is better)")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def figure_history(history: list[dict]) -> Figure | None:
+    """Score over time, one line per series (version, or "v2 vs v1" for model-vs-model runs)."""
+    from scoring.history import series_name
+
+    series: dict[str, list[tuple[datetime, float]]] = {}
+    for run in history:
+        score = run.get("score")
+        if not isinstance(score, (int, float)) or not run.get("finished_at"):
+            continue
+        try:
+            when = datetime.fromisoformat(str(run["finished_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        series.setdefault(series_name(run), []).append((when, float(score)))
+    if not series:
+        return None
+    fig = Figure(figsize=(7, 3.4))
+    ax = fig.add_subplot()
+    for name, pts in sorted(series.items()):
+        pts.sort()
+        times: Any = [p[0] for p in pts]  # matplotlib plots datetimes (its stubs say numbers)
+        ax.plot(times, [p[1] for p in pts], marker="o", label=short(name, 30))
+    ax.set_ylabel("score")
+    ax.set_title("Score over time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.autofmt_xdate()
+    return fig
+

@@ -9,13 +9,13 @@ Example::
 """
 from __future__ import annotations
 
-from backend.controls.base import Control, PlanContext, bad, note, region
+from backend.controls.base import Control, bad, note, region
 
 TAG = "TextArea"
 OBJECTS = ("Text", "HyperText", "Image")
 
 
-def schema(control: Control, ctx: PlanContext) -> dict:
+def schema(control: Control) -> dict:
     return {"type": "string", "description": describe(control)}
 
 
@@ -23,7 +23,8 @@ def describe(control: Control) -> str:
     extra = ""
     if control.attr.get("placeholder"):
         extra = f" (the field's hint: {control.attr['placeholder']!r})"
-    return f"free text about the {control.object_tag} {control.to_name!r}{extra}; an empty string if there is nothing to write"
+    return (f"free text about the {control.object_tag} {control.to_name!r}{extra}; "
+            "an empty string if there is nothing to write")
 
 
 def to_regions(control: Control, value, data, stats) -> list[dict]:

@@ -200,7 +200,7 @@ def test_model_against_model_needs_no_annotation():
     r = evaluate(tasks, CONFIG, "v-a", against="v-b")
     assert r["reference"] == "v-b" and r["n_compared"] == 2 and r["per_control"]["sentiment"]["score"] == 0.5
     assert r["score"] == pytest.approx((5 / 6 + 1) / 2)
-    assert r["skipped"] == [{"id": 3, "reason": "no prediction of version 'v-b'"}]
+    assert r["skipped"] == [{"id": 3, "code": "no_reference", "reason": "no prediction of version 'v-b'"}]
 
 
 def test_newest_prediction_of_a_version_is_used():

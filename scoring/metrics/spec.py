@@ -5,7 +5,8 @@ metric functions stay plain and fast: ``metric(pred_value, ref_value, spec) -> f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 
 class ResultMismatch(ValueError):
@@ -27,6 +28,33 @@ class ControlSpec:
     labels: tuple[str, ...] = ()      # declared labels / choices, config order
     multiple: bool = False            # Choices choice="multiple"
     range: float | None = None        # Rating: maxRating - 1; Number: max - min (both bounds); else None
+
+
+@dataclass(frozen=True)
+class TagMetrics:
+    """Everything scoring knows about one control tag: the registry's record (one per tag).
+
+    ``extract(regions, spec)`` turns one side's regions of a control into a value;
+    ``metrics`` maps each metric name to a pure ``metric(pred_value, ref_value, spec) -> float``
+    in [0, 1] over those values, ``default`` naming the one used unless scoring.yaml says
+    otherwise; ``empty`` is the value of a side with no region; ``label_stats(pred_value,
+    ref_value) -> {label: (tp, fp, fn)}`` (optional) feeds the pooled per-label
+    precision/recall/F1; ``from_stats[name](stats)`` computes metric ``name`` from those
+    stats (same number, no second matching) when the tag has label stats.
+    """
+
+    default: str
+    metrics: Mapping[str, Callable[..., float]]
+    extract: Callable[[list, Any], Any]
+    empty: Any = None
+    label_stats: Callable[[Any, Any], dict] | None = None
+    from_stats: Mapping[str, Callable[[dict], float]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.default not in self.metrics:
+            raise ValueError(f"default metric {self.default!r} is not one of {', '.join(self.metrics)}")
+        if set(self.from_stats) - set(self.metrics) or (self.from_stats and self.label_stats is None):
+            raise ValueError("from_stats needs label_stats and may only name metrics of this tag")
 
 
 def is_number(x) -> bool:

@@ -207,3 +207,21 @@ def label_of(control: Control, answer: Any, stats: dict, what: str = "label") ->
         stats["labels_dropped"] += 1
         note(stats, f"{control.name}: dropped {what} {answer!r}")
     return label
+
+
+def list_of_objects(description: str, properties: dict) -> dict:
+    """The strict schema of a list of closed objects with every property required (spans, boxes).
+
+    >>> list_of_objects("boxes", {"x": {"type": "number"}})["items"]["required"]
+    ['x']
+    """
+    return {
+        "type": "array",
+        "description": description,
+        "items": {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        },
+    }

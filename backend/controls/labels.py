@@ -35,6 +35,7 @@ from backend.controls.base import (
     bad,
     expect_list,
     label_of,
+    list_of_objects,
     note,
     object_text,
     prepare_labels,
@@ -51,23 +52,14 @@ prepare = prepare_labels
 
 
 def schema(control: Control) -> dict:
-    return {
-        "type": "array",
-        "description": describe(control),
-        "items": {
-            "type": "object",
-            "properties": {
-                "text": {"type": "string", "description": "the passage, copied verbatim from the text"},
-                "label": {"type": "string", "enum": list(control.labels)},
-                "occurrence": {
-                    "type": "integer",
-                    "description": "which occurrence of this exact passage is meant (1 = first); 0 = every occurrence",
-                },
-            },
-            "required": ["text", "label", "occurrence"],
-            "additionalProperties": False,
+    return list_of_objects(describe(control), {
+        "text": {"type": "string", "description": "the passage, copied verbatim from the text"},
+        "label": {"type": "string", "enum": list(control.labels)},
+        "occurrence": {
+            "type": "integer",
+            "description": "which occurrence of this exact passage is meant (1 = first); 0 = every occurrence",
         },
-    }
+    })
 
 
 def describe(control: Control) -> str:

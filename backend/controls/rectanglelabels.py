@@ -21,7 +21,18 @@ Example::
 """
 from __future__ import annotations
 
-from backend.controls.base import Control, allowed, as_number, bad, expect_list, label_of, note, prepare_labels, region
+from backend.controls.base import (
+    Control,
+    allowed,
+    as_number,
+    bad,
+    expect_list,
+    label_of,
+    list_of_objects,
+    note,
+    prepare_labels,
+    region,
+)
 
 TAG = "RectangleLabels"
 OBJECTS = ("Image",)
@@ -33,22 +44,13 @@ prepare = prepare_labels
 
 def schema(control: Control) -> dict:
     pct = lambda what: {"type": "number", "description": what}  # noqa: E731
-    return {
-        "type": "array",
-        "description": describe(control),
-        "items": {
-            "type": "object",
-            "properties": {
-                "label": {"type": "string", "enum": list(control.labels)},
-                "x": pct("left edge, percent of the image width (0-100)"),
-                "y": pct("top edge, percent of the image height (0-100)"),
-                "width": pct("box width, percent of the image width"),
-                "height": pct("box height, percent of the image height"),
-            },
-            "required": ["label", "x", "y", "width", "height"],
-            "additionalProperties": False,
-        },
-    }
+    return list_of_objects(describe(control), {
+        "label": {"type": "string", "enum": list(control.labels)},
+        "x": pct("left edge, percent of the image width (0-100)"),
+        "y": pct("top edge, percent of the image height (0-100)"),
+        "width": pct("box width, percent of the image width"),
+        "height": pct("box height, percent of the image height"),
+    })
 
 
 def describe(control: Control) -> str:

@@ -53,28 +53,6 @@ class Schema:
         self.total_weight = sum(c.weight for c in self.controls)
 
 
-def control_spec(info: ControlInfo) -> ControlSpec:
-    """What a metric knows about a control, from the shared reading of the config."""
-    return ControlSpec(name=info.name, tag=info.tag, labels=info.labels, multiple=info.multiple,
-                       range=value_range(info))
-
-
-def value_range(info: ControlInfo) -> float | None:
-    """Rating: maxRating - 1; Number: max - min when both bounds are set; else (or when not positive) None.
-
-    >>> lc = labelconfig.parse('<View><Text name="t" value="$t"/><Number name="n" toName="t" min="1" max="11"/></View>')
-    >>> value_range(lc.control("n"))
-    10.0
-    """
-    if info.tag == "Rating":
-        top = float(info.max_rating - 1)
-        return top if top > 0 else None
-    if info.tag == "Number" and info.min is not None and info.max is not None:
-        span = info.max - info.min
-        return span if span > 0 else None
-    return None
-
-
 def compile_schema(label_config: str, config: ScoringConfig | None = None) -> Schema:
     """Read the label config once (cached in :mod:`core.labelconfig`) and resolve each control's metric.
 
@@ -103,7 +81,7 @@ def _source(config: ScoringConfig) -> str:
 def _scored(info: ControlInfo, config: ScoringConfig) -> Control:
     record = REGISTRY[info.tag]
     cc = config.for_control(info.name)
-    spec = control_spec(info)
+    spec = ControlSpec.of(info)
     metric_name, metric, from_stats, custom = _metric(info, cc, config)
     return Control(
         name=info.name, spec=spec, metric_name=metric_name, metric=metric, extract=record.extract,

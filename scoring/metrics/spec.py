@@ -6,7 +6,10 @@ metric functions stay plain and fast: ``metric(pred_value, ref_value, spec) -> f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from core.labelconfig import ControlInfo
 
 
 class ResultMismatch(ValueError):
@@ -28,6 +31,29 @@ class ControlSpec:
     labels: tuple[str, ...] = ()      # declared labels / choices, config order
     multiple: bool = False            # Choices choice="multiple"
     range: float | None = None        # Rating: maxRating - 1; Number: max - min (both bounds); else None
+
+    @classmethod
+    def of(cls, info: ControlInfo) -> ControlSpec:
+        """The spec of a control as :mod:`core.labelconfig` read it (the reading the backend uses too).
+
+        >>> from core.labelconfig import parse
+        >>> lc = parse('<View><Text name="t" value="$t"/><Number name="n" toName="t" min="1" max="11"/>'
+        ...            '<Rating name="r" toName="t" maxRating="5.0"/></View>')
+        >>> ControlSpec.of(lc.control("n")).range, ControlSpec.of(lc.control("r")).range
+        (10.0, 4.0)
+        """
+        return cls(name=info.name, tag=info.tag, labels=info.labels, multiple=info.multiple, range=value_range(info))
+
+
+def value_range(info: ControlInfo) -> float | None:
+    """Rating: maxRating - 1; Number: max - min when both bounds are set; else (or when not positive) None."""
+    if info.tag == "Rating":
+        top = float(info.max_rating - 1)
+        return top if top > 0 else None
+    if info.tag == "Number" and info.min is not None and info.max is not None:
+        span = info.max - info.min
+        return span if span > 0 else None
+    return None
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ def schema(control: Control) -> dict:
 
 
 def describe(control: Control) -> str:
-    extra = ""
-    if control.attr.get("placeholder"):
-        extra = f" (the field's hint: {control.attr['placeholder']!r})"
+    hint = control.attr.get("placeholder")
+    extra = f" (the field's hint: {hint!r})" if hint else ""
     return (f"free text about the {control.object_tag} {control.to_name!r}{extra}; "
             "an empty string if there is nothing to write")
 

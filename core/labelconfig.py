@@ -321,7 +321,7 @@ def _ls_validate(interface, config: str) -> None:
 
     The SDK validates the config, turned into JSON, against a schema that only constrains
     types and required keys; with thousands of ``<Choice>`` children that pass takes seconds
-    (5.7 s for 40,000).  Siblings of the same shape (same keys, same value types) validate
+    (2-4 s for 40,000).  Siblings of the same shape (same keys, same value types) validate
     alike, so one of each is checked: the same verdict in milliseconds.  When the reduced copy
     fails, the SDK's full pass runs for its exact message.
     """

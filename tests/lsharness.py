@@ -67,12 +67,11 @@ class PortInUse(RuntimeError):
 
 
 class LabelStudioServer:
-    """One ``label-studio start`` process, owned by this object.
+    """One ``label-studio start`` process, owned by this object::
 
-    >>> server = LabelStudioServer("/path/to/label-studio", "/tmp/ls-data")  # doctest: +SKIP
-    >>> server.start(); server.url                                          # doctest: +SKIP
-    'http://127.0.0.1:40123'
-    >>> server.stop()                                                       # doctest: +SKIP
+        server = LabelStudioServer("/path/to/label-studio", "/tmp/ls-data").start()
+        server.url    # 'http://127.0.0.1:40123'
+        server.stop()
     """
 
     def __init__(self, binary: str, data_dir: str | Path, *, port: int | None = None,

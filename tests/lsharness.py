@@ -172,7 +172,8 @@ class LabelStudioServer:
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(0.5)
-        raise RuntimeError(f"label-studio on {self.url} not ready after {timeout:.0f}s ({last}); log: {self.log_tail()}")
+        raise RuntimeError(f"label-studio on {self.url} not ready after {timeout:.0f}s ({last}); "
+                           f"log: {self.log_tail()}")
 
     def _new_log(self) -> str:
         """What the current process wrote to the log so far."""

@@ -238,3 +238,16 @@ def test_make_test_stops_when_lint_or_the_install_fails(tmp_path, env, ruff_stat
     calls = log.read_text().splitlines()
     assert calls[:2] == (["ruff", "mypy"] if ruff_status == 0 else ["ruff"])
     assert any(c.startswith("python -m pytest") for c in calls) == pytest_ran
+
+
+# --------------------------------------------------------------------------- the image
+def test_the_image_installs_every_package_and_only_the_runtime_dependencies():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for package in PACKAGES:
+        assert f"COPY {package}/ /src/{package}/" in dockerfile
+    assert "pip install --no-cache-dir /src" in dockerfile and "requirements.txt" not in dockerfile
+    assert "[test]" not in dockerfile
+    compose = (REPO / "docker-compose.yml").read_text()
+    commands = re.findall(r'command: \["([^"]+)"', compose)
+    assert "llm-prelabel" in commands and set(commands) <= {"llm-prelabel", "redis-server"}
+    assert "llm-prelabel" in PYPROJECT["project"]["scripts"]

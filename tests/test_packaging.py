@@ -245,7 +245,7 @@ def test_the_image_installs_every_package_and_only_the_runtime_dependencies():
     dockerfile = (REPO / "Dockerfile").read_text()
     for package in PACKAGES:
         assert f"COPY {package}/ /src/{package}/" in dockerfile
-    assert "pip install --no-cache-dir /src" in dockerfile and "requirements.txt" not in dockerfile
+    assert "pip install --no-cache-dir /src" in dockerfile and "-r requirements" not in dockerfile
     assert "[test]" not in dockerfile
     compose = (REPO / "docker-compose.yml").read_text()
     commands = re.findall(r'command: \["([^"]+)"', compose)

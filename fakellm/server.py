@@ -303,45 +303,59 @@ class FakeLLM:
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:
             raise HTTPFault(400, "invalid_request_error", "messages: at least one message is required")
-        system_texts, user_texts, images = [], [], []
-        schema = None
-        if api == "openai":
-            for m in msgs:
-                texts, imgs = _text_of(m.get("content"))
-                (system_texts if m.get("role") in ("system", "developer") else user_texts).extend(texts)
-                images.extend(imgs)
-            rf = body.get("response_format") or {}
-            if rf.get("type") == "json_schema":
-                if not self.options.json_schema:
-                    raise HTTPFault(400, "invalid_request_error",
-                                    "response_format type 'json_schema' is not supported by this server")
-                schema = (rf.get("json_schema") or {}).get("schema")
-        else:
-            if not isinstance(body.get("max_tokens"), int):
-                raise HTTPFault(400, "invalid_request_error", "max_tokens: Field required")
-            if request.headers.get("anthropic-version", "2026-10-21") >= "2026-10-21":
-                for name in ("temperature", "top_p", "top_k"):
-                    if name in body:  # API version 2026-10-21 dropped sampling parameters
-                        raise HTTPFault(400, "invalid_request_error", f"{name}: Extra inputs are not permitted")
-            system_texts.extend(_text_of(body.get("system") or "")[0])
-            for m in msgs:
-                texts, imgs = _text_of(m.get("content"))
-                user_texts.extend(texts)
-                images.extend(imgs)
-            if "output_config" in body:
-                if not self.options.output_config:
-                    raise HTTPFault(400, "invalid_request_error", "output_config: Extra inputs are not permitted")
-                schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
-            choice = body.get("tool_choice") or {}
-            if schema is None and choice.get("type") == "tool":
-                tool = next((t for t in body.get("tools") or [] if t.get("name") == choice.get("name")), None)
-                if tool is None:
-                    raise HTTPFault(400, "invalid_request_error", f"tool_choice names unknown tool {choice.get('name')!r}")
-                schema = tool.get("input_schema")
+        parse = self._parse_openai if api == "openai" else self._parse_anthropic
+        system_texts, user_texts, images, schema = parse(body, msgs)
         system, user = "\n\n".join(system_texts), "\n\n".join(user_texts)
         if schema is None:
             schema = schema_from_text(system)
         return RequestInfo(api=api, model=model, system=system, user=user, schema=schema, images=images, body=body)
+
+    def _parse_openai(self, body: dict, msgs: list) -> tuple[list, list, list, Any]:
+        """System texts, user texts, images and the response schema (or None) of a chat completion."""
+        system_texts: list = []
+        user_texts: list = []
+        images: list = []
+        schema = None
+        for m in msgs:
+            texts, imgs = _text_of(m.get("content"))
+            (system_texts if m.get("role") in ("system", "developer") else user_texts).extend(texts)
+            images.extend(imgs)
+        rf = body.get("response_format") or {}
+        if rf.get("type") == "json_schema":
+            if not self.options.json_schema:
+                raise HTTPFault(400, "invalid_request_error",
+                                "response_format type 'json_schema' is not supported by this server")
+            schema = (rf.get("json_schema") or {}).get("schema")
+        return system_texts, user_texts, images, schema
+
+    def _parse_anthropic(self, body: dict, msgs: list) -> tuple[list, list, list, Any]:
+        """System texts, user texts, images and the answer schema (or None) of an Anthropic message."""
+        if not isinstance(body.get("max_tokens"), int):
+            raise HTTPFault(400, "invalid_request_error", "max_tokens: Field required")
+        if request.headers.get("anthropic-version", "2026-10-21") >= "2026-10-21":
+            for name in ("temperature", "top_p", "top_k"):
+                if name in body:  # API version 2026-10-21 dropped sampling parameters
+                    raise HTTPFault(400, "invalid_request_error", f"{name}: Extra inputs are not permitted")
+        system_texts = list(_text_of(body.get("system") or "")[0])
+        user_texts: list = []
+        images: list = []
+        for m in msgs:
+            texts, imgs = _text_of(m.get("content"))
+            user_texts.extend(texts)
+            images.extend(imgs)
+        schema = None
+        if "output_config" in body:
+            if not self.options.output_config:
+                raise HTTPFault(400, "invalid_request_error", "output_config: Extra inputs are not permitted")
+            schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
+        choice = body.get("tool_choice") or {}
+        if schema is None and choice.get("type") == "tool":
+            tool = next((t for t in body.get("tools") or [] if t.get("name") == choice.get("name")), None)
+            if tool is None:
+                raise HTTPFault(400, "invalid_request_error",
+                                f"tool_choice names unknown tool {choice.get('name')!r}")
+            schema = tool.get("input_schema")
+        return system_texts, user_texts, images, schema
 
     def _fault(self, api: str, info: RequestInfo) -> str | None:
         """The fault to apply: an HTTP fault is raised here, others are returned by name."""
@@ -397,7 +411,8 @@ class FakeLLM:
         if isinstance(limit, int) and count_tokens(content) > limit:
             content, truncated = content[: limit * 4], True
         output_tokens = max(1, count_tokens(REFUSAL_TEXT if refusal else content))
-        tool = api == "anthropic" and "output_config" not in body and (body.get("tool_choice") or {}).get("type") == "tool"
+        tool = (api == "anthropic" and "output_config" not in body
+                and (body.get("tool_choice") or {}).get("type") == "tool")
         if api == "openai":
             return {
                 "id": f"chatcmpl-{request_id}",

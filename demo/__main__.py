@@ -27,7 +27,7 @@ import time
 
 import httpx
 import yaml
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from backend.app import create_app
 from backend.ledger import open_ledger
@@ -51,7 +51,7 @@ VERSIONS = [
 ERROR_RATES = {"gpt-4o": 0.05, "gpt-4o-mini": 0.12, "claude-haiku-4-5": 0.30}
 
 
-def _serve(app) -> tuple[str, object]:
+def _serve(app) -> tuple[str, BaseWSGIServer]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}", server

@@ -337,7 +337,7 @@ def load_answer_source(spec: str) -> AnswerSource:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--answers {spec!r}: expected pkg.module:factory")
-    factory = importlib.import_module(module_name)
+    factory: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         factory = getattr(factory, part)
     source = factory()

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from fakellm.answers import AnswerSource, RequestInfo, SchemaAnswer
 
@@ -141,7 +141,7 @@ class FakeLLM:
         self._ids = itertools.count(1)
         self._rng = random.Random(self.options.seed)
         self._stopping = threading.Event()
-        self._server = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.app = self._make_app()
 
@@ -158,16 +158,18 @@ class FakeLLM:
     def anthropic_base_url(self) -> str:
         return self.url
 
-    def _bind(self) -> None:
+    def _bind(self) -> BaseWSGIServer:
         """Listen on ``host:port`` (port 0 = a free port, then recorded in ``self.port``)."""
-        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
-        self.port = self._server.server_port
+        self._server = server = make_server(self.host, self.port, self.app, threaded=True,
+                                            request_handler=_QuietHandler)
+        self.port = server.server_port
+        return server
 
     def start(self) -> "FakeLLM":
         """Bind (port 0 = a free port) and serve in a daemon thread."""
         self._stopping.clear()
-        self._bind()
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+        server = self._bind()
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name=f"fakellm:{self.port}", daemon=True)
         self._thread.start()
         return self
@@ -204,14 +206,14 @@ class FakeLLM:
 
     def serve_forever(self, ready=None) -> None:
         """Serve in the calling thread until interrupted (the CLI); ``ready(url)`` is called once bound."""
-        self._bind()
+        server = self._bind()
         if ready is not None:
             ready(self.url)
         try:
-            self._server.serve_forever()
+            server.serve_forever()
         finally:
             self._stopping.set()
-            self._server.server_close()
+            server.server_close()
 
     # --- HTTP -----------------------------------------------------------------
     def _make_app(self) -> Flask:
@@ -268,6 +270,7 @@ class FakeLLM:
             entry["status"] = f.status
             entry["fault"] = entry["fault"] or f.kind
             self._log(entry)
+            err: dict[str, Any]
             if api == "openai":
                 err = {"error": {"message": f.message, "type": f.kind, "param": None, "code": f.kind}}
             else:

@@ -35,4 +35,4 @@ bench-ls: $(VENV)/.installed
 	LS_BIN="$$(tools/ensure_label_studio.sh)" && LS_BIN="$$LS_BIN" $(PY) bench/bench_scoring.py
 
 clean:
-	rm -rf $(VENV) var out .pytest_cache
+	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache

@@ -231,10 +231,14 @@ def fake_venv(folder: Path, ruff_status: int = 0) -> Path:
 ], ids=["default", "ci", "allow-skip", "ruff-fails"])
 def test_make_test_stops_when_lint_or_the_install_fails(tmp_path, env, ruff_status, status, pytest_ran):
     log = fake_venv(tmp_path / "venv", ruff_status)
+    bin_dir = tmp_path / "bin"  # a python3 whose venv module is broken (the ensurepip failure seen on a fresh clone)
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text("#!/bin/sh\necho 'Error: ensurepip failed' >&2\nexit 1\n")
+    (bin_dir / "python3").chmod(0o755)
     out = run(["make", "-s", "test", f"VENV={tmp_path / 'venv'}"],
-              env=clean_env(LS_VENV=str(tmp_path / "cache" / "ls"), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path),
-                            **env))
+              env=clean_env(LS_VENV=str(tmp_path / "cache" / "ls"), PATH=f"{bin_dir}:{os.environ['PATH']}", **env))
     assert out.returncode == status, out.stderr
+    assert ("python3 -m venv failed" in out.stderr) == (ruff_status == 0)
     calls = log.read_text().splitlines()
     assert calls[:2] == (["ruff", "mypy"] if ruff_status == 0 else ["ruff"])
     assert any(c.startswith("python -m pytest") for c in calls) == pytest_ran

@@ -107,7 +107,7 @@ class Predictor:
         """The cache ``version`` uses: None when the version says ``cache: false`` or the cache is off."""
         return self.cache if version.cache else None
 
-    def _cached(self, fn: Callable, *args):
+    def cache_call(self, fn: Callable, *args):
         """``fn(*args)`` on the cache; a failing cache is logged and counts as a miss (never fails a task)."""
         try:
             return fn(*args)
@@ -116,13 +116,20 @@ class Predictor:
                         type(exc).__name__, exc)
             return None
 
+    def cached_answer(self, version: PromptVersion, plan, provider, system: str, parts: list) -> CachedAnswer | None:
+        """What the cache holds for this request (None: a miss, or no cache for ``version``); no provider call."""
+        cache = self.cache_for(version)
+        if cache is None:
+            return None
+        return self.cache_call(cache.get, cache_key(provider, system, parts, plan.schema, plan.schema_name))
+
     def ask(self, version: PromptVersion, plan, provider, system: str, parts: list,
             outcome: TaskOutcome) -> tuple[dict, tuple | None]:
         """The answer from the cache or the provider, and ``(cache, key, answer)`` to store once
         the answer proved valid (None: nothing to store).  Fills ``outcome.usage``/``cached``/``saved``."""
         cache = self.cache_for(version)
         key = cache_key(provider, system, parts, plan.schema, plan.schema_name) if cache is not None else None
-        hit = self._cached(cache.get, key) if cache is not None else None
+        hit = self.cache_call(cache.get, key) if cache is not None else None
         if hit is not None:
             outcome.cached, outcome.saved = True, Usage(hit.input_tokens, hit.output_tokens)
             return hit.data, None
@@ -149,7 +156,7 @@ class Predictor:
             regions, stats = plan.to_result(data, task.get("data") or {})
             outcome.regions, outcome.stats = regions, stats
             if store is not None:  # a valid answer: worth keeping
-                self._cached(store[0].put, store[1], store[2])
+                self.cache_call(store[0].put, store[1], store[2])
         except TaskError as exc:
             outcome.status, outcome.message = exc.reason, str(exc)
             outcome.usage = exc.usage or outcome.usage

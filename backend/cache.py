@@ -41,6 +41,7 @@ from core.stores import SQLiteFile, key, redis_connection, sqlite_path
 
 CACHE_FORMAT = 1  # bump when the key or the stored value changes meaning: every old entry then misses
 CACHE_PREFIX = key("cache")
+REDIS_TIMEOUT_S = 2.0  # seconds a cache read or write may wait for Redis
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ class RedisResponseCache:
     def __init__(self, url: str, prefix: str = CACHE_PREFIX, ttl_s: float = 0.0):
         self.prefix, self.ttl_s = prefix, ttl_s
         self._r = redis_connection(url, "the response cache")
+        # A cache must never hold a prediction up: an unreachable Redis fails fast (the predictor then
+        # calls the provider and leaves the cache alone for a while).
+        self._r.connection_pool.connection_kwargs.update(socket_timeout=REDIS_TIMEOUT_S,
+                                                         socket_connect_timeout=REDIS_TIMEOUT_S)
 
     def get(self, key: str) -> CachedAnswer | None:
         text = self._r.get(f"{self.prefix}:{key}")

@@ -50,6 +50,7 @@ from core.errors import Error, TaskError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+CACHE_PAUSE_S = 30.0  # a failing response cache is not asked again for this long
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Predictor:
         self._ledger_lock = threading.Lock()
         self._cache = cache  # "auto": open_response_cache(settings) on first use
         self._cache_lock = threading.Lock()
+        self._cache_paused_until = 0.0
 
     # -- the response cache ---------------------------------------------------
     @property
@@ -108,12 +110,16 @@ class Predictor:
         return self.cache if version.cache else None
 
     def cache_call(self, fn: Callable, *args):
-        """``fn(*args)`` on the cache; a failing cache is logged and counts as a miss (never fails a task)."""
+        """``fn(*args)`` on the cache; a failing cache counts as a miss (never fails a task) and is
+        left alone for ``CACHE_PAUSE_S`` seconds (one warning, not one per task)."""
+        if self.clock() < self._cache_paused_until:
+            return None
         try:
             return fn(*args)
         except Exception as exc:
-            log.warning("response cache: %s failed (%s: %s); calling the provider", fn.__name__,
-                        type(exc).__name__, exc)
+            self._cache_paused_until = self.clock() + CACHE_PAUSE_S
+            log.warning("response cache: %s failed (%s: %s); not used for %g s, the provider answers",
+                        fn.__name__, type(exc).__name__, exc, CACHE_PAUSE_S)
             return None
 
     def cached_answer(self, version: PromptVersion, plan, provider, system: str, parts: list) -> CachedAnswer | None:

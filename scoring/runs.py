@@ -206,6 +206,7 @@ class Runner:
         self.provider = self.predictor.provider_factory(self.version, run_settings)
         self.run_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.schema_plan: Any = None
+        self.totals: dict | None = None
 
     @property
     def project(self) -> str:
@@ -307,7 +308,7 @@ class Runner:
     def execute(self, plan: RunPlan, on_chunk: Callable[[dict], None] | None = None) -> dict:
         """Predict and write every task of the plan, chunk by chunk (the sample's outcomes first);
         returns the totals."""
-        totals = new_totals(plan)
+        totals = self.totals = new_totals(plan)  # kept up to date: what an interrupted run had written
         sampled = {o.task_id for o in plan.sample}
         rest = [t for t in plan.todo if t["id"] not in sampled]
         size = max(1, self.options.chunk)

@@ -12,9 +12,10 @@ from core.errors import ScoringError
 from core.labelstudio import LabelStudioClient
 from fakellm.dataset import LABEL_CONFIG, make_tasks
 from scoring.cli import build_parser, main
-from scoring.runs import Runner, RunOptions
+from scoring.commands.run import confirm
+from scoring.runs import Runner, RunOptions, read_ids, select_tasks
 
-pytestmark = pytest.mark.labelstudio
+ls = pytest.mark.labelstudio  # the tests that start a real Label Studio
 V = "run-v1"
 N_TASKS, N_GT = 10, 4
 
@@ -59,6 +60,7 @@ def versions_per_task(settings, pid) -> dict[int, list[str]]:
     return {t["id"]: sorted(p["model_version"] for p in t["predictions"]) for t in tasks}
 
 
+@ls
 def test_missing_predicts_every_task_once_and_a_rerun_nothing(settings, project, fake_llm, tmp_path, capsys):
     pid, ids = project
     first = run(settings, tmp_path, pid, "--yes")
@@ -81,6 +83,7 @@ def test_missing_predicts_every_task_once_and_a_rerun_nothing(settings, project,
     assert versions_per_task(settings, pid) == {i: [V] for i in ids}
 
 
+@ls
 def test_each_tasks_choice(settings, project, fake_llm, tmp_path):
     pid, ids = project
     gt = run(settings, tmp_path, pid, "--yes", "--tasks", "ground-truth")
@@ -108,6 +111,7 @@ def test_each_tasks_choice(settings, project, fake_llm, tmp_path):
     assert calls(fake_llm) == N_TASKS  # every task was asked exactly once over the five runs
 
 
+@ls
 def test_estimate_writes_nothing_and_calls_only_the_stated_sample(settings, project, fake_llm, tmp_path, capsys):
     pid, ids = project
     blind = run(settings, tmp_path, pid, "--estimate", "--estimate-sample", "0")
@@ -133,6 +137,7 @@ def test_estimate_writes_nothing_and_calls_only_the_stated_sample(settings, proj
     assert abs(actual - est) / est < 0.2
 
 
+@ls
 def test_budget_and_confirmation_refusals(settings, project, fake_llm, tmp_path, monkeypatch, capsys):
     pid, ids = project
     for name, value in {"LABEL_STUDIO_URL": settings.label_studio_url, "LABEL_STUDIO_API_KEY":
@@ -152,6 +157,7 @@ def test_budget_and_confirmation_refusals(settings, project, fake_llm, tmp_path,
     assert calls(fake_llm) == 5  # the ledger knew the version: no new sample
 
 
+@ls
 def test_cache_answers_a_run_after_the_predictions_were_deleted(settings, project, fake_llm, tmp_path):
     pid, ids = project
     client = LabelStudioClient(settings)
@@ -172,6 +178,7 @@ def test_cache_answers_a_run_after_the_predictions_were_deleted(settings, projec
     assert calls(fake_llm) == 2 * N_TASKS
 
 
+@ls
 def test_a_task_predicted_meanwhile_by_another_run_is_skipped(settings, project, fake_llm):
     pid, ids = project
     runner = Runner(settings, RunOptions(project=pid, version=V, progress=False))
@@ -182,3 +189,38 @@ def test_a_task_predicted_meanwhile_by_another_run_is_skipped(settings, project,
     totals = runner.execute(plan)
     assert (totals["predicted"], totals["skipped_existing"]) == (N_TASKS - 1, 1)
     assert versions_per_task(settings, pid) == {i: [V] for i in ids}
+
+
+class _Terminal:
+    def __init__(self, answer: str):
+        self.answer = answer
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self) -> str:
+        return self.answer
+
+
+def test_confirmation_reads_the_terminal(capsys):
+    confirm("go?", yes=False, stdin=_Terminal("y\n"))
+    with pytest.raises(ScoringError, match="not confirmed"):
+        confirm("go?", yes=False, stdin=_Terminal("\n"))
+    confirm("go?", yes=True, stdin=None)
+    assert capsys.readouterr().out.count("go?") == 2
+
+
+def test_task_selection_and_id_files(tmp_path):
+    tasks = [{"id": i, "annotations": [{"ground_truth": i % 2 == 0}], "predictions": []} for i in (5, 3, 9, 8)]
+    assert [t["id"] for t in select_tasks(tasks, "ground-truth", V)[0]] == [8]
+    assert [t["id"] for t in select_tasks(tasks, "all", V)[0]] == [3, 5, 8, 9]
+    assert select_tasks(tasks, "sample:10", V)[0] == select_tasks(tasks, "all", V)[0]
+    (tmp_path / "a.json").write_text("[9, 3, 4]")
+    chosen, not_found = select_tasks(tasks, f"ids:{tmp_path / 'a.json'}", V)
+    assert ([t["id"] for t in chosen], not_found) == ([3, 9], 1)
+    (tmp_path / "b.txt").write_text("7\nseven\n")
+    with pytest.raises(ScoringError, match="whole number"):
+        read_ids(str(tmp_path / "b.txt"))
+    for bad in ("sample:x", "some", "ids:"):
+        with pytest.raises(ScoringError, match="is not one of missing, all, ground-truth"):
+            select_tasks(tasks, bad, V)

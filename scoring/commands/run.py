@@ -143,6 +143,12 @@ def run_version(settings: Settings, options: RunOptions, *, estimate_only: bool 
             done = totals["predicted"] + sum(totals["failed"].values()) + totals["skipped_existing"]
             print(f"  {done}/{plan.selected} task(s) done, {totals['provider_calls']} call(s)", file=sys.stderr)
 
-    result = runner.result(plan, runner.execute(plan, on_chunk=progress))
+    try:
+        result = runner.result(plan, runner.execute(plan, on_chunk=progress))
+    except KeyboardInterrupt:
+        written = (runner.totals or {}).get("predicted", 0)
+        print(f"interrupted: {written} prediction(s) were written; run the same command again to do the rest "
+              "(tasks that have a prediction of the version are skipped)", file=sys.stderr)
+        raise SystemExit(130) from None
     print("\n".join(summary_lines(result)), flush=True)
     return result

@@ -242,15 +242,19 @@ class Runner:
             plan.cached.add(task["id"])
 
     def _measure(self, plan: RunPlan, all_tasks: dict) -> tuple[float | None, float | None, list[str]]:
-        """(input calibration ratio, output tokens per call, how) from the ledger, else from a sample."""
+        """(input calibration ratio, output tokens per call, how): the output from the ledger, else from a
+        sample; the input ratio from the ledger's calls on this project's tasks, else from a sample."""
         recs = [r for r in self.ledger.records(self.version.id) if r.status == "ok" and not r.cached]
-        if recs:
-            out = sum(r.output_tokens for r in recs) / len(recs)
-            how = [f"output: {out:.1f} tokens a call, the average of {len(recs)} earlier successful call(s) of "
-                   f"{self.version.id} in the usage ledger"]
-            ratio, line = self._ledger_ratio([r for r in recs if r.project == self.project], all_tasks)
+        if not recs:
+            return self._sample(plan)
+        out = sum(r.output_tokens for r in recs) / len(recs)
+        how = [f"output: {out:.1f} tokens a call, the average of {len(recs)} earlier successful call(s) of "
+               f"{self.version.id} in the usage ledger"]
+        ratio, line = self._ledger_ratio([r for r in recs if r.project == self.project], all_tasks)
+        if ratio is not None or self.options.estimate_sample == 0:
             return ratio, out, [line, *how]
-        return self._sample(plan)
+        ratio, _, sampled = self._sample(plan)  # calibrate the input on this project's tasks
+        return ratio, out, [h for h in sampled if not h.startswith("output:")] + how
 
     def _ledger_ratio(self, recs: list, all_tasks: dict) -> tuple[float | None, str]:
         latest = {r.task_id: r for r in recs if r.task_id in all_tasks}  # the newest call per task

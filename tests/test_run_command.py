@@ -138,6 +138,22 @@ def test_estimate_writes_nothing_and_calls_only_the_stated_sample(settings, proj
 
 
 @ls
+def test_a_version_known_from_another_project_is_calibrated_on_a_sample(label_studio, settings, project, fake_llm,
+                                                                         tmp_path, capsys):
+    run(settings, tmp_path, project[0], "--yes")  # the ledger now has 10 calls of V, on another project
+    pid = label_studio.create_project(LABEL_CONFIG, title="scoring run, second project")
+    label_studio.sdk().projects.import_tasks(id=pid, request=[{"data": t["data"]} for t in make_tasks(6, seed=11)])
+    capsys.readouterr()
+    second = run(settings, tmp_path, pid, "--yes", "--estimate-sample", "2")
+    printed = capsys.readouterr().out
+    assert "sample: 2 real call(s) made now" in printed and "in the usage ledger" in printed
+    assert (second["predicted"], second["provider_calls"], calls(fake_llm)) == (6, 6, N_TASKS + 6)
+    est, actual = second["estimate"]["usd"], second["usd"]
+    print(f"\nestimate vs actual (output from the ledger, input from a sample): ${est:.6f} vs ${actual:.6f}")
+    assert abs(actual - est) / est < 0.2
+
+
+@ls
 def test_budget_and_confirmation_refusals(settings, project, fake_llm, tmp_path, monkeypatch, capsys):
     pid, ids = project
     for name, value in {"LABEL_STUDIO_URL": settings.label_studio_url, "LABEL_STUDIO_API_KEY":

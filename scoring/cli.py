@@ -27,7 +27,8 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scoring", description="Score LLM prompt versions against Label Studio ground truth or each other.")
+    parser = argparse.ArgumentParser(prog="python -m scoring", description="Score LLM prompt versions against "
+                                     "Label Studio ground truth or each other.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_path in COMMANDS.items():
         try:

@@ -97,6 +97,9 @@ class Settings:
     # --- backend HTTP limits -----------------------------------------------
     max_request_mb: float = 20.0                # MAX_REQUEST_MB: largest /predict and /webhook body (413 above)
     max_setup_mb: float = 5.0                   # MAX_SETUP_MB: largest /setup body, i.e. label config (413 above)
+    # --- response cache and runs ---
+    response_cache: bool = True                 # RESPONSE_CACHE: reuse LLM answers to identical requests (on|off)
+    response_cache_ttl_days: float = 30.0       # RESPONSE_CACHE_TTL_DAYS: days a cached answer is kept (0 = forever)
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -127,6 +130,9 @@ class Settings:
             # --- backend HTTP limits ---
             max_request_mb=_positive(env, "MAX_REQUEST_MB", 20.0),
             max_setup_mb=_positive(env, "MAX_SETUP_MB", 5.0),
+            # --- response cache and runs ---
+            response_cache=_bool(env.get("RESPONSE_CACHE"), True),
+            response_cache_ttl_days=max(0.0, _float(env, "RESPONSE_CACHE_TTL_DAYS", 30.0)),
         )
 
     def replace(self, **changes) -> "Settings":

@@ -85,6 +85,12 @@ class Settings:
     data_dir: str = "var"                       # DATA_DIR: SQLite ledger/history when REDIS_URL is unset
     queue_name: str = "llm-prelabel"            # RQ_QUEUE
     rescore_debounce: float = 30.0              # RESCORE_DEBOUNCE seconds between webhook-triggered rescoring
+    # --- media (image fetching) ---
+    media_fetch_timeout: float = 30.0           # MEDIA_FETCH_TIMEOUT total seconds per image fetch (redirects + body)
+    media_fetch_concurrency: int = 8            # MEDIA_FETCH_CONCURRENCY image fetches at once per process (= pool size)
+    media_max_bytes: int = 20 * 1024 * 1024     # MEDIA_MAX_BYTES largest image fetched or inlined
+    media_max_redirects: int = 5                # MEDIA_MAX_REDIRECTS redirects followed per image fetch
+    allow_internal_image_urls: bool = False     # ALLOW_INTERNAL_IMAGE_URLS: pass/fetch loopback, private, bare-name hosts
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -112,6 +118,12 @@ class Settings:
             data_dir=env.get("DATA_DIR") or "var",
             queue_name=env.get("RQ_QUEUE") or "llm-prelabel",
             rescore_debounce=_float(env, "RESCORE_DEBOUNCE", 30.0),
+            # --- media (image fetching) ---
+            media_fetch_timeout=_float(env, "MEDIA_FETCH_TIMEOUT", 30.0),
+            media_fetch_concurrency=max(1, _int(env, "MEDIA_FETCH_CONCURRENCY", 8)),
+            media_max_bytes=max(1, _int(env, "MEDIA_MAX_BYTES", 20 * 1024 * 1024)),
+            media_max_redirects=max(0, _int(env, "MEDIA_MAX_REDIRECTS", 5)),
+            allow_internal_image_urls=_bool(env.get("ALLOW_INTERNAL_IMAGE_URLS"), False),
         )
 
     def replace(self, **changes) -> "Settings":

@@ -116,8 +116,9 @@ def ls(other):
         yield srv
 
 
-def resolver(ls, key=TOKEN, **kw):
-    return MediaResolver(Settings(label_studio_url=ls.url + "/", label_studio_api_key=key), **kw)
+def resolver(ls, key=TOKEN, allow_internal=False, **kw):
+    settings = Settings(label_studio_url=ls.url + "/", label_studio_api_key=key, allow_internal_image_urls=allow_internal)
+    return MediaResolver(settings, **kw)
 
 
 # --- passed through, never fetched --------------------------------------------------
@@ -228,7 +229,8 @@ def test_timeout(ls):
 
 
 def test_redirect_to_storage_does_not_carry_the_token(ls, other):
-    part = resolver(ls).resolve("/tasks/1/presign/?fileuri=czM6Ly9i")
+    # storage on this network (e.g. MinIO on 127.0.0.1) needs ALLOW_INTERNAL_IMAGE_URLS
+    part = resolver(ls, allow_internal=True).resolve("/tasks/1/presign/?fileuri=czM6Ly9i")
     assert part.data == PNG
     (req,) = other.requests
     assert "Authorization" not in req["headers"]

@@ -33,6 +33,10 @@ class FetchDeadline(Exception):
     """The fetch's deadline passed (while waiting for a slot, connecting, or reading)."""
 
 
+def _bad_location(url: str, exc: Exception) -> MediaError:
+    return MediaError(f"{url.split('?')[0][:200]} redirects to an invalid URL ({exc}); not followed")
+
+
 class _Watchdog:
     """Shuts down the socket of one request when its deadline passes.
 
@@ -127,11 +131,17 @@ class Fetcher:
                     yield response
                 finally:
                     response.close()
+                if watchdog.fired:  # a body cut short by the watchdog can look complete (HTTP/1.0, no length)
+                    raise FetchDeadline()
+            except httpx.InvalidURL as exc:  # httpx reads a redirect's Location even when it does not follow it
+                raise _bad_location(url, exc) from None
             except httpx.TimeoutException:
                 raise FetchDeadline() from None
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 if watchdog.fired or time.monotonic() >= deadline:
                     raise FetchDeadline() from None
+                if "location header" in str(exc).lower():
+                    raise _bad_location(url, exc) from None
                 raise
 
     @staticmethod
@@ -139,14 +149,19 @@ class Fetcher:
         """The body, streamed: :class:`MediaError` past ``max_bytes``, :class:`FetchDeadline` past ``deadline``."""
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
-            raise MediaError(f"the image {shown} is {int(declared) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+            raise MediaError(
+                f"the image {shown} is {int(declared) / 1e6:.1f} MB; "
+                f"the limit is {max_bytes / 1e6:.0f} MB (MEDIA_MAX_BYTES)"
+            )
         chunks, size = [], 0
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > max_bytes:
-                raise MediaError(f"the image {shown} is larger than {max_bytes / 1e6:.0f} MB")
+                raise MediaError(f"the image {shown} is larger than {max_bytes / 1e6:.0f} MB (MEDIA_MAX_BYTES)")
             chunks.append(chunk)
             if time.monotonic() >= deadline:
                 raise FetchDeadline()
+        if time.monotonic() >= deadline:  # the end of the body may be the watchdog shutting the socket
+            raise FetchDeadline()
         return b"".join(chunks)
 

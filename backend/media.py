@@ -28,13 +28,13 @@ import binascii
 import json
 import threading
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
-from backend.fetching import Fetcher, FetchDeadline
+from backend.fetching import FetchDeadline, Fetcher
 from backend.providers.base import ImagePart, sniff_media_type
-from backend.urls import has_userinfo, internal_reason, origin_of, unsafe_chars
+from backend.urls import has_userinfo, internal_reason, origin_of, scheme_of, unsafe_chars
 from core.errors import MediaError
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -81,7 +81,9 @@ class MediaResolver:
         or by ``MEDIA_FETCH_TIMEOUT`` from now if that comes first.
         """
         if not isinstance(value, str) or not value.strip():
-            raise MediaError(f"the image reference must be a non-empty string (a URL or a Label Studio path), got {value!r}")
+            raise MediaError(
+                f"the image reference must be a non-empty string (a URL or a Label Studio path), got {value!r}"
+            )
         value = value.strip()
         if value[:5].lower() == "data:":
             return self._data_url(value)
@@ -113,11 +115,16 @@ class MediaResolver:
 
     @staticmethod
     def _not_http(value: str) -> MediaError:
-        scheme = urlsplit(value).scheme
-        if scheme and scheme.lower() not in ("http", "https"):
+        scheme = scheme_of(value)
+        if scheme and scheme not in ("http", "https"):
             return MediaError(
                 f"image URLs with the {scheme}: scheme are not fetched; use an http(s) URL, or let Label Studio "
                 "serve the file (upload it, or use local-files / cloud storage) so the task holds a /data/... path"
+            )
+        if scheme:
+            return MediaError(
+                f"the image URL {value[:100]!r} is not a valid http(s) URL (http://host/path), or URL parsers "
+                "disagree on its host"
             )
         return MediaError(
             f"the image reference {value[:100]!r} is neither an http(s) URL (http://host/path) "
@@ -219,7 +226,9 @@ class MediaResolver:
             raise MediaError(f"the image {_shown(url)} redirects to a location containing {bad}; not followed")
         target = urljoin(url, location)
         if origin_of(target) is None or has_userinfo(target):
-            raise MediaError(f"the image {_shown(url)} redirects to {_shown(target)!r}, not an http(s) URL; not followed")
+            raise MediaError(
+                f"the image {_shown(url)} redirects to {_shown(target)!r}, not an http(s) URL; not followed"
+            )
         return target
 
     def _auth_header(self, end: float, refresh: bool = False) -> dict:
@@ -235,8 +244,9 @@ class MediaResolver:
 
     def _refresh(self, key: str, end: float) -> str:
         """Exchange the personal access token (a JWT refresh token) for an access token."""
+        url = f"{self.base}/api/token/refresh"
         try:
-            with self._open("POST", f"{self.base}/api/token/refresh", end, credentialed=True, json={"refresh": key}) as resp:
+            with self._open("POST", url, end, credentialed=True, json={"refresh": key}) as resp:
                 body = self.fetcher.read(resp, end, 1 << 20, "the token refresh answer")
                 status, ctype = resp.status_code, resp.headers.get("content-type", "")
         except httpx.HTTPError as exc:

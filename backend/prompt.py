@@ -30,8 +30,8 @@ import string
 from typing import Any, Mapping
 
 from backend.controls.base import lookup
-from core.errors import MissingDataError
 from backend.providers.base import ImagePart, TextPart
+from core.errors import MissingDataError
 
 ANSWER_RULE = "Answer only with JSON matching the schema."
 

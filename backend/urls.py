@@ -55,6 +55,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # suffixes that name hosts of a private network, never the public internet
 INTERNAL_SUFFIXES = ("localhost", "local", "internal", "intranet", "lan", "home.arpa", "corp", "private")
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
 
 
@@ -95,9 +96,18 @@ def origin_of(url: str) -> Origin | None:
     return first if first is not None and first == _httpx_origin(url) else None
 
 
+def scheme_of(url: str) -> str:
+    """The URL's scheme, lower-cased ('' when it has none or cannot be parsed)."""
+    match = _SCHEME.match(url)
+    return match.group(1).lower() if match else ""
+
+
 def has_userinfo(url: str) -> bool:
-    """Whether the URL's authority holds a user name or password (``user:pass@host``)."""
-    return "@" in urlsplit(url).netloc
+    """Whether the URL's authority holds a user name or password (``user:pass@host``); True when unparseable."""
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:
+        return True
 
 
 def _loose_ipv4(host: str) -> ipaddress.IPv4Address | None:

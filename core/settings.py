@@ -86,11 +86,11 @@ class Settings:
     queue_name: str = "llm-prelabel"            # RQ_QUEUE
     rescore_debounce: float = 30.0              # RESCORE_DEBOUNCE seconds between webhook-triggered rescoring
     # --- media (image fetching) ---
-    media_fetch_timeout: float = 30.0           # MEDIA_FETCH_TIMEOUT total seconds per image fetch (redirects + body)
-    media_fetch_concurrency: int = 8            # MEDIA_FETCH_CONCURRENCY image fetches at once per process (= pool size)
+    media_fetch_timeout: float = 30.0           # MEDIA_FETCH_TIMEOUT total seconds per image fetch, redirects + body
+    media_fetch_concurrency: int = 8            # MEDIA_FETCH_CONCURRENCY image fetches at once per process (pool size)
     media_max_bytes: int = 20 * 1024 * 1024     # MEDIA_MAX_BYTES largest image fetched or inlined
     media_max_redirects: int = 5                # MEDIA_MAX_REDIRECTS redirects followed per image fetch
-    allow_internal_image_urls: bool = False     # ALLOW_INTERNAL_IMAGE_URLS: pass/fetch loopback, private, bare-name hosts
+    allow_internal_image_urls: bool = False     # ALLOW_INTERNAL_IMAGE_URLS: allow loopback/private/bare-name hosts
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.errors import MediaError
 from backend.media import MediaResolver
+from core.errors import MediaError
 from core.settings import Settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
@@ -34,7 +34,9 @@ class _Server:
             def _handle(self, method):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                server.requests.append({"method": method, "path": self.path, "headers": dict(self.headers), "body": body})
+                server.requests.append(
+                    {"method": method, "path": self.path, "headers": dict(self.headers), "body": body}
+                )
                 status, headers, payload = server.routes(method, self.path, self.headers, body)
                 self.send_response(status)
                 for k, v in headers.items():
@@ -78,6 +80,19 @@ def other():
         yield srv
 
 
+STATIC = {
+    "/data/upload/1/cat.png": _image(PNG, "image/png"),
+    "/data/upload/1/slow.png": _image(PNG, "image/png"),
+    "/data/local-files/?d=images/dog.jpg": _image(JPEG, "image/jpeg"),
+    "/data/upload/1/with-cookie.png": (
+        200, {"Content-Type": "image/png", "Content-Length": str(len(PNG)), "Set-Cookie": "sessionid=s1; Path=/"}, PNG
+    ),
+    "/data/upload/1/untyped": _image(JPEG, "application/octet-stream"),
+    "/data/upload/1/big.png": _image(PNG + b"\x00" * 5000, "image/png"),
+    "/data/upload/1/page": (200, {"Content-Type": "text/html"}, b"<html>login</html>"),
+}
+
+
 @pytest.fixture
 def ls(other):
     access = {"token": "access-1"}
@@ -89,27 +104,14 @@ def ls(other):
                 return 200, {"Content-Type": "application/json"}, json.dumps({"access": access["token"]}).encode()
             return 401, {"Content-Type": "application/json"}, b'{"detail": "bad token"}'
         if auth not in (f"Token {TOKEN}", f"Bearer {access['token']}"):
-            return 401, {"Content-Type": "application/json"}, b'{"detail": "Authentication credentials were not provided."}'
-        if path == "/data/upload/1/cat.png":
-            return _image(PNG, "image/png")
-        if path == "/data/local-files/?d=images/dog.jpg":
-            return _image(JPEG, "image/jpeg")
-        if path == "/data/upload/1/with-cookie.png":
-            return 200, {"Content-Type": "image/png", "Content-Length": str(len(PNG)), "Set-Cookie": "sessionid=s1; Path=/"}, PNG
-        if path == "/data/upload/1/untyped":
-            return _image(JPEG, "application/octet-stream")
-        if path == "/data/upload/1/big.png":
-            return _image(PNG + b"\x00" * 5000, "image/png")
+            return 401, {"Content-Type": "application/json"}, b'{"detail": "no credentials"}'
         if path == "/data/upload/1/streamed.png":
             return 200, {"Content-Type": "image/png"}, (PNG + b"\x00" * 1000 for _ in range(10))
-        if path == "/data/upload/1/page":
-            return 200, {"Content-Type": "text/html"}, b"<html>login</html>"
         if path == "/data/upload/1/slow.png":
             time.sleep(1.5)
-            return _image(PNG, "image/png")
         if path == "/tasks/1/presign/?fileuri=czM6Ly9i":
             return 302, {"Location": f"{other.url}/bucket/cat.png", "Content-Length": "0"}, b""
-        return 404, {"Content-Length": "0"}, b""
+        return STATIC.get(path) or (404, {"Content-Length": "0"}, b"")
 
     with _Server(routes) as srv:
         srv.access = access
@@ -117,7 +119,9 @@ def ls(other):
 
 
 def resolver(ls, key=TOKEN, allow_internal=False, **kw):
-    settings = Settings(label_studio_url=ls.url + "/", label_studio_api_key=key, allow_internal_image_urls=allow_internal)
+    settings = Settings(
+        label_studio_url=ls.url + "/", label_studio_api_key=key, allow_internal_image_urls=allow_internal
+    )
     return MediaResolver(settings, **kw)
 
 
@@ -245,7 +249,8 @@ def test_personal_access_token_is_refreshed_then_sent_as_bearer(ls):
     # the access token expires: one 401, one refresh, one retry
     ls.access["token"] = "access-2"
     assert r.resolve("/data/upload/1/cat.png").data == PNG
-    assert [q["path"] for q in ls.requests[2:]] == ["/data/upload/1/cat.png", "/api/token/refresh", "/data/upload/1/cat.png"]
+    paths = [q["path"] for q in ls.requests[2:]]
+    assert paths == ["/data/upload/1/cat.png", "/api/token/refresh", "/data/upload/1/cat.png"]
     assert ls.requests[-1]["headers"]["Authorization"] == "Bearer access-2"
 
 

@@ -9,15 +9,25 @@ task value                                   result
 ``/data/upload/3/cat.jpg``,                  fetched from ``LABEL_STUDIO_URL`` with
 ``/data/local-files/?d=images/cat.jpg``,     ``Authorization: Token <LABEL_STUDIO_API_KEY>``
 any other ``/path`` on Label Studio          and sent inline (``ImagePart(data=..., media_type=...)``)
-``http://<LABEL_STUDIO_URL host>/...``       the same (a private Label Studio URL)
+``http://<LABEL_STUDIO_URL origin>/...``     the same (a private Label Studio URL)
 ``data:image/png;base64,...``                decoded and sent inline
+``http://127.0.0.1/``, ``http://redis/``,    :class:`~core.errors.MediaError` unless
+``http://169.254.169.254/``, ``10.x``...     ``ALLOW_INTERNAL_IMAGE_URLS=true`` (see ``backend.urls``)
+whitespace, control characters, ``\\``     :class:`~core.errors.MediaError`
 ``file:``, ``ftp:``, ``s3:``, ``gs:`` ...    :class:`~core.errors.MediaError`
 a relative path without ``LABEL_STUDIO_URL`` :class:`~core.errors.MediaError` saying what to set
 ==========================================  =============================================
 
-Only the Label Studio host and public http(s) URLs are ever contacted, and
-only Label Studio gets the API key.  Inline images are capped at ``max_bytes``
-(20 MB by default).  A personal access token (a JWT refresh token) is
+The Label Studio key goes only to ``LABEL_STUDIO_URL``'s origin (scheme, host
+and port, as both ``urllib`` and ``httpx`` read the URL): :meth:`MediaResolver._open`
+checks this before every request that carries it.  Redirects are followed here,
+at most ``MEDIA_MAX_REDIRECTS``, each hop checked: hops on the Label Studio
+origin carry the key; once a hop leaves it (e.g. a presigned cloud storage URL)
+no later hop does, and the target must be a public host unless
+``ALLOW_INTERNAL_IMAGE_URLS=true``.  Each fetch ends by ``MEDIA_FETCH_TIMEOUT``
+or the caller's ``deadline`` (see ``backend.fetching``), whichever is first;
+at most ``MEDIA_FETCH_CONCURRENCY`` run at once; images are capped at
+``MEDIA_MAX_BYTES`` (20 MB).  A personal access token (a JWT refresh token) is
 exchanged for an access token at ``/api/token/refresh`` and sent as
 ``Bearer``; a legacy token is sent as ``Token``.
 """

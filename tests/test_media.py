@@ -19,44 +19,55 @@ TOKEN = "legacy-token-123"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
 
 
-class _Server:
-    """A loopback HTTP server whose handler records every request."""
+class Server:
+    """A quiet loopback HTTP server recording every request; ``routes(method, path, headers, body)`` returns
+    ``(status, headers, body bytes or an iterable of chunks)``.  ``peak``: most requests handled at once."""
 
     def __init__(self, routes):
         self.requests: list[dict] = []
-        self.routes = routes
+        self.active = 0
+        self.peak = 0
+        self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
-            def _handle(self, method):
+            def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                server.requests.append(
-                    {"method": method, "path": self.path, "headers": dict(self.headers), "body": body}
-                )
-                status, headers, payload = server.routes(method, self.path, self.headers, body)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                if isinstance(payload, (bytes, bytearray)):
-                    self.wfile.write(payload)
-                else:  # a generator of chunks (no Content-Length)
-                    for chunk in payload:
+                server.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                        "body": body})
+                with server.lock:
+                    server.active += 1
+                    server.peak = max(server.peak, server.active)
+                try:
+                    status, headers, payload = routes(self.command, self.path, self.headers, body)
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    for chunk in [payload] if isinstance(payload, bytes) else payload:
                         self.wfile.write(chunk)
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the client hung up
+                finally:
+                    with server.lock:
+                        server.active -= 1
 
-            def do_GET(self):
-                self._handle("GET")
+            do_GET = do_POST = _handle
 
-            def do_POST(self):
-                self._handle("POST")
+        class Quiet(ThreadingHTTPServer):
+            daemon_threads = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+            def handle_error(self, request, client_address):
+                pass
+
+        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -76,7 +87,7 @@ def _image(data, ctype):
 @pytest.fixture
 def other():
     """A second origin, to see what a redirect away from Label Studio carries."""
-    with _Server(lambda m, p, h, b: _image(PNG, "image/png")) as srv:
+    with Server(lambda m, p, h, b: _image(PNG, "image/png")) as srv:
         yield srv
 
 
@@ -113,7 +124,7 @@ def ls(other):
             return 302, {"Location": f"{other.url}/bucket/cat.png", "Content-Length": "0"}, b""
         return STATIC.get(path) or (404, {"Content-Length": "0"}, b"")
 
-    with _Server(routes) as srv:
+    with Server(routes) as srv:
         srv.access = access
         yield srv
 

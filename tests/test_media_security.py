@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from urllib.parse import quote, unquote
 
@@ -20,71 +19,12 @@ from backend.prompt import render
 from backend.schema import build_plan
 from core.errors import MediaError
 from core.settings import Settings
+from tests.test_media import Server
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
 TOKEN = "legacy-token-SECRET-123"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.U0VDUkVULXNpZ25hdHVyZQ"
 ACCESS = "access-SECRET-1"
-
-
-class Server:
-    """A quiet loopback HTTP server: ``routes(handler) -> (status, headers, body bytes or iterable)``."""
-
-    def __init__(self, routes):
-        self.requests: list[dict] = []
-        self.active = 0
-        self.peak = 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                server.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                        "body": body})
-                with server.lock:
-                    server.active += 1
-                    server.peak = max(server.peak, server.active)
-                try:
-                    status, headers, payload = routes(self.command, self.path, body)
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    for chunk in [payload] if isinstance(payload, bytes) else payload:
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-                except OSError:
-                    pass  # the client hung up
-                finally:
-                    with server.lock:
-                        server.active -= 1
-
-            do_GET = do_POST = _handle
-
-        class Quiet(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass
-
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
 
 
 def image(data=PNG):
@@ -115,7 +55,7 @@ def carries_credential(req) -> bool:
 @pytest.fixture
 def trap():
     """Another origin on the same host: anything it receives is recorded; a credential fails the test."""
-    with Server(lambda method, path, body: image()) as srv:
+    with Server(lambda method, path, headers, body: image()) as srv:
         yield srv
 
 
@@ -124,12 +64,12 @@ def ls(trap):
     """A stand-in Label Studio: needs the token; redirects and slow routes for the tests below."""
     state = SimpleNamespace(stop=threading.Event(), ended=threading.Event(), hops=0)
 
-    def routes(method, path, body):
+    def routes(method, path, headers, body):
         if path == "/api/token/refresh" and method == "POST":
             ok = json.loads(body or b"{}").get("refresh") == JWT
             return (200, {"Content-Type": "application/json"}, json.dumps({"access": ACCESS}).encode()) if ok else \
                 (401, {"Content-Type": "application/json"}, b"{}")
-        auth = srv.requests[-1]["headers"].get("Authorization", "")
+        auth = headers.get("Authorization", "")
         if auth not in (f"Token {TOKEN}", f"Bearer {ACCESS}"):
             return 401, {"Content-Length": "0"}, b""
         return ls_route(path, state, trap)
@@ -267,7 +207,7 @@ def test_redirect_to_an_allowed_internal_host_is_followed_without_the_key(ls, tr
 def test_key_not_sent_to_label_studio_once_a_hop_left_it(ls, trap):
     """Label Studio -> another origin -> back to Label Studio: the last hop is chosen by the other
     origin, so it goes without the key (and Label Studio answers 401)."""
-    with Server(lambda m, p, b: redirect(f"{ls.url}/data/upload/1/cat.png")) as bouncer:
+    with Server(lambda m, p, h, b: redirect(f"{ls.url}/data/upload/1/cat.png")) as bouncer:
         r = resolver(ls, allow_internal_image_urls=True)
         with pytest.raises(MediaError, match="HTTP 401"):
             r.resolve(redirect_path(f"{bouncer.url}/x"))

@@ -121,6 +121,10 @@ class MediaResolver:
                 f"the image {path[:100]!r} is stored in Label Studio; set LABEL_STUDIO_URL (e.g. "
                 "http://localhost:8080) and LABEL_STUDIO_API_KEY so the backend can fetch it"
             )
+        if self._origin is None:
+            raise MediaError(
+                f"LABEL_STUDIO_URL={self.base[:100]!r} is not an http(s) URL; set it to e.g. http://localhost:8080"
+            )
         return f"{self.base}/{path.lstrip('/')}"
 
     @staticmethod
@@ -247,10 +251,14 @@ class MediaResolver:
             return {}
         if not _is_jwt(key):
             return {"Authorization": f"Token {key}"}
-        with self._lock:
+        if not self._lock.acquire(timeout=max(0.0, end - time.monotonic())):  # another fetch is refreshing
+            raise FetchDeadline()
+        try:
             if self._access is None or refresh:
                 self._access = self._refresh(key, end)
             return {"Authorization": f"Bearer {self._access}"}
+        finally:
+            self._lock.release()
 
     def _refresh(self, key: str, end: float) -> str:
         """Exchange the personal access token (a JWT refresh token) for an access token."""

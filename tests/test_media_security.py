@@ -62,10 +62,12 @@ def trap():
 @pytest.fixture
 def ls(trap):
     """A stand-in Label Studio: needs the token; redirects and slow routes for the tests below."""
-    state = SimpleNamespace(stop=threading.Event(), ended=threading.Event(), hops=0)
+    state = SimpleNamespace(stop=threading.Event(), ended=threading.Event(), hops=0, slow_refresh=False)
 
     def routes(method, path, headers, body):
         if path == "/api/token/refresh" and method == "POST":
+            if state.slow_refresh:
+                state.stop.wait(20)
             ok = json.loads(body or b"{}").get("refresh") == JWT
             return (200, {"Content-Type": "application/json"}, json.dumps({"access": ACCESS}).encode()) if ok else \
                 (401, {"Content-Type": "application/json"}, b"{}")
@@ -175,6 +177,12 @@ def test_a_key_is_never_sent_off_origin_even_if_a_caller_asks(ls, trap):
     with pytest.raises(MediaError, match="refusing to send LABEL_STUDIO_API_KEY"):
         r._open("GET", f"{trap.url}/x", time.monotonic() + 5, credentialed=True, headers={})
     assert trap.requests == []
+
+
+@pytest.mark.parametrize("base", ["localhost:8080", "ftp://ls.example.com", "http://ls example.com"])
+def test_unusable_label_studio_url_is_named(base):
+    with pytest.raises(MediaError, match="LABEL_STUDIO_URL=.* is not an http"):
+        MediaResolver(Settings(label_studio_url=base, label_studio_api_key=TOKEN)).resolve("/data/upload/1/cat.png")
 
 
 def test_label_studio_paths_and_urls_still_work(ls):
@@ -341,3 +349,17 @@ def test_render_hands_the_request_deadline_to_the_resolver(ls):
     with pytest.raises(MediaError, match="timed out"):
         render(version, plan, task, resolver(ls), deadline=start + 0.7)
     assert time.monotonic() - start < 1.3
+
+
+def test_waiting_for_another_fetchs_token_refresh_ends_at_the_deadline(ls):
+    ls.state.slow_refresh = True
+    r = resolver(ls, key=JWT)
+    first = threading.Thread(target=lambda: pytest.raises(MediaError, r.resolve, "/data/upload/1/cat.png",
+                                                          deadline=time.monotonic() + 3))
+    first.start()
+    time.sleep(0.2)  # the first fetch now holds the token lock, refreshing slowly
+    start = time.monotonic()
+    with pytest.raises(MediaError, match="timed out"):
+        r.resolve("/data/upload/1/cat.png", deadline=start + 0.5)
+    assert time.monotonic() - start < 1.0
+    first.join(5)

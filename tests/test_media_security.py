@@ -252,6 +252,7 @@ def test_redirect_loops_end(ls):
     "http://metadata.google.internal/computeMetadata/v1/", "http://printer.local/a.png", "http://foo.localhost/",
     "http://2852039166/latest/", "http://0xa9.254.169.254/", "http://169.254.169.254./",
     "https://%6c%6f%63%61%6c%68%6f%73%74/", "http://0x7f000001/", "http://[::]/",
+    "http://[::ffff:7f00:1]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[2002:a9fe:a9fe::1]/",
 ])
 def test_internal_image_urls_are_refused(url):
     with pytest.raises(MediaError, match="internal host.*ALLOW_INTERNAL_IMAGE_URLS=true"):
@@ -295,7 +296,7 @@ def test_trickling_body_stops_at_the_request_deadline(ls):
     start = time.monotonic()
     with pytest.raises(MediaError, match="timed out"):
         r.resolve("/data/upload/1/trickle.png", deadline=start + 1.0)
-    assert 0.9 < time.monotonic() - start < 1.6
+    assert 0.9 < time.monotonic() - start < 2.5  # the body would trickle for a minute
     assert ls.state.ended.wait(2)  # the server saw the connection go
 
 
@@ -304,7 +305,7 @@ def test_slow_headers_stop_at_the_fetch_timeout(ls):
     start = time.monotonic()
     with pytest.raises(MediaError, match="timed out"):
         r.resolve("/data/upload/1/slow-headers.png")
-    assert time.monotonic() - start < 1.4
+    assert time.monotonic() - start < 2.0  # the server would wait 20 s
 
 
 def test_deadline_already_passed_fetches_nothing(ls):
@@ -330,14 +331,14 @@ def test_slow_fetches_release_threads_and_connections(ls):
         w.start()
     for w in workers:
         w.join(3)
-    assert time.monotonic() - deadline < 0.6
+    assert time.monotonic() - deadline < 1.5
     assert len(errors) == 8 and all("timed out" in e for e in errors)
     assert ls.peak <= 2  # MEDIA_FETCH_CONCURRENCY held; the other six waited, then gave up
     assert _settled_threads(baseline) <= baseline  # no watchdog or fetch thread left behind
     assert r.fetcher.client()._transport._pool.connections == []  # nothing held in the pool
     start = time.monotonic()
     assert r.resolve("/data/upload/1/cat.png", deadline=time.monotonic() + 5).data == PNG
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 2.0
 
 
 def test_render_hands_the_request_deadline_to_the_resolver(ls):
@@ -348,7 +349,7 @@ def test_render_hands_the_request_deadline_to_the_resolver(ls):
     start = time.monotonic()
     with pytest.raises(MediaError, match="timed out"):
         render(version, plan, task, resolver(ls), deadline=start + 0.7)
-    assert time.monotonic() - start < 1.3
+    assert time.monotonic() - start < 2.0
 
 
 def test_waiting_for_another_fetchs_token_refresh_ends_at_the_deadline(ls):
@@ -361,5 +362,5 @@ def test_waiting_for_another_fetchs_token_refresh_ends_at_the_deadline(ls):
     start = time.monotonic()
     with pytest.raises(MediaError, match="timed out"):
         r.resolve("/data/upload/1/cat.png", deadline=start + 0.5)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 1.8  # not the 3 s the other fetch may take
     first.join(5)

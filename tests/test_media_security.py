@@ -136,12 +136,13 @@ def corpus(ls_port: int, port: int) -> list[str]:
 
 def run_corpus(ls, trap, **settings) -> tuple[int, int, dict]:
     values = corpus(ls.port, trap.port)
-    outcomes = {"refused": 0, "passed on as a URL": 0, "fetched from Label Studio": 0}
+    outcomes = dict.fromkeys(["MediaError (refused, or Label Studio said 404)", "passed on as a URL",
+                              "fetched from Label Studio"], 0)
     for value in values:
         try:
             part = resolver(ls, **settings).resolve(value)
         except MediaError:
-            outcomes["refused"] += 1
+            outcomes["MediaError (refused, or Label Studio said 404)"] += 1
             continue
         if part.url is not None:
             assert part.url == value.strip(), value  # passed on untouched, never fetched by us

@@ -365,3 +365,28 @@ def test_waiting_for_another_fetchs_token_refresh_ends_at_the_deadline(ls):
         r.resolve("/data/upload/1/cat.png", deadline=start + 0.5)
     assert time.monotonic() - start < 1.8  # not the 3 s the other fetch may take
     first.join(5)
+
+
+# --- against a real Label Studio 1.23.2 -------------------------------------------------------
+
+@pytest.mark.labelstudio
+def test_real_label_studio_upload_is_fetched_and_tricks_are_refused(label_studio, trap):
+    import httpx
+
+    pid = label_studio.create_project('<View><Image name="img" value="$image"/></View>', title="media security")
+    auth = {"Authorization": f"Token {label_studio.token}"}
+    reply = httpx.post(f"{label_studio.url}/api/projects/{pid}/import", headers=auth, timeout=60,
+                       files={"file": ("cat.png", PNG, "image/png")})
+    assert reply.status_code == 201, reply.text
+    tasks = httpx.get(f"{label_studio.url}/api/tasks", params={"project": pid}, headers=auth, timeout=60).json()
+    path = tasks["tasks"][0]["data"]["image"]
+    assert path.startswith("/data/upload/")
+    r = MediaResolver(label_studio.settings())
+    assert r.resolve(path, deadline=time.monotonic() + 30).data == PNG
+    assert r.resolve(label_studio.url + path).data == PNG
+    for value in corpus(int(label_studio.url.rsplit(":", 1)[1]), trap.port):
+        with pytest.raises(MediaError):
+            r.resolve(value)
+    assert [q for q in trap.requests if carries_credential(q)] == []
+    with pytest.raises(MediaError, match="HTTP 401"):
+        MediaResolver(Settings(label_studio_url=label_studio.url, label_studio_api_key="wrong-key")).resolve(path)

@@ -148,7 +148,9 @@ class Predictor:
         return completion.data, store
 
     # -- one task -------------------------------------------------------------
-    def predict_one(self, version: PromptVersion, plan, provider, task: Any) -> TaskOutcome:
+    def predict_one(self, version: PromptVersion, plan, provider, task: Any,
+                    deadline: float | None = None) -> TaskOutcome:
+        """Label one task; ``deadline`` (a ``time.monotonic()`` timestamp) also ends its image fetches."""
         if not isinstance(task, dict):  # e.g. 42, null or "abc" among the tasks: this task only
             outcome = TaskOutcome(task_id=None, status="invalid_task",
                                   message=f"the task is a JSON {type(task).__name__}, not an object "
@@ -157,7 +159,7 @@ class Predictor:
             return outcome
         outcome = TaskOutcome(task_id=task.get("id"))
         try:
-            system, parts = render(version, plan, task, self.media)
+            system, parts = render(version, plan, task, self.media, deadline=deadline)
             data, store = self.ask(version, plan, provider, system, parts, outcome)
             regions, stats = plan.to_result(data, task.get("data") or {})
             outcome.regions, outcome.stats = regions, stats
@@ -205,7 +207,10 @@ class Predictor:
             if not batch.claim(i):
                 return
             task = tasks[i]
-            outcome = self.late_outcome(task) if batch.late() else self.predict_one(version, plan, provider, task)
+            if batch.late():
+                outcome = self.late_outcome(task)
+            else:  # image fetches stop when the request's deadline passes (monotonic clock, like the fetcher's)
+                outcome = self.predict_one(version, plan, provider, task, time.monotonic() + batch.left())
             batch.finish(i, outcome)
 
         if len(tasks) == 1:

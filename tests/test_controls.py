@@ -528,7 +528,8 @@ def test_all_dropped_counts_even_when_other_controls_answered_nothing():
 
 
 def test_some_regions_dropped_keeps_the_rest_and_counts_the_drops():
-    answer = {"ner": [{"text": "Carol", "label": "PER", "occurrence": 0}, {"text": "Paris", "label": "LOC", "occurrence": 0}]}
+    answer = {"ner": [{"text": "Carol", "label": "PER", "occurrence": 0},
+                      {"text": "Paris", "label": "LOC", "occurrence": 0}]}
     regions, stats = convert(LABELS, answer, {"text": TEXT})
     assert len(regions) == 1 and quality(stats) == {
         "dropped": {"spans": 1}, "repaired": 0, "notes": ["ner: passage not found in the text: 'Carol'"]}
@@ -536,7 +537,8 @@ def test_some_regions_dropped_keeps_the_rest_and_counts_the_drops():
 
 
 NUMBER_DEFAULT = """<View><Text name="text" value="$text"/><Number name="n" toName="text"/></View>"""
-NUMBER_ODD = """<View><Text name="text" value="$text"/><Number name="n" toName="text" min="1" max="9" step="2"/></View>"""
+NUMBER_ODD = """<View><Text name="text" value="$text"/>
+<Number name="n" toName="text" min="1" max="9" step="2"/></View>"""
 
 
 @pytest.mark.parametrize("config, answer", [

@@ -83,8 +83,6 @@ def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: in
     input_tokens = _int(s.get("input_tokens"))
     output_tokens = _int(s.get("output_tokens"))
     errors = {str(k): _int(v) for k, v in (s.get("errors") or {}).items() if _int(v)}
-    dropped = {str(k): _int(v) for k, v in (s.get("dropped") or {}).items() if _int(v)}
-    repaired = _int(s.get("repaired"))
 
     if ledger_summary is not None and calls == 0 and tasks == 0:
         notes.append("the ledger has no usage for this version (predictions made elsewhere or before the ledger "
@@ -92,8 +90,7 @@ def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: in
     if 0 < tasks < n_scored:
         notes.append(f"the ledger has usage for {tasks} tasks but {n_scored} were scored: some predictions were made "
                      "outside this backend")
-    if dropped or repaired:
-        notes.append(_quality_note(dropped, repaired))
+    quality = _quality(s, notes)
     usd, usd_partial = _usd(s, tasks > 0 or calls > 0, notes)
     usd_per_task = usd / tasks if usd is not None and tasks > 0 else None
     projected = usd_per_task * n_project_tasks if usd_per_task is not None and n_project_tasks >= 0 else None
@@ -116,9 +113,17 @@ def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: in
         "latency": {"p50": _num(s.get("latency_p50")), "p95": _num(s.get("latency_p95"))},
         "complete": usd is not None and tasks > 0,
         "notes": notes,
-        "dropped": dropped,
-        "repaired": repaired,
+        **quality,
     }
+
+
+def _quality(summary: dict, notes: list[str]) -> dict:
+    """``{"dropped": {kind: n}, "repaired": n}`` from a ledger summary (a note in ``notes`` when not zero)."""
+    dropped = {str(k): _int(v) for k, v in (summary.get("dropped") or {}).items() if _int(v)}
+    repaired = _int(summary.get("repaired"))
+    if dropped or repaired:
+        notes.append(_quality_note(dropped, repaired))
+    return {"dropped": dropped, "repaired": repaired}
 
 
 def _quality_note(dropped: dict[str, int], repaired: int) -> str:

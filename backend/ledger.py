@@ -12,6 +12,11 @@ costs again).  ``status`` is ``"ok"`` or the error's reason slug (``core.errors`
 ``truncated``, ``rate_limited``, ...).  ``usd`` is None when the model's price is unknown.
 A task answered by the response cache (``backend.cache``) gets a record too, with ``cached``
 true, 0 tokens, ``usd`` 0 and ``saved_usd`` = what the original call cost.
+``truncated``, ``rate_limited``, ``all_dropped``, ...).  ``usd`` is None when the model's price is unknown.
+``dropped`` (``{"spans": 1, "labels": 2}``: regions of the answer dropped, per kind), ``repaired``
+(answers rewritten by a handler's repair rule, e.g. a taxonomy path guessed from its last name) and
+``notes`` (at most 5 short lines saying what) come from the answer's stats
+(``backend.controls.base.quality``); they are empty for calls recorded before these fields existed.
 
 ``summary(version, project=None)`` returns::
 
@@ -20,7 +25,8 @@ true, 0 tokens, ``usd`` 0 and ``saved_usd`` = what the original call cost.
      "usd",            # sum over calls with a known price; None when no call had one
      "usd_complete",   # True when every call had a known price (usd is then the full cost)
      "errors": {reason: count}, "latency_p50", "latency_p95",   # nearest-rank, seconds
-     "first_ts", "last_ts"}                                      # epoch seconds
+     "first_ts", "last_ts",                                      # epoch seconds
+     "dropped": {kind: count}, "repaired"}                       # totals of the records' fields
 
 Redis layout (``P`` = key prefix, default ``llm-prelabel:ledger``, see ``core.stores``; ``S`` = scope: ``*`` for all
 projects, ``p:<project>`` for one)::
@@ -28,7 +34,7 @@ projects, ``p:<project>`` for one)::
     P:versions                  set of version ids              (also P:versions:p:<project>)
     P:rec:<version>             stream, one entry per call: field "r" = the record as JSON
     P:sum:<version>:S           hash: calls, input_tokens, output_tokens, usd, usd_calls,
-                                err:<reason>, first_ts, last_ts
+                                err:<reason>, first_ts, last_ts, drop:<kind>, repaired
     P:tasks:<version>:S         set of task ids (SCARD = distinct tasks)
     P:lat:<version>:S           sorted set member=stream entry id, score=latency_s
 
@@ -66,6 +72,10 @@ class UsageRecord:
     ts: float = field(default_factory=time.time)
     cached: bool = False          # answered by the response cache (backend.cache): no call, usd 0
     saved_usd: float | None = None  # cached: what the call would have cost (None: price unknown)
+    # --- what the answer lost or had guessed (issue 8 finding 19) ---
+    dropped: dict = field(default_factory=dict)   # {kind: count}, kinds: spans, labels, boxes, values
+    repaired: int = 0                             # answers rewritten by a repair rule (taxonomy guess, clipped box)
+    notes: list = field(default_factory=list)     # at most 5 short notes saying what was dropped/repaired
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -117,7 +127,7 @@ class Ledger(Protocol):
 def _empty_summary(version: str, project: str | None) -> dict:
     return {"version": version, "project": project, "calls": 0, "tasks": 0, "input_tokens": 0,
             "output_tokens": 0, "usd": None, "usd_complete": True, "errors": {}, "latency_p50": None,
-            "latency_p95": None, "first_ts": None, "last_ts": None}
+            "latency_p95": None, "first_ts": None, "last_ts": None, "dropped": {}, "repaired": 0}
 
 
 # --- SQLite ------------------------------------------------------------------------------
@@ -136,14 +146,42 @@ CREATE TABLE IF NOT EXISTS usage (
     status TEXT NOT NULL,
     ts REAL NOT NULL,
     cached INTEGER NOT NULL DEFAULT 0,
-    saved_usd REAL
+    saved_usd REAL,
+    dropped TEXT,
+    repaired INTEGER NOT NULL DEFAULT 0,
+    notes TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_version_project ON usage (version, project);
 CREATE INDEX IF NOT EXISTS usage_version_latency ON usage (version, latency_s);
 """
 _COLUMNS = ("version", "task_id", "project", "provider", "model", "input_tokens", "output_tokens",
-            "usd", "latency_s", "status", "ts", "cached", "saved_usd")
-_ADDED_COLUMNS = {"cached": "INTEGER NOT NULL DEFAULT 0", "saved_usd": "REAL"}  # added to older files on open
+            "usd", "latency_s", "status", "ts", "cached", "saved_usd", "dropped", "repaired", "notes")
+# columns added after the first release: ALTER TABLE adds them to older files when they are opened
+_ADDED = {"cached": "INTEGER NOT NULL DEFAULT 0", "saved_usd": "REAL",
+          "dropped": "TEXT", "repaired": "INTEGER NOT NULL DEFAULT 0", "notes": "TEXT"}
+_JSON_COLUMNS = {"dropped": dict, "notes": list}  # stored as JSON text; NULL (older rows) reads as empty
+
+
+def _migrate(db) -> None:
+    """Add the columns of :data:`_ADDED` that an older ledger file lacks (idempotent; a process that
+    loses the race to another one adding the same column just finds it there)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+    for name, decl in _ADDED.items():
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE usage ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def _from_row(row: tuple) -> UsageRecord:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    for name, kind in _JSON_COLUMNS.items():
+        values[name] = json.loads(values[name]) if values[name] else kind()
+    values["repaired"] = values["repaired"] or 0
+    values["cached"] = bool(values["cached"])  # stored as 0/1
+    return UsageRecord(**values)
 
 
 class SQLiteLedger:
@@ -152,13 +190,8 @@ class SQLiteLedger:
     def __init__(self, path: str):
         self.path = path
         self._db = SQLiteFile(path, _SCHEMA, what="the usage ledger")
-        have = {row[1] for row in self._db.query("PRAGMA table_info(usage)")}
-        for name, decl in _ADDED_COLUMNS.items():
-            if name not in have:  # a file written before these columns existed
-                try:
-                    self._db.execute(f"ALTER TABLE usage ADD COLUMN {name} {decl}")
-                except sqlite3.OperationalError:  # another process added it meanwhile
-                    pass
+        with self._db.locked() as db:
+            _migrate(db)
 
     def record(self, rec: UsageRecord) -> None:
         """Append one record."""
@@ -184,7 +217,8 @@ class SQLiteLedger:
         with self._db.locked() as db:
             row = db.execute(
                 f"SELECT COUNT(*), COUNT(DISTINCT task_id), COALESCE(SUM(input_tokens), 0), "
-                f"COALESCE(SUM(output_tokens), 0), SUM(usd), COUNT(usd), MIN(ts), MAX(ts) FROM usage WHERE {where}",
+                f"COALESCE(SUM(output_tokens), 0), SUM(usd), COUNT(usd), MIN(ts), MAX(ts), "
+                f"COALESCE(SUM(repaired), 0) FROM usage WHERE {where}",
                 args).fetchone()
             calls = row[0]
             out = _empty_summary(version, project)
@@ -192,6 +226,9 @@ class SQLiteLedger:
                 return out
             errors = dict(db.execute(
                 f"SELECT status, COUNT(*) FROM usage WHERE {where} AND status != 'ok' GROUP BY status", args))
+            dropped = {k: int(n) for k, n in db.execute(
+                f"SELECT j.key, SUM(j.value) FROM usage, json_each(usage.dropped) AS j WHERE {where} "
+                "GROUP BY j.key ORDER BY j.key", args)}
 
             def pct(p: float) -> float:
                 return db.execute(
@@ -200,7 +237,8 @@ class SQLiteLedger:
 
             out.update(calls=calls, tasks=row[1], input_tokens=row[2], output_tokens=row[3],
                        usd=round(row[4], 10) if row[5] else None, usd_complete=row[5] == calls,
-                       errors=errors, latency_p50=pct(0.5), latency_p95=pct(0.95), first_ts=row[6], last_ts=row[7])
+                       errors=errors, latency_p50=pct(0.5), latency_p95=pct(0.95), first_ts=row[6], last_ts=row[7],
+                       dropped=dropped, repaired=row[8])
         return out
 
     def versions(self, project: str | None = None) -> list[str]:
@@ -214,10 +252,7 @@ class SQLiteLedger:
         """Every record of a version (optionally one project), oldest first."""
         where, args = self._where(version, project)
         rows = self._db.query(f"SELECT {', '.join(_COLUMNS)} FROM usage WHERE {where} ORDER BY id", args)
-        recs = [UsageRecord(*r) for r in rows]
-        for rec in recs:
-            rec.cached = bool(rec.cached)  # stored as 0/1
-        return recs
+        return [_from_row(r) for r in rows]
 
     def close(self) -> None:
         self._db.close()
@@ -232,7 +267,7 @@ def _sql_value(v: Any) -> Any:
 # --- Redis -------------------------------------------------------------------------------
 # KEYS: none (all keys derive from ARGV so one script serves every version/scope)
 # ARGV: prefix, version, project ('' = none), record json, task id, input, output, usd ('' = unknown),
-#       latency, status, ts
+#       latency, status, ts, dropped (JSON object kind -> count), repaired
 _RECORD_LUA = """
 local p, version, project = ARGV[1], ARGV[2], ARGV[3]
 local id = redis.call('XADD', p .. ':rec:' .. version, '*', 'r', ARGV[4])
@@ -243,6 +278,7 @@ if project ~= '' then
   redis.call('SADD', p .. ':versions:p:' .. project, version)
 end
 local ts = tonumber(ARGV[11])
+local dropped, repaired = cjson.decode(ARGV[12]), tonumber(ARGV[13])
 for _, s in ipairs(scopes) do
   local h = p .. ':sum:' .. version .. ':' .. s
   redis.call('HINCRBY', h, 'calls', 1)
@@ -257,6 +293,8 @@ for _, s in ipairs(scopes) do
   if (not first) or ts < tonumber(first) then redis.call('HSET', h, 'first_ts', ARGV[11]) end
   local last = redis.call('HGET', h, 'last_ts')
   if (not last) or ts > tonumber(last) then redis.call('HSET', h, 'last_ts', ARGV[11]) end
+  for kind, n in pairs(dropped) do redis.call('HINCRBY', h, 'drop:' .. kind, n) end
+  if repaired > 0 then redis.call('HINCRBY', h, 'repaired', repaired) end
   redis.call('SADD', p .. ':tasks:' .. version .. ':' .. s, ARGV[5])
   redis.call('ZADD', p .. ':lat:' .. version .. ':' .. s, ARGV[9], id)
 end
@@ -276,7 +314,8 @@ class RedisLedger:
         return [self.prefix, rec.version, "" if rec.project is None else str(rec.project), rec.to_json(),
                 json.dumps(rec.task_id), int(rec.input_tokens), int(rec.output_tokens),
                 "" if rec.usd is None else repr(float(rec.usd)), repr(float(rec.latency_s)), rec.status,
-                repr(float(rec.ts))]
+                repr(float(rec.ts)), json.dumps({str(k): int(n) for k, n in (rec.dropped or {}).items() if n}),
+                int(rec.repaired or 0)]
 
     def record(self, rec: UsageRecord) -> None:
         """Append one record (atomically updates the counters)."""
@@ -317,6 +356,8 @@ class RedisLedger:
             errors={k[4:]: int(v) for k, v in h.items() if k.startswith("err:")},
             latency_p50=p50[0][1] if p50 else None, latency_p95=p95[0][1] if p95 else None,
             first_ts=float(h["first_ts"]), last_ts=float(h["last_ts"]),
+            dropped={k[5:]: int(v) for k, v in sorted(h.items()) if k.startswith("drop:") and int(v)},
+            repaired=int(h.get("repaired", 0)),
         )
         return out
 

@@ -9,9 +9,11 @@
    ``PREDICT_CONCURRENCY`` calls at a time;
 3. turns each answer into Label Studio regions that pass
    ``LabelInterface.validate_prediction``;
-4. records tokens, USD cost, latency and status per (version, task) in the
-   usage ledger as soon as each task finishes (from its worker thread), so a
-   backend killed mid-batch loses at most the records of the calls in flight.
+4. records tokens, USD cost, latency, status and what the answer lost or had
+   guessed (dropped regions per kind, repairs, short notes; also logged, one
+   warning line per task) per (version, task) in the usage ledger as soon as
+   each task finishes (from its worker thread), so a backend killed mid-batch
+   loses at most the records of the calls in flight.
 
 Before calling the provider it asks the response cache (:mod:`backend.cache`; unless
 ``RESPONSE_CACHE=off``, the version says ``cache: false`` or the caller passed ``cache=None``):
@@ -21,7 +23,8 @@ an answer that became a valid prediction is stored.  Errors are never stored.
 One bad task never fails the batch.  A task that cannot be labelled (not a JSON
 object: ``invalid_task``; missing data field, invalid or refused or truncated
 answer, provider error, or the ``PREDICT_DEADLINE`` passed before its turn) is recorded in the ledger with a
-reason slug and, by default (``FAILED_TASK_RESULT=skip``), gets *no*
+reason slug (``all_dropped`` when the answer named regions but every one was
+dropped: passages not in the text, unknown labels...) and, by default (``FAILED_TASK_RESULT=skip``), gets *no*
 prediction: its slot in the reply is an empty list, which Label Studio accepts
 and which leaves the task without a prediction of this version, so the next
 "Retrieve Predictions" (or opening the task) tries it again.  With
@@ -34,10 +37,11 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from backend.cache import CachedAnswer, ResponseCache, cache_key, open_response_cache
+from backend.controls.base import describe, quality
 from backend.ledger import make_record
 from backend.media import MediaResolver
 from backend.pricing import cost_usd, price_for
@@ -168,6 +172,7 @@ class Predictor:
         except TaskError as exc:
             outcome.status, outcome.message = exc.reason, str(exc)
             outcome.usage = exc.usage or outcome.usage
+            outcome.stats = getattr(exc, "stats", None) or outcome.stats  # all_dropped: what was dropped
         except Error as exc:  # a config-level error surfaced while handling this task
             outcome.status, outcome.message = exc.reason, str(exc)
         except Exception as exc:  # a bug must not cost the rest of the batch
@@ -175,6 +180,8 @@ class Predictor:
             outcome.status, outcome.message = "internal", f"internal error: {type(exc).__name__}: {exc}"
         if not outcome.ok:
             log.warning("task %s, version %s: %s (%s)", outcome.task_id, version.id, outcome.message, outcome.status)
+        elif describe(outcome.stats):  # kept with some regions dropped or repaired: one line naming them
+            log.warning("task %s, version %s: %s", outcome.task_id, version.id, describe(outcome.stats))
         return outcome
 
     def cannot_run(self, version: PromptVersion) -> str | None:
@@ -250,7 +257,8 @@ class Predictor:
         if self.ledger is None or not outcomes:
             return
         now = time.time()
-        recs = [make_record(version, o.task_id, project, o.usage, o.status, ts=now) for o in outcomes]
+        recs = [replace(make_record(version, o.task_id, project, o.usage, o.status, ts=now), **quality(o.stats))
+                for o in outcomes]  # with what each answer lost or had guessed
         for rec, o in zip(recs, outcomes, strict=True):
             if o.cached:
                 rec.cached, rec.usd, rec.saved_usd = True, 0.0, cost_usd(o.saved, price_for(version))

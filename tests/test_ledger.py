@@ -214,3 +214,56 @@ def test_cost_usd():
     assert cost_usd(Usage(1_000_000, 1_000_000), Price(2.5, 10.0)) == 12.5
     assert cost_usd(Usage(1234, 567), Price(0.15, 0.60)) == pytest.approx(0.0005253)
     assert cost_usd(Usage(10, 10), None) is None
+
+
+# --- issue 8 finding 19: what each answer lost or had guessed is kept and totalled ----------------
+
+def test_dropped_and_repaired_are_recorded_and_totalled(backend):
+    open_, _ = backend
+    led = open_()
+    recs = [rec(1, 0.1), rec(2, 0.2), rec(3, 0.3, project="8"), rec(4, 0.4, status="all_dropped")]
+    recs[0].dropped, recs[0].notes = {"spans": 2, "labels": 1}, ["ner: passage not found in the text: 'Carol'"]
+    recs[1].repaired, recs[1].notes = 1, ["topic: path ['Sport', 'Optics'] is not in the taxonomy; guessed as ..."]
+    recs[2].dropped, recs[2].repaired = {"boxes": 1}, 2
+    recs[3].dropped = {"labels": 3}
+    led.record_many(recs)
+    led.close()
+    again = open_()
+    assert again.records("v1") == recs  # the fields survive a restart, in both stores
+    s = again.summary("v1")
+    assert s["dropped"] == {"boxes": 1, "labels": 4, "spans": 2} and s["repaired"] == 3
+    assert s["errors"] == {"all_dropped": 1}
+    p7 = again.summary("v1", project="7")
+    assert p7["dropped"] == {"labels": 4, "spans": 2} and p7["repaired"] == 1
+    assert again.summary("nothing")["dropped"] == {} and again.summary("nothing")["repaired"] == 0
+    again.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE usage (id INTEGER PRIMARY KEY, version TEXT NOT NULL, task_id, project TEXT, provider TEXT NOT NULL,
+    model TEXT NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, usd REAL,
+    latency_s REAL NOT NULL, status TEXT NOT NULL, ts REAL NOT NULL);
+INSERT INTO usage (version, task_id, project, provider, model, input_tokens, output_tokens, usd, latency_s, status, ts)
+    VALUES ('v1', 1, '7', 'openai', 'gpt-4o-mini', 100, 20, 0.001, 0.5, 'ok', 1000.0);
+"""
+
+
+def test_an_older_sqlite_ledger_gets_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = str(tmp_path / "ledger.sqlite3")
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    led = SQLiteLedger(path)
+    assert led.records("v1") == [rec(1, 0.5, tin=100, tout=20, ts=1000.0)]  # old rows: nothing dropped
+    new = rec(2, 0.1)
+    new.dropped, new.repaired, new.notes = {"spans": 1}, 1, ["a note"]
+    led.record(new)
+    s = led.summary("v1")
+    assert s["calls"] == 2 and s["dropped"] == {"spans": 1} and s["repaired"] == 1
+    led.close()
+    again = SQLiteLedger(path)  # the migration is idempotent
+    assert again.records("v1")[1] == new
+    columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(usage)")]
+    assert columns[-3:] == ["dropped", "repaired", "notes"]
+    again.close()

@@ -97,6 +97,10 @@ class Settings:
     # --- backend HTTP limits -----------------------------------------------
     max_request_mb: float = 20.0                # MAX_REQUEST_MB: largest /predict and /webhook body (413 above)
     max_setup_mb: float = 5.0                   # MAX_SETUP_MB: largest /setup body, i.e. label config (413 above)
+    # --- Redis outages (core.spool) ---------------------------------------
+    spool_dir: str | None = None                # SPOOL_DIR: writes kept while Redis is down (default DATA_DIR/spool)
+    redis_timeout: float = 1.0                  # REDIS_TIMEOUT s to connect to / hear from Redis before it is "down"
+    redis_retry_after: float = 5.0              # REDIS_RETRY_AFTER s a down Redis is left alone before a new try
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -127,6 +131,10 @@ class Settings:
             # --- backend HTTP limits ---
             max_request_mb=_positive(env, "MAX_REQUEST_MB", 20.0),
             max_setup_mb=_positive(env, "MAX_SETUP_MB", 5.0),
+            # --- Redis outages ---
+            spool_dir=get("SPOOL_DIR"),
+            redis_timeout=_positive(env, "REDIS_TIMEOUT", 1.0),
+            redis_retry_after=_positive(env, "REDIS_RETRY_AFTER", 5.0),
         )
 
     def replace(self, **changes) -> "Settings":

@@ -131,7 +131,8 @@ def _app(settings: Settings):
 
 
 def _setup(client, project: str, version: str):
-    return client.post("/setup", json={"project": project, "schema": LABEL_CONFIG, "extra_params": {"version": version}})
+    body = {"project": project, "schema": LABEL_CONFIG, "extra_params": {"version": version}}
+    return client.post("/setup", json=body)
 
 
 def _predict(client, tasks, project: str):
@@ -151,6 +152,24 @@ def _check_once(records: list[UsageRecord], tasks: list[dict]) -> None:
     assert len({r.rid for r in records}) == len(records)
 
 
+def _use_while_down(c, server: RedisServer) -> list[dict]:
+    """Every route answers while Redis is down, nothing 500s; returns the tasks predicted for project 8."""
+    health = c.get("/health")
+    assert health.status_code == 200 and health.get_json()["status"] == "UP"
+    assert health.get_json()["degraded"]["redis"].startswith(f"unreachable at {server.url}: ConnectionError")
+    assert _setup(c, "8.1", "an-v1").get_json() == {"model_version": "an-v1"}
+    small = make_tasks(20, seed=3)
+    reply = _predict(c, small, "8.1")
+    assert reply.status_code == 200
+    assert [r["model_version"] for r in reply.get_json()["results"]] == ["an-v1"] * 20   # the setting made while down
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": 7}, "annotation": {"id": 1, "ground_truth": True}}
+    hook = c.post("/webhook", json=event)
+    assert hook.status_code == 200 and hook.get_json()["queued"] is None and "spooled" in hook.get_json()
+    hook = c.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 8}, "tasks": [{"id": 41}, {"id": 42}]})
+    assert hook.status_code == 200 and "kept in" in hook.get_json()["spooled"]
+    return small
+
+
 def test_redis_killed_mid_run_loses_nothing_and_records_nothing_twice(tmp_path, fake_llm, make_server):
     server = make_server(persist=True)
     settings = _settings(tmp_path, fake_llm, server.url)
@@ -166,22 +185,12 @@ def test_redis_killed_mid_run_loses_nothing_and_records_nothing_twice(tmp_path, 
 
     batch = threading.Thread(target=run_batch)
     batch.start()
-    time.sleep(0.3)
-    server.kill()   # mid-run: some records are in Redis, the rest cannot reach it
-    # while Redis is down: every route answers, nothing 500s
-    health = c.get("/health")
-    assert health.status_code == 200 and health.get_json()["status"] == "UP"
-    assert health.get_json()["degraded"]["redis"].startswith(f"unreachable at {server.url}: ConnectionError")
-    assert _setup(c, "8.1", "an-v1").get_json() == {"model_version": "an-v1"}
-    small = make_tasks(20, seed=3)
-    reply = _predict(c, small, "8.1")
-    assert reply.status_code == 200
-    assert [r["model_version"] for r in reply.get_json()["results"]] == ["an-v1"] * 20   # the setting made while down
-    event = {"action": "ANNOTATION_CREATED", "project": {"id": 7}, "annotation": {"id": 1, "ground_truth": True}}
-    hook = c.post("/webhook", json=event)
-    assert hook.status_code == 200 and hook.get_json()["queued"] is None and "spooled" in hook.get_json()
-    hook = c.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 8}, "tasks": [{"id": 41}, {"id": 42}]})
-    assert hook.status_code == 200 and "kept in" in hook.get_json()["spooled"]
+    before = RedisLedger(server.url)
+    while before.summary("oa-v1", "7")["calls"] < 30:   # mid-run: some records are in Redis...
+        time.sleep(0.01)
+    server.kill()                                       # ... the rest cannot reach it
+    assert batch.is_alive()
+    small = _use_while_down(c, server)
     batch.join(60)
     results = replies["big"].get_json()["results"]
     assert replies["big"].status_code == 200 and len(results) == 200 and all(r and r["result"] for r in results)

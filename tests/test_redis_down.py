@@ -285,3 +285,47 @@ def test_processes_share_the_spool_and_replay_once(tmp_path, make_server):
     records = RedisLedger(server.url).records("mp-v1")
     assert sum(replayed) == 300 and sorted(r.task_id for r in records) == list(range(300))
     print(f"\n3 processes: 300 records spooled, replayed by each process {replayed}, {len(records)} in Redis")
+
+
+def test_project_map_answers_from_its_cache_and_the_spool_while_redis_is_down(tmp_path, make_server):
+    from backend.projects import open_project_versions
+
+    server = make_server()
+    settings = Settings(redis_url=server.url, data_dir=str(tmp_path), redis_timeout=0.3, redis_retry_after=0.5)
+    worker_a, worker_b = open_project_versions(settings), open_project_versions(settings)
+    worker_a.set("7", "v1")
+    assert worker_b.get("7") == "v1"     # through Redis, and now in b's cache too
+    server.kill()
+    assert worker_a.get("7") == worker_b.get("7") == "v1"   # from the cache
+    worker_a.set("8", "v2")                                   # kept in a's cache and in the host's spool
+    assert worker_b.get("8") == "v2"                          # the other worker reads the spool
+    worker_b.set("8", "v3")                                   # a newer setting replaces the waiting one
+    server.start()                                            # empty: no persistence
+    _wait_replayed(redis_link(settings))
+    assert server.client().hgetall(PROJECT_VERSIONS_KEY) == {b"8": b"v3"}
+    assert worker_a.get("8") == "v3"
+
+
+def test_an_entry_that_cannot_be_replayed_is_set_aside_and_reported(tmp_path, make_server):
+    from core.spool import KINDS, Kind
+
+    def refuse(connection, settings, payloads):
+        raise ValueError("bad entry")
+
+    server = make_server()
+    settings = Settings(redis_url=server.url, data_dir=str(tmp_path), redis_timeout=0.3, redis_retry_after=0.2)
+    link = RedisLink(settings)
+    KINDS["test-refused"] = Kind("refused thing(s)", refuse)
+    try:
+        server.kill()
+        open_ledger(settings).record(UsageRecord("aside-v1", 1, "1", "openai", "m"))
+        link.spool.put("test-refused", [("k1", {"x": 1})])
+        server.start()
+        time.sleep(0.3)   # past the back-off
+        assert link.replay() == 0
+        assert link.spool.counts() == {} and [f[:2] for f in link.spool.failed()] == [("test-refused", "k1")]
+        assert [r.task_id for r in RedisLedger(server.url).records("aside-v1")] == [1]   # not held up
+        health = link.health()
+        assert health is not None and "1 spooled entries could not be replayed (ValueError: bad entry)" in health
+    finally:
+        del KINDS["test-refused"]

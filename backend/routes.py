@@ -100,7 +100,11 @@ class Routes:
             return {}
         from core.spool import redis_link
 
-        problem = redis_link(self.settings).health()
+        try:
+            problem = redis_link(self.settings).health()
+        except Exception as exc:  # /health must answer whatever happens (e.g. the spool file unreadable)
+            log.exception("/health could not check Redis and its spool")
+            problem = f"could not be checked ({type(exc).__name__}: {exc})"
         return {"redis": problem} if problem else {}
 
     def health(self) -> Response:

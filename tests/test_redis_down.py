@@ -278,10 +278,9 @@ def test_processes_share_the_spool_and_replay_once(tmp_path, make_server):
     spool_dir = str(tmp_path / "spool")
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(3) as pool:
-        pool.starmap(_spool_records, [(server.url, spool_dir, k * 100, 100) for k in range(3)])
-    server.start()
-    with ctx.Pool(3) as pool:
-        replayed = pool.starmap(_replay, [(server.url, spool_dir)] * 3)
+        pool.starmap(_spool_records, [(server.url, spool_dir, k * 100, 100) for k in range(3)], chunksize=1)
+        server.start()
+        replayed = pool.starmap(_replay, [(server.url, spool_dir)] * 3, chunksize=1)
     records = RedisLedger(server.url).records("mp-v1")
     assert sum(replayed) == 300 and sorted(r.task_id for r in records) == list(range(300))
     print(f"\n3 processes: 300 records spooled, replayed by each process {replayed}, {len(records)} in Redis")

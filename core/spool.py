@@ -275,8 +275,10 @@ class RedisLink:
             self.call(KINDS[kind].replay, self.connection, self.settings, [row[2] for row in rows])
         except REDIS_DOWN:
             return False
-        except Exception as exc:  # a bad entry must not hold up the others: keep it aside, say why
-            log.exception("could not replay %d spooled %s; kept in %s", len(ids), KINDS[kind].noun, self.spool.path)
+        except Exception as exc:  # a bad entry must not hold up the others: find it, keep it aside, say why
+            if len(rows) > 1:
+                return all(self._replay_group(kind, [row]) for row in rows)
+            log.exception("could not replay a spooled %s; kept aside in %s", KINDS[kind].noun, self.spool.path)
             self.spool.set_aside(ids, f"{type(exc).__name__}: {exc}")
             return True
         self.spool.remove(ids)

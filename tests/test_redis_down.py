@@ -308,8 +308,12 @@ def test_project_map_answers_from_its_cache_and_the_spool_while_redis_is_down(tm
 def test_an_entry_that_cannot_be_replayed_is_set_aside_and_reported(tmp_path, make_server):
     from core.spool import KINDS, Kind
 
+    taken = []
+
     def refuse(connection, settings, payloads):
-        raise ValueError("bad entry")
+        if any(p.get("bad") for p in payloads):
+            raise ValueError("bad entry")
+        taken.extend(payloads)
 
     server = make_server()
     settings = Settings(redis_url=server.url, data_dir=str(tmp_path), redis_timeout=0.3, redis_retry_after=0.2)
@@ -318,12 +322,13 @@ def test_an_entry_that_cannot_be_replayed_is_set_aside_and_reported(tmp_path, ma
     try:
         server.kill()
         open_ledger(settings).record(UsageRecord("aside-v1", 1, "1", "openai", "m"))
-        link.spool.put("test-refused", [("k1", {"x": 1})])
+        link.spool.put("test-refused", [("k0", {"x": 0}), ("k1", {"x": 1, "bad": True}), ("k2", {"x": 2})])
         server.start()
         time.sleep(0.3)   # past the back-off
         assert link.replay() == 0
         assert link.spool.counts() == {} and [f[:2] for f in link.spool.failed()] == [("test-refused", "k1")]
         assert [r.task_id for r in RedisLedger(server.url).records("aside-v1")] == [1]   # not held up
+        assert taken == [{"x": 0}, {"x": 2}]                 # nor are the good entries of its batch
         health = link.health()
         assert health is not None and "1 spooled entries could not be replayed (ValueError: bad entry)" in health
     finally:

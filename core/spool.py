@@ -24,8 +24,9 @@ effect: ledger records are counted once per record id, history runs are keyed by
 id, project settings are plain sets, webhook events fold into the pending job).
 
 Each kind of entry is registered by the store that writes it (:data:`KINDS`, one
-line in that module); a process replays only the kinds it knows (the backend never
-imports ``scoring``, so history entries are replayed by the worker).
+line in that module); a process replays only the kinds it knows.  Kinds made of plain
+idempotent commands (:func:`run_commands`, e.g. the scoring history's runs) are
+registered here, so any process replays them (the backend never imports ``scoring``).
 """
 from __future__ import annotations
 
@@ -73,7 +74,22 @@ class Kind:
     replay: Callable[[Any, Settings, list[dict]], None]
 
 
-KINDS: dict[str, Kind] = {}   # kind -> Kind; each store adds its own line
+def run_commands(connection, _settings, payloads: list[dict]) -> None:
+    """Write payloads of plain Redis commands (``{"commands": [["SET", key, value], ...]}``), each in one MULTI.
+
+    For writes that any process can replay without the module that made them, as long as
+    the commands are idempotent (SET, ZADD, HSET...).
+    """
+    for payload in payloads:
+        with connection.pipeline() as pipe:
+            for command in payload["commands"]:
+                pipe.execute_command(*command)
+            pipe.execute()
+
+
+KINDS: dict[str, Kind] = {   # kind -> Kind; each store adds its own line (here: kinds of plain commands)
+    "history": Kind("scoring run(s)", run_commands),     # scoring.history: replayed by the backend too
+}
 
 
 def spool_dir(settings: Settings) -> str:

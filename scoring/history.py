@@ -138,22 +138,11 @@ class History(Protocol):
     def trend(self, project) -> Trend: ...
 
 
-def _write_runs(connection, prefix: str, runs: list[dict]) -> None:
-    """Store normalised runs (one MULTI): the run as JSON, and its id in the project's sorted set."""
-    with connection.pipeline() as pipe:
-        for run in runs:
-            pipe.set(f"{prefix}:run:{run['run_id']}", _dumps(run))
-            pipe.zadd(f"{prefix}:{run['project']}:runs", {run["run_id"]: _to_datetime(run["finished_at"]).timestamp()})
-        pipe.execute()
-
-
-def _replay_runs(connection, _settings, payloads: list[dict]) -> None:
-    """Spool replay: store the runs kept while Redis was down (idempotent: keyed by run id)."""
-    for p in payloads:
-        _write_runs(connection, p["prefix"], [p["run"]])
-
-
-spool.KINDS["history"] = spool.Kind("scoring run(s)", _replay_runs)
+def _run_commands(prefix: str, run: dict) -> dict:
+    """The Redis commands that store a normalised run (idempotent: keyed by run id), as a spool payload."""
+    ts = _to_datetime(run["finished_at"]).timestamp()
+    return {"commands": [["SET", f"{prefix}:run:{run['run_id']}", _dumps(run)],
+                         ["ZADD", f"{prefix}:{run['project']}:runs", ts, run["run_id"]]]}
 
 
 class RedisHistory:
@@ -176,11 +165,12 @@ class RedisHistory:
     def add(self, run: dict) -> str:
         """Store one run; returns its run id (kept in the spool when Redis is down and there is a link)."""
         run = _normalize(run)
+        payload = _run_commands(self.prefix, run)
         if self.link is None:
-            _write_runs(self.r, self.prefix, [run])
-        else:
-            item = (f"{self.prefix}:{run['run_id']}", {"prefix": self.prefix, "run": run})
-            self.link.write_or_keep("history", [item], lambda: _write_runs(self.r, self.prefix, [run]))
+            spool.run_commands(self.r, None, [payload])
+        else:   # spool kind "history" is replayed by core.spool itself: the backend can replay it too
+            key = f"{self.prefix}:{run['run_id']}"
+            self.link.write_or_keep("history", [(key, payload)], lambda: spool.run_commands(self.r, None, [payload]))
         return run["run_id"]
 
     def _iter(self, project):

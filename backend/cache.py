@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from core.spool import RedisLink, redis_link
 from core.stores import SQLiteFile, key, redis_connection, sqlite_path
 
 CACHE_FORMAT = 1  # bump when the key or the stored value changes meaning: every old entry then misses
@@ -150,23 +151,30 @@ class SQLiteResponseCache:
 class RedisResponseCache:
     """Answers in Redis, one string per key under ``prefix``, expiring after ``ttl_s`` seconds (0 = never)."""
 
-    def __init__(self, url: str, prefix: str = CACHE_PREFIX, ttl_s: float = 0.0):
-        self.prefix, self.ttl_s = prefix, ttl_s
-        self._r = redis_connection(url, "the response cache")
-        # A cache must never hold a prediction up: an unreachable Redis fails fast (the predictor then
-        # calls the provider and leaves the cache alone for a while).
-        self._r.connection_pool.connection_kwargs.update(socket_timeout=REDIS_TIMEOUT_S,
-                                                         socket_connect_timeout=REDIS_TIMEOUT_S)
+    def __init__(self, url: str, prefix: str = CACHE_PREFIX, ttl_s: float = 0.0, link: RedisLink | None = None):
+        self.prefix, self.ttl_s, self.link = prefix, ttl_s, link
+        self._r = link.connection if link else redis_connection(url, "the response cache")
+        if link is None:
+            # A cache must never hold a prediction up: an unreachable Redis fails fast (the predictor then
+            # calls the provider and leaves the cache alone for a while).
+            self._r.connection_pool.connection_kwargs.update(socket_timeout=REDIS_TIMEOUT_S,
+                                                             socket_connect_timeout=REDIS_TIMEOUT_S)
+
+    def _call(self, fn, *args, **kwargs):
+        """Through the process's Redis link when there is one: its short timeout and its back-off
+        (while Redis is known to be down the call fails at once instead of waiting again)."""
+        return self.link.call(fn, *args, **kwargs) if self.link else fn(*args, **kwargs)
 
     def get(self, key: str) -> CachedAnswer | None:
-        text = self._r.get(f"{self.prefix}:{key}")
+        text = self._call(self._r.get, f"{self.prefix}:{key}")
         return None if text is None else CachedAnswer.from_json(text)
 
     def put(self, key: str, answer: CachedAnswer) -> None:
-        self._r.set(f"{self.prefix}:{key}", answer.to_json(), ex=int(self.ttl_s) or None)
+        self._call(self._r.set, f"{self.prefix}:{key}", answer.to_json(), ex=int(self.ttl_s) or None)
 
     def close(self) -> None:
-        self._r.close()
+        if self.link is None:  # the shared link belongs to the process
+            self._r.close()
 
 
 def open_response_cache(settings, *, prefix: str = CACHE_PREFIX) -> ResponseCache | None:
@@ -176,5 +184,5 @@ def open_response_cache(settings, *, prefix: str = CACHE_PREFIX) -> ResponseCach
         return None
     ttl_s = settings.response_cache_ttl_days * 86400
     if settings.redis_url:
-        return RedisResponseCache(settings.redis_url, prefix=prefix, ttl_s=ttl_s)
+        return RedisResponseCache(settings.redis_url, prefix=prefix, ttl_s=ttl_s, link=redis_link(settings))
     return SQLiteResponseCache(sqlite_path(settings, "response-cache.sqlite3"), ttl_s=ttl_s)

@@ -38,18 +38,30 @@ projects, ``p:<project>`` for one)::
     P:tasks:<version>:S         set of task ids (SCARD = distinct tasks)
     P:lat:<version>:S           sorted set member=stream entry id, score=latency_s
 
+    P:ids:<version>             set of record ids already counted
+
 Each record is written by one Lua script (atomic, one round trip; ``record_many`` pipelines
 them), so ``summary`` is a handful of O(1)/O(log n) reads whatever the number of calls.
+The script counts a record id once: a record written again (replayed from the spool
+after Redis came back, see below) changes nothing.
+
+Redis down: :func:`open_ledger` gives a ledger on the process's ``core.spool.RedisLink``.
+Records that cannot reach Redis are kept in the local spool (``SPOOL_DIR``) and replayed
+when Redis is back, each exactly once; ``record``/``record_many`` never raise for an
+unreachable Redis (the reads do).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sqlite3
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Protocol
 
+from core import spool
 from core.stores import LEDGER_PREFIX, SQLiteFile, delete_keys, redis_connection, sqlite_path
 
 DEFAULT_PREFIX = LEDGER_PREFIX
@@ -76,6 +88,7 @@ class UsageRecord:
     dropped: dict = field(default_factory=dict)   # {kind: count}, kinds: spans, labels, boxes, values
     repaired: int = 0                             # answers rewritten by a repair rule (taxonomy guess, clipped box)
     notes: list = field(default_factory=list)     # at most 5 short notes saying what was dropped/repaired
+    rid: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)  # id: a replayed record counts once
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -149,16 +162,19 @@ CREATE TABLE IF NOT EXISTS usage (
     saved_usd REAL,
     dropped TEXT,
     repaired INTEGER NOT NULL DEFAULT 0,
-    notes TEXT
+    notes TEXT,
+    rid TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_version_project ON usage (version, project);
 CREATE INDEX IF NOT EXISTS usage_version_latency ON usage (version, latency_s);
 """
 _COLUMNS = ("version", "task_id", "project", "provider", "model", "input_tokens", "output_tokens",
-            "usd", "latency_s", "status", "ts", "cached", "saved_usd", "dropped", "repaired", "notes")
+            "usd", "latency_s", "status", "ts", "cached", "saved_usd", "dropped", "repaired", "notes",
+            "rid")
 # columns added after the first release: ALTER TABLE adds them to older files when they are opened
 _ADDED = {"cached": "INTEGER NOT NULL DEFAULT 0", "saved_usd": "REAL",
-          "dropped": "TEXT", "repaired": "INTEGER NOT NULL DEFAULT 0", "notes": "TEXT"}
+          "dropped": "TEXT", "repaired": "INTEGER NOT NULL DEFAULT 0", "notes": "TEXT",
+          "rid": "TEXT"}  # rid: files written before record ids existed
 _JSON_COLUMNS = {"dropped": dict, "notes": list}  # stored as JSON text; NULL (older rows) reads as empty
 
 
@@ -181,6 +197,8 @@ def _from_row(row: tuple) -> UsageRecord:
         values[name] = json.loads(values[name]) if values[name] else kind()
     values["repaired"] = values["repaired"] or 0
     values["cached"] = bool(values["cached"])  # stored as 0/1
+    if not values["rid"]:  # rows written before record ids existed get a fresh one
+        del values["rid"]
     return UsageRecord(**values)
 
 
@@ -267,9 +285,10 @@ def _sql_value(v: Any) -> Any:
 # --- Redis -------------------------------------------------------------------------------
 # KEYS: none (all keys derive from ARGV so one script serves every version/scope)
 # ARGV: prefix, version, project ('' = none), record json, task id, input, output, usd ('' = unknown),
-#       latency, status, ts, dropped (JSON object kind -> count), repaired
+#       latency, status, ts, record id ('' = none), dropped (JSON object kind -> count), repaired
 _RECORD_LUA = """
 local p, version, project = ARGV[1], ARGV[2], ARGV[3]
+if ARGV[12] ~= '' and redis.call('SADD', p .. ':ids:' .. version, ARGV[12]) == 0 then return false end
 local id = redis.call('XADD', p .. ':rec:' .. version, '*', 'r', ARGV[4])
 local scopes = {'*'}
 redis.call('SADD', p .. ':versions', version)
@@ -278,7 +297,7 @@ if project ~= '' then
   redis.call('SADD', p .. ':versions:p:' .. project, version)
 end
 local ts = tonumber(ARGV[11])
-local dropped, repaired = cjson.decode(ARGV[12]), tonumber(ARGV[13])
+local dropped, repaired = cjson.decode(ARGV[13]), tonumber(ARGV[14])
 for _, s in ipairs(scopes) do
   local h = p .. ':sum:' .. version .. ':' .. s
   redis.call('HINCRBY', h, 'calls', 1)
@@ -302,34 +321,58 @@ return id
 """
 
 
+def _record_args(prefix: str, rec: UsageRecord) -> list:
+    return [prefix, rec.version, "" if rec.project is None else str(rec.project), rec.to_json(),
+            json.dumps(rec.task_id), int(rec.input_tokens), int(rec.output_tokens),
+            "" if rec.usd is None else repr(float(rec.usd)), repr(float(rec.latency_s)), rec.status,
+            repr(float(rec.ts)), rec.rid or "",
+            json.dumps({str(k): int(n) for k, n in (rec.dropped or {}).items() if n}), int(rec.repaired or 0)]
+
+
+def _write_records(connection, prefix: str, recs: list[UsageRecord]) -> None:
+    """Run the record script for each record, in one pipelined round trip."""
+    if not recs:
+        return
+    script = connection.register_script(_RECORD_LUA)
+    pipe = connection.pipeline(transaction=False)
+    for rec in recs:
+        script(args=_record_args(prefix, rec), client=pipe)
+    pipe.execute()
+
+
+def _replay_records(connection, _settings, payloads: list[dict]) -> None:
+    """Spool replay: write the records kept while Redis was down (each counted once: its record id)."""
+    for prefix, group in itertools.groupby(payloads, key=lambda p: p["prefix"]):
+        _write_records(connection, prefix, [UsageRecord.from_json(p["record"]) for p in group])
+
+
+spool.KINDS["ledger"] = spool.Kind("usage record(s)", _replay_records)
+
+
 class RedisLedger:
-    """The ledger in Redis (layout in the module docstring)."""
+    """The ledger in Redis (layout in the module docstring).
 
-    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX):
+    With ``link`` (a ``core.spool.RedisLink``) records that cannot reach Redis are spooled
+    and replayed later; without, a Redis error is raised (and ``url`` is pinged now).
+    """
+
+    def __init__(self, url: str | None, prefix: str = DEFAULT_PREFIX, *, link: spool.RedisLink | None = None):
         self.prefix = prefix
-        self._r = redis_connection(url, "the usage ledger", ping=True)
-        self._script = self._r.register_script(_RECORD_LUA)
-
-    def _args(self, rec: UsageRecord) -> list:
-        return [self.prefix, rec.version, "" if rec.project is None else str(rec.project), rec.to_json(),
-                json.dumps(rec.task_id), int(rec.input_tokens), int(rec.output_tokens),
-                "" if rec.usd is None else repr(float(rec.usd)), repr(float(rec.latency_s)), rec.status,
-                repr(float(rec.ts)), json.dumps({str(k): int(n) for k, n in (rec.dropped or {}).items() if n}),
-                int(rec.repaired or 0)]
+        self.link = link
+        self._r = link.connection if link else redis_connection(url, "the usage ledger", ping=True)
 
     def record(self, rec: UsageRecord) -> None:
         """Append one record (atomically updates the counters)."""
-        self._script(args=self._args(rec))
+        self.record_many([rec])
 
     def record_many(self, recs: Iterable[UsageRecord]) -> None:
-        """Append records in one pipelined round trip."""
-        pipe = self._r.pipeline(transaction=False)
-        n = 0
-        for rec in recs:
-            self._script(args=self._args(rec), client=pipe)
-            n += 1
-        if n:
-            pipe.execute()
+        """Append records in one pipelined round trip (spooled when Redis is down and there is a link)."""
+        recs = list(recs)
+        if self.link is None:
+            _write_records(self._r, self.prefix, recs)
+            return
+        items = [(rec.rid, {"prefix": self.prefix, "record": rec.to_json()}) for rec in recs]
+        self.link.write_or_keep("ledger", items, lambda: _write_records(self._r, self.prefix, recs))
 
     def _scope(self, project: str | None) -> str:
         return "*" if project is None else f"p:{project}"
@@ -385,11 +428,13 @@ class RedisLedger:
         return delete_keys(self._r, self.prefix)
 
     def close(self) -> None:
-        self._r.close()
+        if self.link is None:   # a link's connection is shared by the process's stores
+            self._r.close()
 
 
 def open_ledger(settings, *, prefix: str = DEFAULT_PREFIX) -> Ledger:
-    """RedisLedger when ``settings.redis_url`` is set, else SQLiteLedger at ``{data_dir}/ledger.sqlite3``."""
+    """RedisLedger when ``settings.redis_url`` is set (spooling while Redis is down), else SQLiteLedger
+    at ``{data_dir}/ledger.sqlite3``."""
     if settings.redis_url:
-        return RedisLedger(settings.redis_url, prefix=prefix)
+        return RedisLedger(settings.redis_url, prefix=prefix, link=spool.redis_link(settings))
     return SQLiteLedger(sqlite_path(settings, "ledger.sqlite3"))

@@ -106,6 +106,10 @@ class Settings:
     media_max_bytes: int = 20 * 1024 * 1024     # MEDIA_MAX_BYTES largest image fetched or inlined
     media_max_redirects: int = 5                # MEDIA_MAX_REDIRECTS redirects followed per image fetch
     allow_internal_image_urls: bool = False     # ALLOW_INTERNAL_IMAGE_URLS: allow loopback/private/bare-name hosts
+    # --- Redis outages (core.spool) ---------------------------------------
+    spool_dir: str | None = None                # SPOOL_DIR: writes kept while Redis is down (default DATA_DIR/spool)
+    redis_timeout: float = 1.0                  # REDIS_TIMEOUT s to connect to / hear from Redis before it is "down"
+    redis_retry_after: float = 5.0              # REDIS_RETRY_AFTER s a down Redis is left alone before a new try
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -145,6 +149,10 @@ class Settings:
             media_max_bytes=max(1, _int(env, "MEDIA_MAX_BYTES", 20 * 1024 * 1024)),
             media_max_redirects=max(0, _int(env, "MEDIA_MAX_REDIRECTS", 5)),
             allow_internal_image_urls=_bool(env.get("ALLOW_INTERNAL_IMAGE_URLS"), False),
+            # --- Redis outages ---
+            spool_dir=get("SPOOL_DIR"),
+            redis_timeout=_positive(env, "REDIS_TIMEOUT", 1.0),
+            redis_retry_after=_positive(env, "REDIS_RETRY_AFTER", 5.0),
         )
 
     def replace(self, **changes) -> "Settings":

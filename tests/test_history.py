@@ -164,3 +164,27 @@ def test_history_command_table_and_json(tmp_path, capsys):
 
     code, out = _cli(tmp_path, capsys, "--project", "nope")
     assert code == 0 and "no scoring runs" in out
+
+
+def test_a_run_added_while_redis_is_down_is_spooled_and_replayed_once(tmp_path):
+    """Issue 8 finding 14: a history entry that cannot reach Redis is kept and replayed, not lost."""
+    from core.spool import KINDS, RedisLink, redis_link
+
+    prefix = f"test:history:{uuid.uuid4().hex}"
+    down = Settings(redis_url="redis://127.0.0.1:1/0", spool_dir=str(tmp_path / "spool"), redis_timeout=0.3,
+                    redis_retry_after=60)
+    run_id = open_history(down, prefix=prefix).add(run("v1", 0.8, 1))
+    spool = redis_link(down).spool
+    assert run_id and spool.counts() == {"history": 1}
+    payloads = [p for _, _, p in spool.take(["history"])]
+    conn = Redis.from_url(REDIS_URL)
+    try:
+        up = RedisLink(Settings(redis_url=REDIS_URL, spool_dir=str(tmp_path / "spool")))
+        assert up.replay() == 0 and up.replayed == 1 and spool.counts() == {}
+        KINDS["history"].replay(conn, None, payloads)      # a second replay changes nothing
+        runs = RedisHistory(conn, prefix=prefix).list("p1")
+        assert [(r["run_id"], r["score"]) for r in runs] == [(run_id, 0.8)]
+    finally:
+        keys = list(conn.scan_iter(f"{prefix}:*"))
+        if keys:
+            conn.delete(*keys)

@@ -7,6 +7,7 @@ import uuid
 from types import MappingProxyType
 
 import pytest
+from redis import Redis
 
 from backend.ledger import RedisLedger, SQLiteLedger, UsageRecord, make_record, open_ledger
 from backend.pricing import PRICES, cost_usd, lookup, price_for
@@ -265,5 +266,66 @@ def test_an_older_sqlite_ledger_gets_the_new_columns(tmp_path):
     again = SQLiteLedger(path)  # the migration is idempotent
     assert again.records("v1")[1] == new
     columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(usage)")]
-    assert columns[-3:] == ["dropped", "repaired", "notes"]
+    assert columns[-4:] == ["dropped", "repaired", "notes", "rid"]
     again.close()
+
+
+# --- Redis down: spooled records, replayed once (issue 8 findings 4 and 14) --------------------
+DOWN_URL = "redis://127.0.0.1:1/0"   # nothing listens there: connection refused at once
+
+
+def _down(tmp_path) -> Settings:
+    return Settings(redis_url=DOWN_URL, spool_dir=str(tmp_path / "spool"), redis_timeout=0.3, redis_retry_after=60)
+
+
+def _replay_into_shared_redis(tmp_path) -> int:
+    """Replay the spool under ``tmp_path`` into the shared Redis (the entries carry their key prefix)."""
+    from core.spool import RedisLink
+
+    link = RedisLink(Settings(redis_url=REDIS_URL, spool_dir=str(tmp_path / "spool"), redis_retry_after=0.1))
+    assert link.replay() == 0
+    return link.replayed
+
+
+def test_a_record_written_twice_counts_once(redis_prefix):
+    led = _redis(redis_prefix)
+    r = rec(1, 0.5)
+    led.record(r)
+    led.record_many([r, rec(2, 0.5)])      # r again: a replay of a write that reached Redis after all
+    assert led.summary("v1")["calls"] == 2 and [x.task_id for x in led.records("v1")] == [1, 2]
+
+
+def test_records_written_while_redis_is_down_are_spooled_and_replayed_once(tmp_path, redis_prefix):
+    from core.spool import KINDS, redis_link
+
+    led = open_ledger(_down(tmp_path), prefix=redis_prefix)     # starts although Redis is unreachable
+    written = [rec(i, 0.1 * i) for i in range(5)]
+    led.record(written[0])
+    led.record_many(written[1:])                                 # no error: kept on disk
+    spool = redis_link(_down(tmp_path)).spool
+    assert spool.counts() == {"ledger": 5}
+    payloads = [p for _, _, p in spool.take(["ledger"])]
+    assert _replay_into_shared_redis(tmp_path) == 5 and spool.counts() == {}
+    KINDS["ledger"].replay(Redis.from_url(REDIS_URL), None, payloads)   # replayed again (crash before removal)
+    assert _redis(redis_prefix).records("v1") == written
+    assert _redis(redis_prefix).summary("v1")["calls"] == 5
+
+
+def test_sqlite_ledger_keeps_record_ids_and_opens_files_without_them(tmp_path):
+    import sqlite3
+
+    path = str(tmp_path / "old.sqlite3")
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE usage (id INTEGER PRIMARY KEY, version TEXT NOT NULL, task_id, project TEXT, "
+                "provider TEXT NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL, "
+                "output_tokens INTEGER NOT NULL, usd REAL, latency_s REAL NOT NULL, status TEXT NOT NULL, "
+                "ts REAL NOT NULL)")
+    old.execute("INSERT INTO usage VALUES (1, 'v1', 1, '7', 'openai', 'm', 1, 1, NULL, 0.1, 'ok', 1.0)")
+    old.commit()
+    old.close()
+    led = SQLiteLedger(path)
+    new = rec(2, 0.2)
+    led.record(new)
+    got = led.records("v1")
+    assert [r.task_id for r in got] == [1, 2] and got[1].rid == new.rid and got[0].rid
+    led.close()

@@ -97,6 +97,9 @@ class Settings:
     # --- backend HTTP limits -----------------------------------------------
     max_request_mb: float = 20.0                # MAX_REQUEST_MB: largest /predict and /webhook body (413 above)
     max_setup_mb: float = 5.0                   # MAX_SETUP_MB: largest /setup body, i.e. label config (413 above)
+    # --- worker recovery ---------------------------------------------------
+    worker_dead_after: float = 30.0             # WORKER_DEAD_AFTER seconds without a heartbeat before the job of a
+                                                # killed worker is retried and its scheduler taken over (min 3)
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -127,6 +130,8 @@ class Settings:
             # --- backend HTTP limits ---
             max_request_mb=_positive(env, "MAX_REQUEST_MB", 20.0),
             max_setup_mb=_positive(env, "MAX_SETUP_MB", 5.0),
+            # --- worker recovery ---
+            worker_dead_after=_positive(env, "WORKER_DEAD_AFTER", 30.0),
         )
 
     def replace(self, **changes) -> "Settings":

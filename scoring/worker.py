@@ -106,6 +106,11 @@ class RedisWait(Retry):
         """Stop waiting: commands waiting for Redis, and later ones, raise their error at once."""
         self.stopping.set()
 
+    @property
+    def waiting(self) -> bool:
+        """True while this process finds Redis unreachable (from the first logged wait until it answers)."""
+        return self._down_since is not None
+
     def call_with_retry(self, do: Callable[[], Any], fail: Callable[..., Any],
                         is_retryable: Callable[[Exception], bool] | None = None,
                         with_failure_count: bool = False) -> Any:
@@ -183,11 +188,15 @@ def waiting_connection(settings: Settings, what: str):
     return connection
 
 
-def stop_waiting(connection) -> None:
-    """End the waiting of ``connection`` (if it is a :func:`waiting_connection`): used on a stop request."""
+def stop_waiting(connection) -> bool:
+    """End the waiting of ``connection`` (if it is a :func:`waiting_connection`): used on a stop request.
+
+    Returns True if Redis was unreachable at that moment."""
     retry = connection.get_retry() if connection is not None else None
-    if isinstance(retry, RedisWait):
-        retry.stop()
+    if not isinstance(retry, RedisWait):
+        return False
+    retry.stop()
+    return retry.waiting
 
 
 # --------------------------------------------------------------------------- recovering from a killed worker
@@ -271,14 +280,17 @@ class _Recovering:
         return super().request_stop(signum, frame)  # type: ignore[misc]
 
     def stop_scheduler(self):
-        """Stop the scheduler process: SIGTERM, then SIGKILL if it has not ended after ``STOP_GRACE`` s."""
+        """Stop the scheduler process: SIGTERM, then SIGKILL if it has not ended after ``STOP_GRACE`` s
+        (1 s while Redis is unreachable: it cannot release its lock then, and waits for Redis)."""
         process = self.scheduler._process if self.scheduler else None  # type: ignore[attr-defined]
         if process is None or not process.pid:
             return
+        retry = self.connection.get_retry()  # type: ignore[attr-defined]
+        grace = 1.0 if isinstance(retry, RedisWait) and retry.waiting else STOP_GRACE
         process.terminate()
-        process.join(STOP_GRACE)
+        process.join(grace)
         if process.is_alive():
-            log.warning("the scheduler process %s did not stop within %.0f s; killing it", process.pid, STOP_GRACE)
+            log.warning("the scheduler process %s did not stop within %.0f s; killing it", process.pid, grace)
             process.kill()
             process.join(5)
 

@@ -124,6 +124,10 @@ def wait_for(predicate, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+def seconds(took: float | None) -> str:
+    return "never" if took is None else f"{took:.1f} s"
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     server = RedisServer(tmp_path)
@@ -168,8 +172,8 @@ def test_killed_worker_job_is_retried_and_due_job_runs_within_a_minute(tmp_path,
         if due_run is None and due.exists():
             due_run = time.monotonic() - killed
         time.sleep(0.2)
-    print(f"\nafter SIGKILL: abandoned job running again after {retried:.1f} s; job due 3 s after the kill "
-          f"enqueued after {due_enqueued:.1f} s and run after {due_run:.1f} s")
+    print(f"\nafter SIGKILL: abandoned job running again after {seconds(retried)}; job due 3 s after the kill "
+          f"enqueued after {seconds(due_enqueued)} and run after {seconds(due_run)}")
     assert retried is not None and retried < RECOVERY_LIMIT, workers.log("second")[-3000:]
     assert due_run is not None and due_run < RECOVERY_LIMIT, workers.log("second")[-3000:]
 

@@ -28,6 +28,6 @@ def touch(path: str) -> str:
     return path
 
 
-def runs(folder: str) -> list[Path]:
+def runs(folder: str | Path) -> list[Path]:
     """The runs :func:`block` recorded in ``folder``, oldest first."""
     return sorted(Path(folder).glob("run-*"), key=lambda p: float(p.read_text() or 0))

@@ -127,14 +127,14 @@ class RedisWait(Retry):
                     fail(error, failures)
                 else:
                     fail(error)
-                if self.stopping.is_set():
-                    raise
                 pause = self.delay(failures, self.cap)
-                if pause:
+                if pause:   # the first retry, at once, is also made when stopping; waiting is not
+                    if self.stopping.is_set():
+                        raise
                     self._report(error, pause)
                     self.stopping.wait(pause)
-                if self.stopping.is_set():
-                    raise
+                    if self.stopping.is_set():
+                        raise
             else:
                 if failures and self._down_since is not None:
                     log.warning("Redis at %s answers again after %.0f s; %s carries on", self.where,

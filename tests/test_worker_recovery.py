@@ -247,8 +247,10 @@ def _outage(tmp_path: Path, server: RedisServer, pool: Workers) -> None:
 
 
 def test_worker_stops_promptly_during_an_outage(tmp_path, redis_server, workers):
-    """SIGTERM while Redis is unreachable: the worker stops waiting and exits instead of hanging."""
-    worker = workers.start("stopping")
+    """SIGTERM while Redis is unreachable: the worker, its scheduler and cron child stop waiting and exit."""
+    schedules = tmp_path / "schedules.yaml"
+    schedules.write_text("schedules:\n  - {project: stopping, version: v1, interval: 3600}\n")
+    worker = workers.start("stopping", "--schedules", str(schedules))
     wait_for(lambda: "Listening on" in workers.log("stopping"), 60, "the worker to start")
     redis_server.stop()
     wait_for(lambda: "is unreachable" in workers.log("stopping"), 30, "the worker to notice")
@@ -258,7 +260,10 @@ def test_worker_stops_promptly_during_an_outage(tmp_path, redis_server, workers)
     took = time.monotonic() - asked
     print(f"\nstopped {took:.1f} s after SIGTERM during an outage")
     assert worker.returncode == 0 and took < 8      # docker stop waits 10 s before SIGKILL
-    assert "stopped while Redis was unreachable" in workers.log("stopping")
+    log = workers.log("stopping")
+    assert "worker stopped while Redis was unreachable" in log, log
+    assert "cron schedule stopped while Redis was unreachable" in log, log
+    assert "Traceback" not in log, log
 
 
 # --------------------------------------------------------------------------- the parts

@@ -37,13 +37,19 @@ def add_arguments(parser) -> None:
 
 
 def _run_cron(settings: Settings, path: str) -> None:  # the child process (spawned: nothing is inherited)
+    from redis.exceptions import RedisError
+    from rq.exceptions import StopRequested
+
     from core.secrets import install_log_filter
     from scoring.schedule import build_cron
     from scoring.worker import waiting_connection
 
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     install_log_filter(settings)
-    build_cron(settings, path, waiting_connection(settings, "the cron schedule")).start()
+    try:
+        build_cron(settings, path, waiting_connection(settings, "the cron schedule")).start()
+    except (RedisError, StopRequested) as exc:  # asked to stop while Redis was unreachable (or starting up)
+        log.warning("cron schedule stopped while Redis was unreachable (%s)", str(exc) or type(exc).__name__)
 
 
 def run(args, settings: Settings) -> int:

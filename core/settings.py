@@ -110,6 +110,9 @@ class Settings:
     spool_dir: str | None = None                # SPOOL_DIR: writes kept while Redis is down (default DATA_DIR/spool)
     redis_timeout: float = 1.0                  # REDIS_TIMEOUT s to connect to / hear from Redis before it is "down"
     redis_retry_after: float = 5.0              # REDIS_RETRY_AFTER s a down Redis is left alone before a new try
+    # --- worker recovery ---------------------------------------------------
+    worker_dead_after: float = 30.0             # WORKER_DEAD_AFTER seconds without a heartbeat before the job of a
+                                                # killed worker is retried and its scheduler taken over (min 3)
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -153,6 +156,8 @@ class Settings:
             spool_dir=get("SPOOL_DIR"),
             redis_timeout=_positive(env, "REDIS_TIMEOUT", 1.0),
             redis_retry_after=_positive(env, "REDIS_RETRY_AFTER", 5.0),
+            # --- worker recovery ---
+            worker_dead_after=_positive(env, "WORKER_DEAD_AFTER", 30.0),
         )
 
     def replace(self, **changes) -> "Settings":

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from core.errors import ConfigError
+
 
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
@@ -22,35 +24,32 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _parsed(env: Mapping[str, str], name: str, default, parse, what: str):
+    """``parse(env[name])``, ``default`` when unset or empty; ConfigError naming the variable otherwise.
+
+    >>> _parsed({"N": "3"}, "N", 1, int, "a whole number"), _parsed({}, "N", 1, int, "a whole number")
+    (3, 1)
+    """
     raw = env.get(name, "")
     if raw == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError:
-        from core.errors import ConfigError
+        raise ConfigError(f"{name}={raw!r} is not {what}; set it to e.g. {default}") from None
 
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_parsed(env, name, default, int, "a whole number"))
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    if raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        from core.errors import ConfigError
-
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+    return float(_parsed(env, name, default, float, "a number"))
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
     if not value > 0:
-        from core.errors import ConfigError
-
         raise ConfigError(f"{name}={value:g} must be more than 0; set it to e.g. {default:g}")
     return value
 
@@ -58,8 +57,6 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     raw = (env.get(name) or allowed[0]).strip().lower()
     if raw not in allowed:
-        from core.errors import ConfigError
-
         raise ConfigError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
     return raw
 

@@ -9,7 +9,8 @@ from types import MappingProxyType
 import pytest
 from redis import Redis
 
-from backend.ledger import RedisLedger, SQLiteLedger, UsageRecord, make_record, open_ledger
+from backend.ledger import SQLiteLedger, UsageRecord, make_record, open_ledger
+from backend.ledger_redis import RedisLedger
 from backend.pricing import PRICES, cost_usd, lookup, price_for
 from backend.providers.base import Usage
 from backend.versions import Price, PromptVersion

@@ -32,7 +32,8 @@ from rq.job import Job
 
 from backend.app import create_app
 from backend.jobs import rescore_job_id
-from backend.ledger import RedisLedger, UsageRecord, open_ledger
+from backend.ledger import UsageRecord, open_ledger
+from backend.ledger_redis import RedisLedger
 from backend.versions import load_versions
 from core.settings import Settings
 from core.spool import RedisLink, redis_link

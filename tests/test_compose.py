@@ -39,7 +39,8 @@ SCHEMA = json.loads((REPO / "tests" / "fixtures" / "compose-spec.json").read_tex
 REQUIRED = {"LABEL_STUDIO_USERNAME", "LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_API_KEY"}
 APP_SERVICES = ("backend", "worker", "scheduler")  # built from this repository (one image)
 COMPOSE_OWN = {"COMPOSE_PROFILES"}  # read by docker compose itself, not interpolated in the file
-VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}|(?P<bare>[A-Za-z_]\w*)|(?P<esc>\$))")
+VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}"
+                 r"|(?P<bare>[A-Za-z_]\w*)|(?P<esc>\$))")
 
 
 # --------------------------------------------------------------------------- helpers

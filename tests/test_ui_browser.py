@@ -17,6 +17,9 @@ Label Studio (tests/lsharness.py): a skip only with ``ALLOW_SKIP_SERVICES=1`` ou
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -36,7 +39,6 @@ from scoring.writeback import evaluation_name, tab_title
 from tests import browser
 from tests.lsharness import PASSWORD, USERNAME, skipping_allowed
 
-pytestmark = [pytest.mark.labelstudio, pytest.mark.browser]
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "out" / "screenshots"
 VERSION = "reviews-gpt-4o-mini-v1"
@@ -130,6 +132,8 @@ def read_scores(driver) -> tuple[list[int], list[float]]:
     return [int(r[id_col]) for r in t["rows"]], [float(r[col]) for r in t["rows"]]
 
 
+@pytest.mark.labelstudio
+@pytest.mark.browser
 def test_a_reviewer_sees_the_lowest_agreement_first_and_the_connected_backend(label_studio, scored_project, chrome):
     from selenium.webdriver.common.by import By
 
@@ -176,3 +180,34 @@ def test_a_reviewer_sees_the_lowest_agreement_first_and_the_connected_backend(la
         chrome.find_element(By.TAG_NAME, "body").text), message="the connected backend on the Model page")
     shot(chrome, "model-settings.png")
     assert "Connected" in body and BACKEND_TITLE in body
+
+
+# --------------------------------------------------------------------------- a missing browser
+def test_ensure_chromium_fails_loudly_when_the_browser_is_not_there(tmp_path):
+    env = {**os.environ, "CHROMIUM": str(tmp_path / "no-chromium"), "CHROMEDRIVER": str(tmp_path / "no-driver")}
+    out = subprocess.run(["bash", str(browser.ENSURE_SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert "tools/ensure_chromium.sh:" in out.stderr and "not executable" in out.stderr
+
+
+TINY = """
+from tests.test_ui_browser import chrome  # noqa: F401  (the fixture)
+
+
+def test_needs_chromium(chrome):
+    assert chrome.title is not None
+"""
+
+
+@pytest.mark.parametrize(("env", "status"), [({}, 1), ({"CI": "true", "ALLOW_SKIP_SERVICES": "1"}, 1),
+                                             ({"ALLOW_SKIP_SERVICES": "1"}, 0)], ids=["default", "ci", "allow-skip"])
+def test_a_missing_chromium_fails_the_browser_tests(tmp_path, env, status):
+    test = tmp_path / "test_tiny_browser.py"
+    test.write_text(TINY)
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "ALLOW_SKIP_SERVICES")}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "--rootdir", str(REPO),
+                          str(test)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**base, "PYTHONPATH": str(REPO), "CHROMEDRIVER": str(tmp_path / "no-driver"), **env})
+    assert out.returncode == status, out.stdout
+    assert "headless Chromium is not available" in out.stdout and "is not an executable" in out.stdout
+    assert ("1 error" in out.stdout) == (status == 1) and ("1 skipped" in out.stdout) == (status == 0)

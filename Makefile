@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test bench bench-ls clean
+.PHONY: demo test bench bench-ls screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(VENV)/.installed: requirements.txt
 demo: $(VENV)/.installed
 	$(PY) -m demo
 
-# Lint and types first, then every test.  A missing Redis or Label Studio fails the run; for local
+# Lint and types first, then every test.  A missing Redis, Label Studio or Chromium fails the run; for local
 # work without Label Studio: ALLOW_SKIP_SERVICES=1 make test (its tests are then skipped and listed;
 # ignored when CI=true).  Extra pytest arguments: make test PYTEST_ARGS="-x -k spans".
 test: $(VENV)/.installed
@@ -21,6 +21,8 @@ test: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	tools/ensure_redis.sh
 	if LS_BIN="$$(tools/ensure_label_studio.sh)"; then export LS_BIN; \
+	elif [ "$${ALLOW_SKIP_SERVICES:-}" != 1 ] || [ "$${CI:-}" = true ] || [ "$${CI:-}" = 1 ]; then exit 1; fi; \
+	if CHROMEDRIVER="$$(tools/ensure_chromium.sh)"; then export CHROMEDRIVER; \
 	elif [ "$${ALLOW_SKIP_SERVICES:-}" != 1 ] || [ "$${CI:-}" = true ] || [ "$${CI:-}" = 1 ]; then exit 1; fi; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -33,6 +35,14 @@ bench: $(VENV)/.installed
 bench-ls: $(VENV)/.installed
 	tools/ensure_redis.sh
 	LS_BIN="$$(tools/ensure_label_studio.sh)" && LS_BIN="$$LS_BIN" $(PY) bench/bench_scoring.py
+
+# Label Studio's UI in headless Chromium (tests/test_ui_browser.py): screenshots in out/screenshots/,
+# the two the README shows copied to docs/screenshots/.
+screenshots: $(VENV)/.installed
+	LS_BIN="$$(tools/ensure_label_studio.sh)" && CHROMEDRIVER="$$(tools/ensure_chromium.sh)" && \
+	LS_BIN="$$LS_BIN" CHROMEDRIVER="$$CHROMEDRIVER" $(PY) -m pytest tests/test_ui_browser.py
+	mkdir -p docs/screenshots
+	cp out/screenshots/agreement-tab.png out/screenshots/model-settings.png docs/screenshots/
 
 clean:
 	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache

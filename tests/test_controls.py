@@ -7,38 +7,57 @@ import pytest
 
 from backend.controls import HANDLERS
 from backend.controls.base import NOTE_CHARS, NOTES_KEPT, describe, dropped, new_stats, note, quality
-from core.errors import AllDroppedError, MissingDataError, OutputError
 from backend.schema import build_plan, strict_violations
+from core.errors import AllDroppedError, MissingDataError, OutputError
 
 TEXT = "Anna Smith met Bob in Paris. Later Bob flew to Berlin."
 
-CHOICES = """<View><Text name="text" value="$text"/>
-<Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices>
-</View>"""
-CHOICES_MULTI = """<View><Text name="text" value="$text"/>
-<Choices name="topics" toName="text" choice="multiple"><Choice value="Travel"/><Choice value="Sport"/><Choice value="Food"/></Choices>
-</View>"""
-CHOICES_ALIAS = """<View><Text name="text" value="$text"/>
-<Choices name="sentiment" toName="text"><Choice value="Positive review" alias="pos"/><Choice value="Negative review" alias="neg"/></Choices>
-</View>"""
+CHOICES = (
+    '<View><Text name="text" value="$text"/>\n'
+    '<Choices name="sentiment" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices>\n'
+    '</View>'
+)
+CHOICES_MULTI = (
+    '<View><Text name="text" value="$text"/>\n'
+    '<Choices name="topics" toName="text" choice="multiple">'
+    '<Choice value="Travel"/><Choice value="Sport"/><Choice value="Food"/></Choices>\n'
+    '</View>'
+)
+CHOICES_ALIAS = (
+    '<View><Text name="text" value="$text"/>\n'
+    '<Choices name="sentiment" toName="text">'
+    '<Choice value="Positive review" alias="pos"/><Choice value="Negative review" alias="neg"/></Choices>\n'
+    '</View>'
+)
 LABELS = """<View><Labels name="ner" toName="text"><Label value="PER"/><Label value="LOC"/></Labels>
 <Text name="text" value="$text"/></View>"""
-LABELS_MULTI = """<View><Labels name="ner" toName="text" choice="multiple"><Label value="PER"/><Label value="VIP"/></Labels>
-<Text name="text" value="$text"/></View>"""
+LABELS_MULTI = (
+    '<View><Labels name="ner" toName="text" choice="multiple"><Label value="PER"/><Label value="VIP"/></Labels>\n'
+    '<Text name="text" value="$text"/></View>'
+)
 HYPER_LABELS = """<View><HyperText name="page" value="$html"/>
 <Labels name="ner" toName="page"><Label value="PER"/><Label value="LOC"/></Labels></View>"""
 HYPERTEXTLABELS = """<View><HyperText name="page" value="$html"/>
 <HyperTextLabels name="ents" toName="page"><Label value="PER"/><Label value="LOC"/></HyperTextLabels></View>"""
 TEXTAREA = """<View><Text name="text" value="$text"/><TextArea name="summary" toName="text"/></View>"""
 RATING = """<View><Text name="text" value="$text"/><Rating name="stars" toName="text" maxRating="10"/></View>"""
-RATING_REQUIRED = """<View><Text name="text" value="$text"/><Rating name="stars" toName="text" required="true"/></View>"""
+RATING_REQUIRED = (
+    '<View><Text name="text" value="$text"/><Rating name="stars" toName="text" required="true"/></View>'
+)
 NUMBER = """<View><Text name="text" value="$text"/><Number name="people" toName="text" min="0" max="100"/></View>"""
-NUMBER_STEP = """<View><Text name="text" value="$text"/><Number name="score" toName="text" min="0" max="1" step="0.1" required="true"/></View>"""
-TAXONOMY = """<View><Text name="text" value="$text"/>
-<Taxonomy name="topic" toName="text">
-  <Choice value="Places"><Choice value="Europe"><Choice value="Paris"/><Choice value="Berlin"/></Choice><Choice value="Asia"/></Choice>
-  <Choice value="People"/>
-</Taxonomy></View>"""
+NUMBER_STEP = (
+    '<View><Text name="text" value="$text"/>'
+    '<Number name="score" toName="text" min="0" max="1" step="0.1" required="true"/></View>'
+)
+TAXONOMY = (
+    '<View><Text name="text" value="$text"/>\n'
+    '<Taxonomy name="topic" toName="text">\n'
+    '  <Choice value="Places"><Choice value="Europe"><Choice value="Paris"/><Choice value="Berlin"/></Choice>'
+    '<Choice value="Asia"/></Choice>\n'
+    '  <Choice value="People"/>\n'
+    '</Taxonomy></View>'
+)
 TAXONOMY_LEAFS = TAXONOMY.replace('toName="text">', 'toName="text" leafsOnly="true" maxUsages="2">')
 RECTANGLES = """<View><Image name="img" value="$image"/>
 <RectangleLabels name="boxes" toName="img"><Label value="Car"/><Label value="Person"/></RectangleLabels></View>"""
@@ -55,7 +74,9 @@ MULTI = """<View>
   <TextArea name="summary" toName="body"/>
   <Rating name="stars" toName="body"/>
   <Number name="count" toName="photo"/>
-  <Taxonomy name="topic" toName="body"><Choice value="Travel"><Choice value="City"/></Choice><Choice value="Other"/></Taxonomy>
+  <Taxonomy name="topic" toName="body">
+    <Choice value="Travel"><Choice value="City"/></Choice><Choice value="Other"/>
+  </Taxonomy>
 </View>"""
 
 ALL_CONFIGS = {
@@ -85,7 +106,9 @@ def values(regions, name=None):
 
 def test_registry_is_a_plain_dict_of_modules():
     assert isinstance(HANDLERS, dict)
-    assert set(HANDLERS) == {"Choices", "Labels", "HyperTextLabels", "TextArea", "Rating", "Number", "Taxonomy", "RectangleLabels"}
+    assert set(HANDLERS) == {
+        "Choices", "Labels", "HyperTextLabels", "TextArea", "Rating", "Number", "Taxonomy", "RectangleLabels"
+    }
     for tag, module in HANDLERS.items():
         assert module.TAG == tag
         for fn in ("schema", "describe", "to_regions"):
@@ -183,17 +206,23 @@ def test_labels_not_found_and_unknown_label_are_dropped_and_counted():
 
 
 def test_labels_duplicates_collapse_and_multiple_merges():
-    answer = {"ner": [{"text": "Bob", "label": "PER", "occurrence": 1}, {"text": "Bob", "label": "PER", "occurrence": 1}]}
+    answer = {"ner": [
+        {"text": "Bob", "label": "PER", "occurrence": 1}, {"text": "Bob", "label": "PER", "occurrence": 1}
+    ]}
     regions, _ = convert(LABELS, answer, {"text": TEXT})
     assert len(regions) == 1
-    answer = {"ner": [{"text": "Bob", "label": "PER", "occurrence": 1}, {"text": "Bob", "label": "VIP", "occurrence": 1}]}
+    answer = {"ner": [
+        {"text": "Bob", "label": "PER", "occurrence": 1}, {"text": "Bob", "label": "VIP", "occurrence": 1}
+    ]}
     regions, _ = convert(LABELS_MULTI, answer, {"text": TEXT})
     assert values(regions) == [{"start": 15, "end": 18, "text": "Bob", "labels": ["PER", "VIP"]}]
 
 
 def test_labels_unicode_offsets_are_code_points():
     text = "🎉 Zoë visited 東京 today"
-    answer = {"ner": [{"text": "Zoë", "label": "PER", "occurrence": 0}, {"text": "東京", "label": "LOC", "occurrence": 0}]}
+    answer = {"ner": [
+        {"text": "Zoë", "label": "PER", "occurrence": 0}, {"text": "東京", "label": "LOC", "occurrence": 0}
+    ]}
     regions, _ = convert(LABELS, answer, {"text": text})
     for v in values(regions):
         assert text[v["start"]:v["end"]] == v["text"]
@@ -246,7 +275,9 @@ def test_labels_on_hypertext_use_xpaths():
 
 
 def test_hypertextlabels_store_labels_under_their_own_key():
-    answer = {"ents": [{"text": "Bob", "label": "PER", "occurrence": 0}, {"text": "Rome", "label": "LOC", "occurrence": 0}]}
+    answer = {"ents": [
+        {"text": "Bob", "label": "PER", "occurrence": 0}, {"text": "Rome", "label": "LOC", "occurrence": 0}
+    ]}
     regions, stats = convert(HYPERTEXTLABELS, answer, {"html": HTML})
     assert regions[0]["type"] == "hypertextlabels"
     assert values(regions)[0]["hypertextlabels"] == ["PER"]
@@ -362,7 +393,9 @@ def test_rectangles():
     answer = {"boxes": [{"label": "Car", "x": 10, "y": 20, "width": 30, "height": 15.5}]}
     regions, stats = convert(RECTANGLES, answer, {"image": "https://example.com/a.jpg"})
     assert regions[0]["type"] == "rectanglelabels" and regions[0]["to_name"] == "img"
-    assert values(regions) == [{"x": 10.0, "y": 20.0, "width": 30.0, "height": 15.5, "rotation": 0, "rectanglelabels": ["Car"]}]
+    assert values(regions) == [
+        {"x": 10.0, "y": 20.0, "width": 30.0, "height": 15.5, "rotation": 0, "rectanglelabels": ["Car"]}
+    ]
 
 
 def test_rectangles_clipped_and_degenerate_dropped():
@@ -373,7 +406,9 @@ def test_rectangles_clipped_and_degenerate_dropped():
         {"label": "Truck", "x": 10, "y": 10, "width": 5, "height": 5},   # unknown label
     ]}
     regions, stats = convert(RECTANGLES, answer, {"image": "https://example.com/a.jpg"})
-    assert values(regions) == [{"x": 0.0, "y": 90.0, "width": 15.0, "height": 10.0, "rotation": 0, "rectanglelabels": ["Car"]}]
+    assert values(regions) == [
+        {"x": 0.0, "y": 90.0, "width": 15.0, "height": 10.0, "rotation": 0, "rectanglelabels": ["Car"]}
+    ]
     assert stats["boxes_dropped"] == 2 and stats["labels_dropped"] == 1
 
 
@@ -394,7 +429,9 @@ def test_multi_object_multi_control():
     answer = {
         "sentiment": "Positive",
         "photo_ok": ["Sharp"],
-        "ner": [{"text": "Anna Smith", "label": "PER", "occurrence": 0}, {"text": "Paris", "label": "LOC", "occurrence": 1}],
+        "ner": [
+            {"text": "Anna Smith", "label": "PER", "occurrence": 0}, {"text": "Paris", "label": "LOC", "occurrence": 1}
+        ],
         "title_ner": [{"text": "Paris", "label": "LOC", "occurrence": 0}],
         "boxes": [{"label": "Car", "x": 1, "y": 2, "width": 3, "height": 4}],
         "summary": "A trip.",

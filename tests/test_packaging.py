@@ -255,3 +255,12 @@ def test_the_image_installs_every_package_and_only_the_runtime_dependencies():
     commands = re.findall(r'command: \["([^"]+)"', compose)
     assert "llm-prelabel" in commands and set(commands) <= {"llm-prelabel", "redis-server"}
     assert "llm-prelabel" in PYPROJECT["project"]["scripts"]
+
+
+def test_the_example_label_config_is_the_demo_datasets():
+    """The README tells users to paste label-config.example.xml, which goes with prompts.example.yaml:
+    it must stay the config the demo and the tests use."""
+    from fakellm.dataset import LABEL_CONFIG
+
+    with open(REPO / "label-config.example.xml", encoding="utf-8") as fh:
+        assert fh.read().strip() == LABEL_CONFIG.strip()

@@ -5,9 +5,10 @@ PY     := $(VENV)/bin/python
 
 .PHONY: demo test bench bench-ls screenshots clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .   # the llm-prelabel* commands
 	touch $@
 
 demo: $(VENV)/.installed

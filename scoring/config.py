@@ -78,7 +78,8 @@ def parse_scoring_config(data, source: str = "scoring config") -> ScoringConfig:
         raise ScoringConfigError(f"{source}: expected a mapping with a 'controls' key")
     unknown = set(data) - {"controls"}
     if unknown:
-        raise ScoringConfigError(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; only 'controls' is allowed")
+        keys = ", ".join(sorted(map(str, unknown)))
+        raise ScoringConfigError(f"{source}: unknown key(s) {keys}; only 'controls' is allowed")
     raw_controls = data.get("controls") or {}
     if not isinstance(raw_controls, dict):
         raise ScoringConfigError(f"{source}: 'controls' must map control names to settings")
@@ -95,8 +96,8 @@ def _parse_control(name: str, raw, source: str) -> ControlConfig:
         raise ScoringConfigError(f"{source}: control '{name}' must be a metric name or a mapping with metric/weight")
     unknown = set(raw) - _CONTROL_KEYS
     if unknown:
-        raise ScoringConfigError(f"{source}: control '{name}' has unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                                 "use metric and weight")
+        keys = ", ".join(sorted(map(str, unknown)))
+        raise ScoringConfigError(f"{source}: control '{name}' has unknown key(s) {keys}; use metric and weight")
     metric = raw.get("metric")
     if metric is not None and (not isinstance(metric, str) or not metric.strip()):
         raise ScoringConfigError(f"{source}: control '{name}': metric must be a name or package.module:function")
@@ -112,7 +113,8 @@ def load_custom_metric(spec: str, control: str = "?", source: str = "scoring con
     ``(annotation_1, annotation_2, per_label=False)``."""
     module_name, _, func_name = spec.strip().partition(":")
     if not module_name or not func_name:
-        raise ScoringConfigError(f"{source}: control '{control}': custom metric must be written package.module:function")
+        raise ScoringConfigError(
+            f"{source}: control '{control}': custom metric must be written package.module:function")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # an ImportError or an error raised by the module's own code
@@ -120,11 +122,13 @@ def load_custom_metric(spec: str, control: str = "?", source: str = "scoring con
                                  f"'{control}': {type(exc).__name__}: {exc}") from None
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise ScoringConfigError(f"{source}: module '{module_name}' has no function '{func_name}' (control '{control}')")
+        raise ScoringConfigError(
+            f"{source}: module '{module_name}' has no function '{func_name}' (control '{control}')")
     try:
         inspect.signature(func).bind({"result": []}, {"result": []}, per_label=False)
     except TypeError:
-        raise ScoringConfigError(f"{source}: custom metric {spec} must accept (annotation_1, annotation_2, per_label=False)") from None
+        raise ScoringConfigError(
+            f"{source}: custom metric {spec} must accept (annotation_1, annotation_2, per_label=False)") from None
     except ValueError:
         pass  # builtins without a signature: trust them
     return func

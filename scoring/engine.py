@@ -19,7 +19,10 @@ JSON types; ``None`` where a statistic is undefined)::
      "confusion": {control: {"labels": [...], "matrix": [[...]]}},   # rows = reference
      "kappa": {control: float | None}, "alpha": {control: float | None},
      "tasks": [{"id", "score", "per_control": {name: float}, "prediction_id"}],  # compared tasks
-     "skipped": [{"id", "reason"}], "unscored_controls": [...]}
+     "skipped": [{"id", "code", "reason"}], "unscored_controls": [...]}
+
+``code`` is one of :data:`SKIP_CODES` (``no_prediction``, ``no_reference``, ``result_mismatch``,
+``custom_metric_failed``), for programs; ``reason`` says it in words.
 
 Rules (issue 4): a control with no region on either side scores 1.0, on one side
 0.0; several regions of a control are merged (see each metric family).  Per-task
@@ -29,133 +32,28 @@ with the reason; it never fails the batch.
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
-from typing import Callable
 
-from core.errors import LabelConfigError
+from core.errors import NoReferenceError, ScoringError
+from core.labelconfig import one_line as _one_line
 from scoring.agreement import cohen_kappa, krippendorff_alpha
 from scoring.config import ScoringConfig
-from core.errors import NoReferenceError, ScoringConfigError, ScoringError
 from scoring.export import GROUND_TRUTH, ground_truth, prediction_of, versions_in
-from scoring.metrics import DEFAULTS, EMPTY_VALUE, EXTRACTORS, LABEL_STATS, REGISTRY
-from scoring.metrics.spec import ControlSpec, ResultMismatch
+from scoring.metrics.spec import ResultMismatch
+from scoring.schema import Control, Schema, compile_schema
 
+__all__ = [
+    "GROUND_TRUTH", "SKIP_CODES", "SKIP_CUSTOM_METRIC", "SKIP_NO_PREDICTION", "SKIP_NO_REFERENCE",
+    "SKIP_RESULT_MISMATCH", "Control", "Schema", "alpha_multi", "compile_schema", "evaluate", "evaluate_schema",
+    "pair_results", "score_pair", "single_choice_values",
+]
 
-@dataclass
-class Control:
-    """A scored control with everything the per-task loop needs, resolved once."""
-
-    name: str
-    spec: ControlSpec
-    metric_name: str
-    metric: Callable
-    extract: Callable
-    empty: object
-    weight: float = 1.0
-    from_stats: Callable | None = None
-    label_stats: Callable | None = None
-    custom: bool = False
-    single_choice: bool = False
-
-
-@dataclass
-class Schema:
-    """The label config compiled for scoring (build with ``compile_schema``)."""
-
-    controls: list[Control]
-    unscored: frozenset = frozenset()
-    by_name: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.by_name = {c.name: c for c in self.controls}
-        self.total_weight = sum(c.weight for c in self.controls)
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip()
-
-
-def _canonical_tag(control) -> str:
-    cls = type(control).__name__
-    if cls.endswith("Tag") and cls != "ControlTag":
-        return cls[:-3]
-    return str(control.tag)
-
-
-def _range(tag: str, attr: dict) -> float | None:
-    try:
-        if tag == "Rating":
-            r = float(int(attr.get("maxRating", 5)) - 1)
-            return r if r > 0 else None
-        if tag == "Number" and attr.get("min") is not None and attr.get("max") is not None:
-            r = float(attr["max"]) - float(attr["min"])
-            return r if r > 0 and math.isfinite(r) else None
-    except (TypeError, ValueError):
-        return None
-    return None
-
-
-def compile_schema(label_config: str, config: ScoringConfig | None = None) -> Schema:
-    """Parse the label config once (LabelInterface) and resolve each control's metric.
-
-    Raises ``LabelConfigError`` for an unusable config and ``ScoringConfigError`` when
-    scoring.yaml names an unknown control or metric.
-    """
-    from label_studio_sdk.label_interface import LabelInterface
-
-    config = config or ScoringConfig()
-    try:
-        li = LabelInterface(label_config)
-        raw_controls = list(li.controls or ())
-    except Exception as exc:  # lxml / pydantic errors of a broken config
-        raise LabelConfigError(f"the label config cannot be parsed: {_one_line(exc)}") from None
-    controls, unscored, tags = [], set(), {}
-    for c in raw_controls:
-        tag = _canonical_tag(c)
-        tags[c.name] = tag
-        if tag not in REGISTRY:
-            unscored.add(c.name)
-            continue
-        cc = config.for_control(c.name)
-        spec = ControlSpec(
-            name=c.name,
-            tag=tag,
-            labels=tuple(str(x) for x in (c.labels or ())),
-            multiple=str(c.attr.get("choice", "")).lower() == "multiple",
-            range=_range(tag, c.attr),
-        )
-        metric_name = cc.metric or DEFAULTS[tag]
-        if cc.custom is not None:
-            metric, from_stats, custom = cc.custom, None, True
-        elif metric_name in REGISTRY[tag]:
-            metric = REGISTRY[tag][metric_name]
-            from_stats, custom = getattr(metric, "from_stats", None), False
-        else:
-            raise ScoringConfigError(
-                f"{config.source or 'scoring config'}: control '{c.name}' is {tag}; metric '{metric_name}' "
-                f"is not one of {', '.join(REGISTRY[tag])} (or package.module:function)")
-        controls.append(Control(
-            name=c.name, spec=spec, metric_name=metric_name, metric=metric, extract=EXTRACTORS[tag],
-            empty=EMPTY_VALUE[tag], weight=cc.weight, from_stats=from_stats,
-            label_stats=LABEL_STATS.get(tag), custom=custom,
-            single_choice=(tag == "Choices" and not spec.multiple),
-        ))
-    for name in config.controls:
-        if name not in tags:
-            raise ScoringConfigError(f"{config.source or 'scoring config'}: control '{name}' is not in the label config "
-                                     f"(its controls: {', '.join(tags) or 'none'})")
-        if name in unscored:
-            raise ScoringConfigError(f"{config.source or 'scoring config'}: control '{name}' is a {tags[name]}, "
-                                     f"which has no metric (scored tags: {', '.join(REGISTRY)})")
-    if not controls:
-        raise LabelConfigError("the label config has no control that can be scored "
-                               f"(scored tags: {', '.join(REGISTRY)})")
-    schema = Schema(controls=controls, unscored=frozenset(unscored))
-    if schema.total_weight <= 0:
-        raise ScoringConfigError(f"{config.source or 'scoring config'}: all control weights are 0")
-    return schema
+# Why a task was skipped: the ``code`` of each ``skipped`` entry (its ``reason`` says it in words).
+SKIP_NO_PREDICTION = "no_prediction"  # the scored version has no prediction on the task
+SKIP_NO_REFERENCE = "no_reference"  # no ground truth / no prediction of the reference version
+SKIP_RESULT_MISMATCH = "result_mismatch"  # a result does not fit the label config
+SKIP_CUSTOM_METRIC = "custom_metric_failed"  # a custom metric raised or returned a non-score
+SKIP_CODES = (SKIP_NO_PREDICTION, SKIP_NO_REFERENCE, SKIP_RESULT_MISMATCH, SKIP_CUSTOM_METRIC)
 
 
 # ---------------------------------------------------------------- per task
@@ -191,7 +89,8 @@ def _call_custom(c: Control, ra, rb) -> float:
     try:
         v = c.metric({"result": ra}, {"result": rb}, per_label=False)
     except Exception as exc:
-        raise _CustomFailed(f"custom metric {c.metric_name} failed on '{c.name}': {type(exc).__name__}: {_one_line(exc)}") from None
+        raise _CustomFailed(f"custom metric {c.metric_name} failed on '{c.name}': "
+                            f"{type(exc).__name__}: {_one_line(exc)}") from None
     try:
         v = float(v)
     except (TypeError, ValueError):
@@ -271,15 +170,16 @@ def _check_sources(tasks: list[dict], version: str, against: str) -> None:
     if not tasks:
         raise ScoringError("there are no tasks to score")
     if against == version:
-        raise ScoringError(f"--against names the scored version '{version}' itself: compare with ground_truth or another version")
+        raise ScoringError(f"--against names the scored version '{version}' itself: "
+                           "compare with ground_truth or another version")
     found = versions_in(tasks)
     if version not in found:
         raise ScoringError(f"version '{version}' has no predictions in these tasks "
                            f"(versions found: {', '.join(found) or 'none'})")
     if against == GROUND_TRUTH:
         if not any(ground_truth(t) is not None for t in tasks):
-            raise NoReferenceError("no task has a ground-truth annotation: mark one annotation per task as ground truth "
-                                   "in Label Studio, or compare with another version (--against VERSION_B)")
+            raise NoReferenceError("no task has a ground-truth annotation: mark one annotation per task as ground "
+                                   "truth in Label Studio, or compare with another version (--against VERSION_B)")
     elif against not in found:
         raise NoReferenceError(f"reference version '{against}' has no predictions in these tasks "
                                f"(versions found: {', '.join(found)})")
@@ -298,54 +198,45 @@ def evaluate(tasks: list[dict], label_config: str, version: str, against: str = 
     return evaluate_schema(tasks, schema, version, against)
 
 
-def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: str = GROUND_TRUTH) -> dict:
-    """``evaluate`` with an already compiled schema (for repeated runs on one config)."""
-    _check_sources(tasks, version, against)
-    ref_word = "ground truth" if against == GROUND_TRUTH else f"prediction of version '{against}'"
-    n_ctrl = {c.name: 0 for c in schema.controls}
-    sum_ctrl = {c.name: 0.0 for c in schema.controls}
-    label_acc = {c.name: {lab: [0, 0, 0] for lab in c.spec.labels}
-                 for c in schema.controls if c.label_stats is not None and c.spec.labels}
-    pick_acc = {c.name: ([], []) for c in schema.controls if c.single_choice}
-    task_rows, skipped = [], []
-    score_sum = 0.0
-    for i, task in enumerate(tasks):
-        tid = task.get("id", i) if isinstance(task, dict) else i
-        try:
-            pred = prediction_of(task, version)
-            if pred is None:
-                skipped.append({"id": tid, "reason": f"no prediction of version '{version}'"})
-                continue
-            ref = _reference(task, against)
-            if ref is None:
-                skipped.append({"id": tid, "reason": f"no {ref_word}"})
-                continue
-            try:
-                pa = _split(pred.get("result"), schema)
-            except ResultMismatch as exc:
-                raise ResultMismatch(f"prediction: {exc}") from None
-            try:
-                pb = _split(ref.get("result"), schema)
-            except ResultMismatch as exc:
-                raise ResultMismatch(f"reference: {exc}") from None
-            score, per, stats, picks = _score_split(pa, pb, schema)
-        except ResultMismatch as exc:
-            skipped.append({"id": tid, "reason": f"result does not match the label config: {exc}"})
-            continue
-        except _CustomFailed as exc:
-            skipped.append({"id": tid, "reason": str(exc)})
-            continue
-        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
-            skipped.append({"id": tid, "reason": f"result does not match the label config: malformed data "
-                                                 f"({type(exc).__name__}: {_one_line(exc)})"})
-            continue
-        # commit the task
-        score_sum += score
-        for name, s in per.items():
-            sum_ctrl[name] += s
-            n_ctrl[name] += 1
+class _Skip(Exception):
+    """A task that cannot be compared: ``code`` (one of SKIP_CODES) and the reason in words."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+@dataclass
+class _Tally:
+    """What the compared tasks add up to, filled task by task."""
+
+    schema: Schema
+    score_sum: float = 0.0
+    n_ctrl: dict = field(default_factory=dict)  # control -> tasks scored
+    sum_ctrl: dict = field(default_factory=dict)  # control -> sum of its scores
+    labels: dict = field(default_factory=dict)  # control -> label -> [tp, fp, fn]
+    picks: dict = field(default_factory=dict)  # single-choice control -> ([prediction], [reference])
+    rows: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    def __post_init__(self):
+        controls = self.schema.controls
+        self.n_ctrl = {c.name: 0 for c in controls}
+        self.sum_ctrl = {c.name: 0.0 for c in controls}
+        self.labels = {c.name: {lab: [0, 0, 0] for lab in c.spec.labels}
+                       for c in controls if c.label_stats is not None and c.spec.labels}
+        self.picks = {c.name: ([], []) for c in controls if c.single_choice}
+
+    def skip(self, tid, code: str, reason: str) -> None:
+        self.skipped.append({"id": tid, "code": code, "reason": reason})
+
+    def add(self, row: dict, stats: list, picks: list) -> None:
+        self.score_sum += row["score"]
+        for name, s in row["per_control"].items():
+            self.sum_ctrl[name] += s
+            self.n_ctrl[name] += 1
         for c, st in stats:
-            acc = label_acc.get(c.name)
+            acc = self.labels.get(c.name)
             if acc is None:
                 continue
             for label, (tp, fp, fn) in st.items():
@@ -356,53 +247,111 @@ def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: st
                     cell[2] += fn
         for c, pp, rp in picks:
             if pp is not None and rp is not None:
-                preds, refs = pick_acc[c.name]
+                preds, refs = self.picks[c.name]
                 preds.append(pp)
                 refs.append(rp)
-        task_rows.append({"id": tid, "score": score, "per_control": per, "prediction_id": pred.get("id")})
+        self.rows.append(row)
 
-    n = len(task_rows)
-    if n == 0:
-        reasons = "; ".join(f"task {s['id']}: {s['reason']}" for s in skipped[:3])
-        more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
-        raise ScoringError(f"no task could be scored: {reasons}{more}")
 
-    per_label = {}
-    for cname, acc in label_acc.items():
+def _split_side(result, schema: Schema, side: str) -> dict:
+    try:
+        return _split(result, schema)
+    except ResultMismatch as exc:
+        raise ResultMismatch(f"{side}: {exc}") from None
+
+
+def _compare(task, schema: Schema, version: str, against: str):
+    """Score one task: (prediction, task score, per control, label stats, picks); raises _Skip."""
+    pred = prediction_of(task, version)
+    if pred is None:
+        raise _Skip(SKIP_NO_PREDICTION, f"no prediction of version '{version}'")
+    ref = _reference(task, against)
+    if ref is None:
+        raise _Skip(SKIP_NO_REFERENCE, "no ground truth" if against == GROUND_TRUTH
+                    else f"no prediction of version '{against}'")
+    try:
+        pa = _split_side(pred.get("result"), schema, "prediction")
+        pb = _split_side(ref.get("result"), schema, "reference")
+        score, per, stats, picks = _score_split(pa, pb, schema)
+    except ResultMismatch as exc:
+        raise _Skip(SKIP_RESULT_MISMATCH, f"result does not match the label config: {exc}") from None
+    except _CustomFailed as exc:
+        raise _Skip(SKIP_CUSTOM_METRIC, str(exc)) from None
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+        raise _Skip(SKIP_RESULT_MISMATCH, f"result does not match the label config: malformed data "
+                                          f"({type(exc).__name__}: {_one_line(exc)})") from None
+    return pred, score, per, stats, picks
+
+
+def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: str = GROUND_TRUTH) -> dict:
+    """``evaluate`` with an already compiled schema (for repeated runs on one config)."""
+    _check_sources(tasks, version, against)
+    tally = _Tally(schema)
+    for i, task in enumerate(tasks):
+        tid = task.get("id", i) if isinstance(task, dict) else i
+        try:
+            pred, score, per, stats, picks = _compare(task, schema, version, against)
+        except _Skip as skip:
+            tally.skip(tid, skip.code, skip.reason)
+            continue
+        tally.add({"id": tid, "score": score, "per_control": per, "prediction_id": pred.get("id")}, stats, picks)
+    if not tally.rows:
+        raise ScoringError(f"no task could be scored: {_first_reasons(tally.skipped)}")
+    return _report(tally, len(tasks), version, against)
+
+
+def _first_reasons(skipped: list[dict]) -> str:
+    reasons = "; ".join(f"task {s['id']}: {s['reason']}" for s in skipped[:3])
+    more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+    return f"{reasons}{more}"
+
+
+def _per_label(tally: _Tally) -> dict:
+    out = {}
+    for cname, acc in tally.labels.items():
         rows = {}
         for label, (tp, fp, fn) in acc.items():
             p, r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
             rows[label] = {"precision": p, "recall": r, "f1": _ratio(2 * tp, 2 * tp + fp + fn), "support": tp + fn}
-        per_label[cname] = rows
+        out[cname] = rows
+    return out
 
+
+def _single_choice_agreement(tally: _Tally) -> tuple[dict, dict, dict]:
+    """(confusion, kappa, alpha) of each single-choice control."""
     confusion, kappa, alpha = {}, {}, {}
-    for cname, (preds, refs) in pick_acc.items():
-        labels = list(schema.by_name[cname].spec.labels)
+    for cname, (preds, refs) in tally.picks.items():
+        labels = list(tally.schema.by_name[cname].spec.labels)
         index = {lab: k for k, lab in enumerate(labels)}
         matrix = [[0] * len(labels) for _ in labels]
-        for pp, rp in zip(preds, refs):
+        for pp, rp in zip(preds, refs, strict=True):
             if pp in index and rp in index:
                 matrix[index[rp]][index[pp]] += 1
         confusion[cname] = {"labels": labels, "matrix": matrix}
         kappa[cname] = cohen_kappa(refs, preds)
         alpha[cname] = krippendorff_alpha([refs, preds], labels)
+    return confusion, kappa, alpha
 
+
+def _report(tally: _Tally, n_tasks: int, version: str, against: str) -> dict:
+    n = len(tally.rows)
+    confusion, kappa, alpha = _single_choice_agreement(tally)
     return {
         "version": version,
         "reference": against,
-        "n_tasks": len(tasks),
+        "n_tasks": n_tasks,
         "n_compared": n,
-        "n_skipped": len(tasks) - n,
-        "score": score_sum / n,
-        "per_control": {c.name: {"metric": c.metric_name, "score": sum_ctrl[c.name] / n, "n": n_ctrl[c.name],
-                                 "weight": c.weight} for c in schema.controls},
-        "per_label": per_label,
+        "n_skipped": n_tasks - n,
+        "score": tally.score_sum / n,
+        "per_control": {c.name: {"metric": c.metric_name, "score": tally.sum_ctrl[c.name] / n,
+                                 "n": tally.n_ctrl[c.name], "weight": c.weight} for c in tally.schema.controls},
+        "per_label": _per_label(tally),
         "confusion": confusion,
         "kappa": kappa,
         "alpha": alpha,
-        "tasks": task_rows,
-        "skipped": skipped,
-        "unscored_controls": sorted(schema.unscored),
+        "tasks": tally.rows,
+        "skipped": tally.skipped,
+        "unscored_controls": sorted(tally.schema.unscored),
     }
 
 

@@ -28,17 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
-<<<<<<< HEAD
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from core.secrets import mask
-
-LOWEST_N = 20
-MAX_LABELS = 40
-_BLUE, _ORANGE, _GREEN = "#2f6db5", "#e08a2c", "#3b9a52"
-=======
 from core.fmt import num, ratio, usd
+from core.secrets import mask
 from scoring.cost import TOLERANCE
 from scoring.pipeline import LOWEST_N
 from scoring.report_figures import (
@@ -66,7 +57,6 @@ class ReportOptions:
     lowest_n: int = LOWEST_N                        # lowest-agreement tasks listed
     secrets: Iterable[str] = ()                     # values masked as *** wherever they appear
     tolerance: float = TOLERANCE                    # "cheapest version within <tolerance> of the best score"
->>>>>>> wave1-scoringcli
 
 
 def _e(value) -> str:
@@ -247,10 +237,8 @@ def _mask(page: str, secrets: Iterable[str]) -> str:
     >>> _mask("token s3cr3t and s&amp;cret", ["s3cr3t", "s&cret", "ab"])
     'token *** and ***'
     """
-    for secret in secrets or ():
-        if secret and len(secret) >= 4:
-            page = page.replace(secret, "***").replace(_e(secret), "***")
-    return page
+    kept = [s for s in secrets or () if s and len(s) >= 4]
+    return mask(page, kept + [_e(s) for s in kept])
 
 
 def build_html(report: dict, options: ReportOptions | None = None) -> str:
@@ -273,45 +261,7 @@ def build_html(report: dict, options: ReportOptions | None = None) -> str:
         _skipped(report),
         "</body></html>",
     ]
-<<<<<<< HEAD
-    fig = figure_agreement_histogram(report)
-    if fig is not None:
-        out += ["<h2>Agreement per task</h2>", _img(fig, "histogram of per-task agreement")]
-    per_label = report.get("per_label") or {}
-    figs = [(c, figure_per_label(c, labels)) for c, labels in per_label.items() if isinstance(labels, dict)]
-    figs = [(c, f) for c, f in figs if f is not None]
-    if figs:
-        out.append("<h2>Per label precision, recall, F1</h2>")
-        for control, f in figs:
-            out.append(_img(f, f"per-label scores of {control}"))
-            if len(per_label[control]) > MAX_LABELS:
-                out.append(f'<p class="muted">{_e(control)}: first {MAX_LABELS} of {len(per_label[control])} labels shown.</p>')
-    confusion = report.get("confusion") or {}
-    figs = [(c, figure_confusion(c, m)) for c, m in confusion.items() if isinstance(m, dict)]
-    figs = [(c, f) for c, f in figs if f is not None]
-    if figs:
-        out.append('<h2>Confusion matrices</h2><div class="grid">')
-        out += [_img(f, f"confusion matrix of {c}") for c, f in figs]
-        out.append("</div>")
-    if comparison:
-        out.append("<h2>Versions: quality and cost</h2>")
-        fig = figure_quality_vs_cost(comparison, current=version)
-        if fig is not None:
-            out.append(_img(fig, "quality versus cost across versions"))
-        out.append(_comparison(comparison, version))
-    if history:
-        fig = figure_history(history)
-        if fig is not None:
-            out += ["<h2>Score over time</h2>", _img(fig, "score over time per version")]
-    out += [f"<h2>Lowest-agreement tasks (up to {lowest_n})</h2>", _lowest(report, task_url, lowest_n)]
-    out.append(_skipped(report))
-    out.append("</body></html>")
-    page = "".join(out)
-    kept = [s for s in secrets or () if s and len(s) >= 4]
-    return mask(page, kept + [_e(s) for s in kept])
-=======
     return _mask("".join(out), opts.secrets)
->>>>>>> wave1-scoringcli
 
 
 def render_html(report: dict, path: str, options: ReportOptions | None = None) -> str:

@@ -7,11 +7,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.errors import LabelConfigError
+from core.errors import ExportError, LabelConfigError, NoReferenceError, ScoringConfigError, ScoringError
 from scoring.agreement import cohen_kappa
 from scoring.config import ControlConfig, ScoringConfig, load_scoring_config
-from scoring.engine import alpha_multi, compile_schema, evaluate, score_pair, single_choice_values
-from core.errors import ExportError, NoReferenceError, ScoringConfigError, ScoringError
+from scoring.engine import (
+    SKIP_CODES,
+    SKIP_CUSTOM_METRIC,
+    SKIP_NO_PREDICTION,
+    SKIP_NO_REFERENCE,
+    SKIP_RESULT_MISMATCH,
+    alpha_multi,
+    compile_schema,
+    evaluate,
+    score_pair,
+    single_choice_values,
+)
 from scoring.export import ground_truth, load_export, prediction_of
 from scoring.metrics.spec import ResultMismatch
 
@@ -176,6 +186,11 @@ def test_tasks_lacking_a_side_or_matching_badly_are_skipped_and_listed():
     assert "value.rating" in reasons[5] and reasons[5].startswith("result does not match the label config: prediction")
     assert reasons[6].startswith("result does not match the label config: prediction: its result is not a list")
     assert [t["id"] for t in r["tasks"]] == [1, 7]
+    codes = {s["id"]: s["code"] for s in r["skipped"]}
+    assert codes == {2: SKIP_NO_REFERENCE, 3: SKIP_NO_PREDICTION, 4: SKIP_RESULT_MISMATCH, 5: SKIP_RESULT_MISMATCH,
+                     6: SKIP_RESULT_MISMATCH}
+    assert set(codes.values()) <= set(SKIP_CODES)
+    assert [sorted(s) for s in r["skipped"]] == [["code", "id", "reason"]] * 5
 
 
 def test_reference_side_mismatch_is_named():
@@ -200,7 +215,7 @@ def test_model_against_model_needs_no_annotation():
     r = evaluate(tasks, CONFIG, "v-a", against="v-b")
     assert r["reference"] == "v-b" and r["n_compared"] == 2 and r["per_control"]["sentiment"]["score"] == 0.5
     assert r["score"] == pytest.approx((5 / 6 + 1) / 2)
-    assert r["skipped"] == [{"id": 3, "reason": "no prediction of version 'v-b'"}]
+    assert r["skipped"] == [{"id": 3, "code": "no_reference", "reason": "no prediction of version 'v-b'"}]
 
 
 def test_newest_prediction_of_a_version_is_used():
@@ -336,6 +351,7 @@ def test_failing_custom_metric_skips_the_task(tmp_path, func, reason):
     tasks = [task(1, [ta("x")], v1=[ta("y")]), task(2, [ch("Positive")], v1=[ch("Positive")])]
     r = evaluate(tasks, CONFIG, "v1", config=cfg)
     assert r["n_compared"] == 1 and reason in r["skipped"][0]["reason"]
+    assert r["skipped"][0]["code"] == SKIP_CUSTOM_METRIC
 
 
 # ---------------------------------------------------------------- scoring.yaml

@@ -81,7 +81,7 @@ def test_good_run_writes_json_and_html(files):
     # task 1: sentiment 1, summary 1 - 1/4 = 0.75 -> 0.875; task 2: 1 -> mean 0.9375
     assert report["score"] == 0.9375 and report["n_tasks"] == 3 and report["n_skipped"] == 1
     assert report["per_control"]["summary"] == {"metric": "levenshtein", "score": 0.875, "n": 2, "weight": 1.0}
-    assert report["skipped"] == [{"id": 3, "reason": "no ground truth"}]
+    assert report["skipped"] == [{"id": 3, "code": "no_reference", "reason": "no ground truth"}]
     assert report["confusion"]["sentiment"] == {"labels": ["Positive", "Negative"], "matrix": [[1, 0], [0, 1]]}
     assert report["kappa"]["sentiment"] == 1.0 and report["alpha"]["sentiment"] == 1.0
     page = Path(html).read_text()
@@ -99,7 +99,7 @@ def test_against_another_version_with_custom_metric(files):
     # task 1: sentiment 0, summary 1 (one text each) -> 0.5; task 2: 1; task 3 has no v2 prediction
     assert [t["score"] for t in report["tasks"]] == [0.5, 1.0]
     assert report["per_control"]["summary"]["metric"] == "tests.test_evaluate_cli:agreement"
-    assert report["skipped"] == [{"id": 3, "reason": "no prediction of version 'v2'"}]
+    assert report["skipped"] == [{"id": 3, "code": "no_reference", "reason": "no prediction of version 'v2'"}]
 
 
 def test_some_mismatching_results_fail_but_keep_the_report(files):

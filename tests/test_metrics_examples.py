@@ -4,23 +4,32 @@ import importlib
 
 import pytest
 
-from scoring.metrics import DEFAULTS, EXTRACTORS, REGISTRY, boxes, choices, numeric, spans, taxonomy, textarea
-from scoring.metrics.spec import ControlSpec, ResultMismatch
+from scoring.metrics import REGISTRY, boxes, choices, numeric, spans, taxonomy, textarea
+from scoring.metrics.spec import ControlSpec, ResultMismatch, TagMetrics
 
 F = frozenset
 
 
-@pytest.mark.parametrize("name", ["spec", "choices", "taxonomy", "matching", "spans", "boxes", "textarea", "numeric"])
+@pytest.mark.parametrize("name", ["spec", "choices", "taxonomy", "matching", "spans", "boxes", "textarea", "numeric",
+                                  "__init__"])
 def test_docstring_examples(name):
     """Every worked example in the metric modules' docstrings holds."""
-    result = doctest.testmod(importlib.import_module(f"scoring.metrics.{name}"))
+    module = "scoring.metrics" if name == "__init__" else f"scoring.metrics.{name}"
+    result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
 
 
 def test_defaults_name_registered_metrics():
-    assert set(DEFAULTS) == set(REGISTRY) == set(EXTRACTORS)
-    for tag, name in DEFAULTS.items():
-        assert name in REGISTRY[tag]
+    for record in REGISTRY.values():
+        assert record.default in record.metrics
+
+
+def test_a_record_refuses_an_unknown_default_or_shortcut():
+    with pytest.raises(ValueError, match="default metric 'nope'"):
+        TagMetrics(default="nope", metrics={"exact": choices.exact}, extract=choices.extract)
+    with pytest.raises(ValueError, match="from_stats"):
+        TagMetrics(default="exact", metrics={"exact": choices.exact}, extract=choices.extract,
+                   from_stats={"jaccard": lambda st: 1.0}, label_stats=choices.label_stats)
 
 
 # ---------------------------------------------------------------- Choices / Taxonomy
@@ -53,8 +62,8 @@ def test_choices_label_stats_and_from_stats_agree_with_metric():
     a, b = F({"A", "B"}), F({"B", "C"})
     st = choices.label_stats(a, b)
     assert st == {"A": (0, 1, 0), "B": (1, 0, 0), "C": (0, 0, 1)}
-    assert choices.exact.from_stats(st) == choices.exact(a, b) == 0.0
-    assert choices.jaccard.from_stats(st) == choices.jaccard(a, b) == pytest.approx(1 / 3)
+    assert choices.METRICS.from_stats["exact"](st) == choices.exact(a, b) == 0.0
+    assert choices.METRICS.from_stats["jaccard"](st) == choices.jaccard(a, b) == pytest.approx(1 / 3)
 
 
 def test_taxonomy_paths_compared_as_sets():
@@ -63,9 +72,9 @@ def test_taxonomy_paths_compared_as_sets():
     b = taxonomy.extract([{"value": {"taxonomy": [["Plant"]]}}, {"value": {"taxonomy": [["Animal", "Cat"]]}}], spec)
     c = taxonomy.extract([{"value": {"taxonomy": [["Animal"], ["Plant"]]}}], spec)
     assert a == b == F({("Animal", "Cat"), ("Plant",)})
-    assert REGISTRY["Taxonomy"]["exact"](a, b) == 1.0
-    assert REGISTRY["Taxonomy"]["exact"](a, c) == 0.0          # ("Animal",) is not ("Animal", "Cat")
-    assert REGISTRY["Taxonomy"]["jaccard"](a, c) == pytest.approx(1 / 3)   # Plant shared of 3 paths
+    assert REGISTRY["Taxonomy"].metrics["exact"](a, b) == 1.0
+    assert REGISTRY["Taxonomy"].metrics["exact"](a, c) == 0.0          # ("Animal",) is not ("Animal", "Cat")
+    assert REGISTRY["Taxonomy"].metrics["jaccard"](a, c) == pytest.approx(1 / 3)   # Plant shared of 3 paths
     with pytest.raises(ResultMismatch):
         taxonomy.extract([{"value": {"taxonomy": ["Animal"]}}], spec)
 

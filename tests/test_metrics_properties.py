@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scoring.metrics import DEFAULTS, EMPTY_VALUE, EXTRACTORS, LABEL_STATS, REGISTRY
+from scoring.metrics import REGISTRY
 from scoring.metrics.spec import ControlSpec
 
 LABELS = ["A", "B", "C"]
@@ -52,24 +52,26 @@ REGION = {
 
 def side(tag):
     """A non-empty side: the extracted value of 1-4 regions."""
-    return st.lists(REGION[tag], min_size=1, max_size=4).map(lambda regs: EXTRACTORS[tag](regs, SPECS[tag]))
+    return st.lists(REGION[tag], min_size=1, max_size=4).map(lambda regs: REGISTRY[tag].extract(regs, SPECS[tag]))
 
 
-METRICS = [(tag, name) for tag, metrics in REGISTRY.items() for name in metrics]
+METRICS = [(tag, name) for tag, record in REGISTRY.items() for name in record.metrics]
+LABEL_STATS_TAGS = sorted(tag for tag, record in REGISTRY.items() if record.label_stats is not None)
 
 
 def test_contract_covers_the_whole_registry():
-    assert set(REGISTRY) == set(REGION) == set(SPECS) == set(EMPTY_VALUE)
-    assert len(METRICS) == sum(len(m) for m in REGISTRY.values()) >= 14
-    for tag, name in DEFAULTS.items():
-        assert callable(REGISTRY[tag][name])
+    assert set(REGISTRY) == set(REGION) == set(SPECS)
+    assert len(METRICS) == sum(len(r.metrics) for r in REGISTRY.values()) >= 14
+    for record in REGISTRY.values():
+        assert callable(record.metrics[record.default]) and callable(record.extract)
+        assert set(record.from_stats) <= set(record.metrics)
 
 
 @pytest.mark.parametrize("tag,name", METRICS, ids=[f"{t}.{n}" for t, n in METRICS])
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_metric_contract(tag, name, data):
-    fn = REGISTRY[tag][name]
+    fn = REGISTRY[tag].metrics[name]
     spec = SPECS[tag]
     a = data.draw(side(tag), label="a")
     b = data.draw(side(tag), label="b")
@@ -78,25 +80,29 @@ def test_metric_contract(tag, name, data):
     assert 0.0 <= s_ab <= 1.0
     assert s_ab == pytest.approx(fn(b, a, spec), abs=1e-9)   # symmetric
     assert fn(a, a, spec) == pytest.approx(1.0, abs=1e-9)    # identical -> 1
-    from_stats = getattr(fn, "from_stats", None)
-    if from_stats is not None and tag in LABEL_STATS:   # the engine's shortcut gives the same number
-        assert from_stats(LABEL_STATS[tag](a, b)) == pytest.approx(s_ab)
+    record = REGISTRY[tag]
+    from_stats = record.from_stats.get(name)
+    if from_stats is not None:   # the engine's shortcut gives the same number
+        assert record.label_stats is not None
+        assert from_stats(record.label_stats(a, b)) == pytest.approx(s_ab)
 
 
-@pytest.mark.parametrize("tag", sorted(LABEL_STATS))
+@pytest.mark.parametrize("tag", LABEL_STATS_TAGS)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_label_stats_account_for_every_item(tag, data):
-    a = data.draw(side(tag) | st.just(EMPTY_VALUE[tag]))
-    b = data.draw(side(tag) | st.just(EMPTY_VALUE[tag]))
-    stats = LABEL_STATS[tag](a, b)
+    record = REGISTRY[tag]
+    a = data.draw(side(tag) | st.just(record.empty))
+    b = data.draw(side(tag) | st.just(record.empty))
+    stats = record.label_stats(a, b)
     count = (lambda v: len(v))
     assert sum(tp + fp for tp, fp, fn in stats.values()) == count(a)   # every predicted item is a TP or FP
     assert sum(tp + fn for tp, fp, fn in stats.values()) == count(b)   # every reference item is a TP or FN
-    flipped = LABEL_STATS[tag](b, a)
+    flipped = record.label_stats(b, a)
     assert {k: (tp, fn, fp) for k, (tp, fp, fn) in stats.items()} == flipped
 
 
 @pytest.mark.parametrize("tag,name", [m for m in METRICS if m[0] in ("Choices", "Taxonomy", "Labels", "RectangleLabels", "TextArea")])
 def test_two_empty_values_score_one(tag, name):
-    assert REGISTRY[tag][name](EMPTY_VALUE[tag], EMPTY_VALUE[tag], SPECS[tag]) == 1.0
+    record = REGISTRY[tag]
+    assert record.metrics[name](record.empty, record.empty, SPECS[tag]) == 1.0

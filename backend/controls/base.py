@@ -4,13 +4,14 @@ A handler module (one per Label Studio control tag) exposes::
 
     TAG = "Choices"                 # the control tag it handles
     OBJECTS = ("Text", ...)         # object tags it can point at
-    prepare(sdk_control, ctx) -> dict      # optional: parse extra config once per plan
-    schema(control, ctx) -> dict           # strict JSON schema of the answer for this control
+    prepare(info) -> dict                  # optional: check/derive extra config once per plan
+                                           # (raise ValueError to skip the control, with the reason)
+    schema(control) -> dict                # strict JSON schema of the answer for this control
     describe(control) -> str               # how to answer, for the system prompt
     to_regions(control, value, data, stats) -> list[dict]   # answer -> Label Studio regions
 
-``control`` is a :class:`Control`: the SDK's parsed tag plus the object it
-labels and whatever ``prepare`` returned.  ``value`` is the model's answer for
+``info`` is the control as :mod:`core.labelconfig` read it; ``control`` is a
+:class:`Control`: that reading plus whatever ``prepare`` returned.  ``value`` is the model's answer for
 this control (``None`` when the answer has no key for it); ``data`` is the task
 data; ``stats`` is the dict :func:`new_stats` makes, updated in place
 (dropped spans/labels/boxes are counted, never turned into errors).
@@ -24,63 +25,65 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from core.errors import MissingDataError, OutputError
+from core.labelconfig import ControlInfo, ObjectInfo
 
 OBJECT_TAGS = ("Text", "HyperText", "Image")
 
 
 @dataclass
-class PlanContext:
-    """What a handler may look at while the plan is built."""
-
-    interface: Any  # label_studio_sdk LabelInterface
-    config: str
-
-
-@dataclass
 class Control:
-    """One supported control of a label config, as the handlers see it."""
+    """One supported control of a label config, as the handlers see it.
 
-    sdk: Any  # label_studio_sdk ControlTag
-    tag: str  # canonical tag name, e.g. "Choices"
-    name: str
-    to_name: str  # the object this control's regions point at
-    object: Any  # label_studio_sdk ObjectTag
-    labels: list[str]  # alias or value of each Label/Choice, in config order
-    attr: dict
-    extra: dict = field(default_factory=dict)
+    Every attribute comes from the shared reading of the config (:mod:`core.labelconfig`), so the
+    backend and the scoring side agree on labels, ``choice="multiple"``, ``maxRating``, ...
+    """
+
+    info: ControlInfo
+    tag: str  # canonical tag name, e.g. "Choices" (a key of HANDLERS)
+    extra: dict = field(default_factory=dict)  # what the handler's ``prepare`` returned
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def to_name(self) -> str:
+        """The object this control's regions point at."""
+        return self.info.to_name or ""
+
+    @property
+    def object(self) -> ObjectInfo:
+        assert self.info.object is not None  # build_plan rejects a control without its object
+        return self.info.object
+
+    @property
+    def labels(self) -> list[str]:
+        """Alias or value of each Label/Choice, in config order."""
+        return list(self.info.labels)
+
+    @property
+    def attr(self) -> Mapping[str, Any]:
+        return self.info.attr
 
     @property
     def object_tag(self) -> str:
-        return canonical_object(self.object.tag)
+        return self.object.tag
 
     @property
     def object_field(self) -> str | None:
         """The task data key the object reads (``text`` for ``value="$text"``)."""
-        return object_field(self.object)
+        return self.object.field
 
     @property
     def required(self) -> bool:
-        return str(self.attr.get("required", "false")).lower() == "true"
+        return self.info.required
 
     @property
     def multiple(self) -> bool:
-        return self.attr.get("choice") == "multiple"
+        return self.info.multiple
 
     def where(self) -> str:
         return f"{self.tag} {self.name!r}"
-
-
-def canonical_object(tag: str) -> str:
-    for t in OBJECT_TAGS:
-        if t.lower() == (tag or "").lower():
-            return t
-    return tag
-
-
-def object_field(obj) -> str | None:
-    if obj is None or not obj.value or not obj.value_is_variable:
-        return None
-    return obj.value_name
 
 
 def new_stats() -> dict:
@@ -190,8 +193,35 @@ def object_text(control: Control, data: Mapping) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def prepare_labels(sdk_control, ctx) -> dict:
+def prepare_labels(info: ControlInfo) -> dict:
     """``prepare`` for tags whose answers pick from ``<Label>`` children (Labels, RectangleLabels)."""
-    if not sdk_control.labels:
+    if not info.labels:
         raise ValueError("it has no <Label> children")
     return {}
+
+
+def label_of(control: Control, answer: Any, stats: dict, what: str = "label") -> str | None:
+    """The configured label ``answer`` names; an unknown one is counted in ``labels_dropped`` and noted."""
+    label = match_label(control.labels, answer)
+    if label is None:
+        stats["labels_dropped"] += 1
+        note(stats, f"{control.name}: dropped {what} {answer!r}")
+    return label
+
+
+def list_of_objects(description: str, properties: dict) -> dict:
+    """The strict schema of a list of closed objects with every property required (spans, boxes).
+
+    >>> list_of_objects("boxes", {"x": {"type": "number"}})["items"]["required"]
+    ['x']
+    """
+    return {
+        "type": "array",
+        "description": description,
+        "items": {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        },
+    }

@@ -15,20 +15,21 @@ is dropped and counted in ``stats["labels_dropped"]``.
 """
 from __future__ import annotations
 
-from backend.controls.base import Control, PlanContext, allowed, bad, expect_list, match_label, note, region
+from backend.controls.base import Control, allowed, bad, expect_list, label_of, match_label, region
+from core.labelconfig import ControlInfo
 
 TAG = "Choices"
 OBJECTS = ("Text", "HyperText", "Image")
 
 
-def prepare(sdk_control, ctx: PlanContext) -> dict:
-    if sdk_control.dynamic_value or not sdk_control.labels:
+def prepare(info: ControlInfo) -> dict:
+    if info.dynamic or not info.labels:
         # value="$options": the choices come from each task, unknown when the schema is built
         raise ValueError("its choices come from the task data (dynamic choices) or it has no <Choice> children")
     return {}
 
 
-def schema(control: Control, ctx: PlanContext) -> dict:
+def schema(control: Control) -> dict:
     enum = {"type": "string", "enum": list(control.labels)}
     if control.multiple:
         return {"type": "array", "items": enum, "description": describe(control)}
@@ -50,17 +51,15 @@ def to_regions(control: Control, value, data, stats) -> list[dict]:
             value = value[0]
         label = match_label(control.labels, value)
         if label is None:
-            raise bad(control, f"unknown label {value!r} for control {control.name!r}; allowed: {allowed(control.labels)}")
+            raise bad(control, f"unknown label {value!r} for control {control.name!r}; "
+                               f"allowed: {allowed(control.labels)}")
         return [region(control, {"choices": [label]})]
     if isinstance(value, str):
         value = [value]
     chosen: list[str] = []
     for item in expect_list(control, value, "labels"):
-        label = match_label(control.labels, item)
-        if label is None:
-            stats["labels_dropped"] += 1
-            note(stats, f"{control.name}: dropped unknown label {item!r}")
-        elif label not in chosen:
+        label = label_of(control, item, stats)
+        if label is not None and label not in chosen:
             chosen.append(label)
     if not chosen:
         return []

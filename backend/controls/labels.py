@@ -30,18 +30,18 @@ With ``choice="multiple"`` labels given to the same passage are merged into one 
 from __future__ import annotations
 
 from backend.controls.base import (
-    prepare_labels,
     Control,
-    PlanContext,
     allowed,
     bad,
     expect_list,
-    match_label,
+    label_of,
+    list_of_objects,
     note,
     object_text,
+    prepare_labels,
     region,
 )
-from backend.spans import SpanFinder, html_text
+from backend.spans import HtmlText, SpanFinder, html_text
 
 TAG = "Labels"
 OBJECTS = ("Text", "HyperText")
@@ -51,24 +51,15 @@ LABEL_KEY = "labels"
 prepare = prepare_labels
 
 
-def schema(control: Control, ctx: PlanContext) -> dict:
-    return {
-        "type": "array",
-        "description": describe(control),
-        "items": {
-            "type": "object",
-            "properties": {
-                "text": {"type": "string", "description": "the passage, copied verbatim from the text"},
-                "label": {"type": "string", "enum": list(control.labels)},
-                "occurrence": {
-                    "type": "integer",
-                    "description": "which occurrence of this exact passage is meant (1 = first); 0 = every occurrence",
-                },
-            },
-            "required": ["text", "label", "occurrence"],
-            "additionalProperties": False,
+def schema(control: Control) -> dict:
+    return list_of_objects(describe(control), {
+        "text": {"type": "string", "description": "the passage, copied verbatim from the text"},
+        "label": {"type": "string", "enum": list(control.labels)},
+        "occurrence": {
+            "type": "integer",
+            "description": "which occurrence of this exact passage is meant (1 = first); 0 = every occurrence",
         },
-    }
+    })
 
 
 def describe(control: Control) -> str:
@@ -77,7 +68,8 @@ def describe(control: Control) -> str:
         f"labels passages of the {control.object_tag} {control.to_name!r}: a list of "
         f"{{text, label, occurrence}} items, one per passage; `text` is copied verbatim from "
         f"{source} (no character offsets), `label` is one of: {allowed(control.labels)}; "
-        f"`occurrence` picks one occurrence of a repeated passage (1 = first, 0 = all); an empty list if nothing applies"
+        f"`occurrence` picks one occurrence of a repeated passage (1 = first, 0 = all); "
+        f"an empty list if nothing applies"
     )
 
 
@@ -99,48 +91,49 @@ def _items(control: Control, value) -> list[tuple[str, str, int]]:
     return out
 
 
-def to_regions(control: Control, value, data, stats, label_key: str = LABEL_KEY) -> list[dict]:
-    items = _items(control, value)
-    if not items:
-        return []
-    source = object_text(control, data)
-    hyper = control.object_tag == "HyperText"
-    index = html_text(source) if hyper else None
-    shown = index.text if hyper else source
-    finder = index if hyper else SpanFinder(source)
-    found: dict[tuple[int, int], list[str]] = {}
-    order: list[tuple[tuple[int, int], str]] = []
+Span = tuple[int, int]
+
+
+def _locate(control: Control, items, finder: SpanFinder | HtmlText, stats) -> list[tuple[Span, str]]:
+    """(span, label) of every passage found, in answer order, each pair once; unknown labels and
+    passages that are not in the text are dropped and counted."""
+    found: dict[tuple[Span, str], None] = {}  # an ordered set
     for quote, answer_label, occ in items:
-        label = match_label(control.labels, answer_label)
+        label = label_of(control, answer_label, stats)
         if label is None:
-            stats["labels_dropped"] += 1
-            note(stats, f"{control.name}: dropped unknown label {answer_label!r}")
             continue
         spans = finder.find(quote, occ)
         if not spans:
             stats["spans_dropped"] += 1
             note(stats, f"{control.name}: passage not found in the text: {quote[:80]!r}")
-            continue
-        for span in spans:
-            labels = found.setdefault(span, [])
-            if label in labels:
-                continue
-            labels.append(label)
-            order.append((span, label))
+        found.update(dict.fromkeys((span, label) for span in spans))
+    return list(found)
+
+
+def to_regions(control: Control, value, data, stats, label_key: str = LABEL_KEY) -> list[dict]:
+    items = _items(control, value)
+    if not items:
+        return []
+    source = object_text(control, data)
+    index = html_text(source) if control.object_tag == "HyperText" else None
+    found = _locate(control, items, index or SpanFinder(source), stats)
+    pairs: list[tuple[Span, list[str]]] = []
+    if control.multiple:  # labels of one passage merge into one region
+        merged: dict[Span, list[str]] = {}
+        for span, label in found:
+            merged.setdefault(span, []).append(label)
+        pairs = list(merged.items())
+    else:  # one region per (passage, label), in answer order
+        pairs = [(span, [label]) for span, label in found]
+    shown = index.text if index is not None else source
     regions = []
-    if control.multiple:
-        pairs = [(span, labels) for span, labels in found.items()]
-    else:
-        pairs = [(span, [label]) for span, label in order]
     for i, ((start, end), labels) in enumerate(pairs):
-        if hyper:
-            value = index.xpath_range(start, end)
-            if value is None:
+        if index is not None:
+            where = index.xpath_range(start, end)
+            if where is None:
                 stats["spans_dropped"] += 1
                 continue
         else:
-            value = {"start": start, "end": end}
-        value["text"] = shown[start:end]
-        value[label_key] = labels
-        regions.append(region(control, value, i))
+            where = {"start": start, "end": end}
+        regions.append(region(control, {**where, "text": shown[start:end], label_key: labels}, i))
     return regions

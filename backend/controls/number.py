@@ -13,32 +13,29 @@ A value outside [min, max] is an OutputError.
 """
 from __future__ import annotations
 
-from backend.controls.base import Control, PlanContext, as_number, bad, region
+from backend.controls.base import Control, as_number, bad, region
 
 TAG = "Number"
 OBJECTS = ("Text", "HyperText", "Image")
 
 
-def _bound(control: Control, key: str) -> float | None:
-    raw = control.attr.get(key)
-    try:
-        return float(raw) if raw not in (None, "") else None
-    except ValueError:
-        return None
+def _bounds(control: Control) -> tuple[float | None, float | None]:
+    """``min`` and ``max`` as :mod:`core.labelconfig` reads them (None when absent or not a number)."""
+    return control.info.min, control.info.max
 
 
 def _integral(control: Control) -> bool:
-    step = _bound(control, "step")
-    return step is None or float(step).is_integer()
+    step = control.info.step
+    return step is None or step.is_integer()
 
 
-def schema(control: Control, ctx: PlanContext) -> dict:
+def schema(control: Control) -> dict:
     kind = "integer" if _integral(control) else "number"
     return {"type": kind if control.required else [kind, "null"], "description": describe(control)}
 
 
 def describe(control: Control) -> str:
-    lo, hi = _bound(control, "min"), _bound(control, "max")
+    lo, hi = _bounds(control)
     kind = "a whole number" if _integral(control) else "a number"
     rng = ""
     if lo is not None and hi is not None:
@@ -57,8 +54,9 @@ def to_regions(control: Control, value, data, stats) -> list[dict]:
             raise bad(control, "needs a number")
         return []
     number = as_number(control, value, "the answer")
-    lo, hi = _bound(control, "min"), _bound(control, "max")
+    lo, hi = _bounds(control)
     if (lo is not None and number < lo) or (hi is not None and number > hi):
-        raise bad(control, f"{number:g} is outside the allowed range [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+        low, high = lo if lo is not None else "-inf", hi if hi is not None else "inf"
+        raise bad(control, f"{number:g} is outside the allowed range [{low}, {high}]")
     out = int(number) if number.is_integer() and _integral(control) else number
     return [region(control, {"number": out})]

@@ -13,27 +13,26 @@ A value outside 0..maxRating (or 0 for a required rating) is an OutputError.
 """
 from __future__ import annotations
 
-from backend.controls.base import Control, PlanContext, as_number, bad, region
+from backend.controls.base import Control, as_number, bad, region
 
 TAG = "Rating"
 OBJECTS = ("Text", "HyperText", "Image")
 
 
 def max_rating(control: Control) -> int:
-    try:
-        return max(1, int(float(control.attr.get("maxRating", 5))))
-    except (TypeError, ValueError):
-        return 5
+    """``maxRating`` as :mod:`core.labelconfig` reads it (default 5; ``"5.0"`` is 5; garbage is 5)."""
+    return control.info.max_rating
 
 
-def schema(control: Control, ctx: PlanContext) -> dict:
+def schema(control: Control) -> dict:
     return {"type": "integer", "description": describe(control)}
 
 
 def describe(control: Control) -> str:
     top = max_rating(control)
     none = "" if control.required else "; 0 if you cannot rate it"
-    return f"rates the {control.object_tag} {control.to_name!r}: a whole number from 1 (lowest) to {top} (highest){none}"
+    return (f"rates the {control.object_tag} {control.to_name!r}: "
+            f"a whole number from 1 (lowest) to {top} (highest){none}")
 
 
 def to_regions(control: Control, value, data, stats) -> list[dict]:

@@ -22,15 +22,15 @@ Example::
 from __future__ import annotations
 
 from backend.controls.base import (
-    prepare_labels,
     Control,
-    PlanContext,
     allowed,
     as_number,
     bad,
     expect_list,
-    match_label,
+    label_of,
+    list_of_objects,
     note,
+    prepare_labels,
     region,
 )
 
@@ -42,24 +42,15 @@ _MIN_SIZE = 1e-6
 prepare = prepare_labels
 
 
-def schema(control: Control, ctx: PlanContext) -> dict:
+def schema(control: Control) -> dict:
     pct = lambda what: {"type": "number", "description": what}  # noqa: E731
-    return {
-        "type": "array",
-        "description": describe(control),
-        "items": {
-            "type": "object",
-            "properties": {
-                "label": {"type": "string", "enum": list(control.labels)},
-                "x": pct("left edge, percent of the image width (0-100)"),
-                "y": pct("top edge, percent of the image height (0-100)"),
-                "width": pct("box width, percent of the image width"),
-                "height": pct("box height, percent of the image height"),
-            },
-            "required": ["label", "x", "y", "width", "height"],
-            "additionalProperties": False,
-        },
-    }
+    return list_of_objects(describe(control), {
+        "label": {"type": "string", "enum": list(control.labels)},
+        "x": pct("left edge, percent of the image width (0-100)"),
+        "y": pct("top edge, percent of the image height (0-100)"),
+        "width": pct("box width, percent of the image width"),
+        "height": pct("box height, percent of the image height"),
+    })
 
 
 def describe(control: Control) -> str:
@@ -79,10 +70,8 @@ def to_regions(control: Control, value, data, stats) -> list[dict]:
     for i, item in enumerate(expect_list(control, value, "boxes")):
         if not isinstance(item, dict):
             raise bad(control, f"each box must be an object with label, x, y, width, height; got {item!r}")
-        label = match_label(control.labels, item.get("label"))
+        label = label_of(control, item.get("label"), stats, what="box with unknown label")
         if label is None:
-            stats["labels_dropped"] += 1
-            note(stats, f"{control.name}: dropped box with unknown label {item.get('label')!r}")
             continue
         x, y, w, h = (as_number(control, item.get(k), k) for k in ("x", "y", "width", "height"))
         x0, y0 = _clip(x), _clip(y)

@@ -21,63 +21,26 @@ Node names are the ``alias`` of a ``<Choice>`` when it has one, else its ``value
 """
 from __future__ import annotations
 
-from backend.controls.base import Control, PlanContext, allowed, bad, match_label, note, region
+from backend.controls.base import Control, allowed, bad, match_label, note, region
+from core.labelconfig import ControlInfo, is_true
 
 TAG = "Taxonomy"
 OBJECTS = ("Text", "HyperText", "Image")
 ENUM_LIMIT = 250
 
 
-def _element(ctx: PlanContext, name: str):
-    for el in ctx.interface._tree.iter():  # the parsed config (backend.schema reads it the same way)
-        if isinstance(el.tag, str) and el.tag.lower() == "taxonomy" and el.get("name") == name:
-            return el
-    return None
-
-
-def _children(el) -> list[tuple[str, object]]:
-    """(name, element) of the direct <Choice> descendants of ``el`` (through any <View> wrappers)."""
-    out, seen = [], set()
-    for child in el:
-        if not isinstance(child.tag, str):
-            continue
-        if child.tag == "Choice":
-            key = child.get("alias") or child.get("value")
-            if key is not None and key not in seen:
-                seen.add(key)
-                out.append((key, child))
-        else:
-            for key, sub in _children(child):
-                if key not in seen:
-                    seen.add(key)
-                    out.append((key, sub))
-    return out
-
-
-def prepare(sdk_control, ctx: PlanContext) -> dict:
-    if sdk_control.attr.get("apiUrl"):
+def prepare(info: ControlInfo) -> dict:
+    if info.attr.get("apiUrl"):
         raise ValueError("it loads its tree from apiUrl, which is not known when the schema is built")
-    el = _element(ctx, sdk_control.name)
-    paths: list[tuple[str, ...]] = []
-    leaves: set[tuple[str, ...]] = set()
-
-    def walk(node, prefix):
-        for key, child in _children(node):
-            path = prefix + (key,)
-            paths.append(path)
-            if not _children(child):
-                leaves.add(path)
-            walk(child, path)
-
-    if el is not None:
-        walk(el, ())
-    if not paths:
+    tree = info.taxonomy  # read once by core.labelconfig
+    if tree is None or not tree.paths:
         raise ValueError("it has no <Choice> children")
-    names = list(dict.fromkeys(p[-1] for p in paths))
-    return {"paths": paths, "leaves": leaves, "names": names}
+    cap = str(info.attr.get("maxUsages", "")).strip()
+    return {"paths": list(tree.paths), "leaves": tree.leaves, "names": list(tree.names),
+            "leafs_only": is_true(info.attr.get("leafsOnly")), "max_usages": int(cap) if cap.isdigit() else None}
 
 
-def schema(control: Control, ctx: PlanContext) -> dict:
+def schema(control: Control) -> dict:
     names = control.extra["names"]
     step = {"type": "string"}
     if len(names) <= ENUM_LIMIT:
@@ -93,9 +56,9 @@ def _tree_text(control: Control, limit: int = 200) -> str:
 
 
 def describe(control: Control) -> str:
-    leafs = " Only leaf nodes may be chosen." if control.attr.get("leafsOnly") == "true" else ""
-    cap = control.attr.get("maxUsages")
-    cap = f" At most {cap} paths." if cap else ""
+    leafs = " Only leaf nodes may be chosen." if control.extra["leafs_only"] else ""
+    most = control.extra["max_usages"]
+    cap = f" At most {most} paths." if most else ""
     return (
         f"classifies the {control.object_tag} {control.to_name!r} in a taxonomy: a list of paths, each a list of "
         f"node names from the root down to the chosen node (an empty list if none applies).{leafs}{cap} "
@@ -140,21 +103,22 @@ def to_regions(control: Control, value, data, stats) -> list[dict]:
         path = _resolve(control, item)
         if path is None:
             stats["labels_dropped"] += 1
-            note(stats, f"{control.name}: dropped path not in the taxonomy {item!r}; nodes: {allowed(control.extra['names'], 10)}")
+            nodes = allowed(control.extra["names"], 10)
+            note(stats, f"{control.name}: dropped path not in the taxonomy {item!r}; nodes: {nodes}")
             continue
         if list(path) != item:
             note(stats, f"{control.name}: path {item!r} read as {list(path)!r}")
-        if control.attr.get("leafsOnly") == "true" and path not in control.extra["leaves"]:
+        if control.extra["leafs_only"] and path not in control.extra["leaves"]:
             stats["labels_dropped"] += 1
             note(stats, f"{control.name}: dropped non-leaf path {list(path)!r} (leafsOnly)")
             continue
         if path not in chosen:
             chosen.append(path)
-    cap = control.attr.get("maxUsages")
-    if cap and str(cap).isdigit() and len(chosen) > int(cap):
-        stats["labels_dropped"] += len(chosen) - int(cap)
+    cap = control.extra["max_usages"]
+    if cap and len(chosen) > cap:
+        stats["labels_dropped"] += len(chosen) - cap
         note(stats, f"{control.name}: kept the first {cap} paths (maxUsages)")
-        chosen = chosen[: int(cap)]
+        chosen = chosen[:cap]
     if not chosen:
         return []
     return [region(control, {"taxonomy": [list(p) for p in chosen]})]

@@ -9,21 +9,21 @@ Example::
 """
 from __future__ import annotations
 
-from backend.controls.base import Control, PlanContext, bad, note, region
+from backend.controls.base import Control, bad, note, region
 
 TAG = "TextArea"
 OBJECTS = ("Text", "HyperText", "Image")
 
 
-def schema(control: Control, ctx: PlanContext) -> dict:
+def schema(control: Control) -> dict:
     return {"type": "string", "description": describe(control)}
 
 
 def describe(control: Control) -> str:
-    extra = ""
-    if control.attr.get("placeholder"):
-        extra = f" (the field's hint: {control.attr['placeholder']!r})"
-    return f"free text about the {control.object_tag} {control.to_name!r}{extra}; an empty string if there is nothing to write"
+    hint = control.attr.get("placeholder")
+    extra = f" (the field's hint: {hint!r})" if hint else ""
+    return (f"free text about the {control.object_tag} {control.to_name!r}{extra}; "
+            "an empty string if there is nothing to write")
 
 
 def to_regions(control: Control, value, data, stats) -> list[dict]:

@@ -16,7 +16,7 @@ import sys
 
 from core.errors import LabelConfigError
 from scoring.config import load_scoring_config
-from scoring.engine import GROUND_TRUTH, evaluate
+from scoring.engine import GROUND_TRUTH, SKIP_RESULT_MISMATCH, evaluate
 from scoring.export import load_export
 from scoring.output import write_html, write_json
 
@@ -58,7 +58,7 @@ def run(args, settings) -> int:
     write_json(args.json_out, report)
     if args.html_out:
         write_html(args.html_out, report, settings)
-    mismatched = sum(1 for s in report["skipped"] if s["reason"].startswith("result does not match"))
+    mismatched = sum(1 for s in report["skipped"] if s.get("code") == SKIP_RESULT_MISMATCH)
     print(f"{report['version']} vs {report['reference']}: score {report['score']:.3f} over "
           f"{report['n_compared']} task(s), {report['n_skipped']} skipped -> {args.json_out}")
     if mismatched:

@@ -16,7 +16,7 @@ import sys
 
 from core.errors import ScoringError
 from core.fmt import num, usd_fixed
-from scoring.engine import GROUND_TRUTH
+from scoring.engine import GROUND_TRUTH, SKIP_RESULT_MISMATCH
 from scoring.output import quiet_http, write_html, write_json
 
 HELP = "pull a Label Studio project, score a version against ground truth or another version, write agreement back"
@@ -110,7 +110,7 @@ def run(args, settings) -> int:
         write_json(args.json_out, report)
     if args.html_out:
         write_html(args.html_out, report, settings)
-    mismatched = sum(1 for s in report["skipped"] if s["reason"].startswith("result does not match"))
+    mismatched = sum(1 for s in report["skipped"] if s.get("code") == SKIP_RESULT_MISMATCH)
     if mismatched:
         print(f"warning: {mismatched} task(s) skipped because their result does not match the label config "
               "(listed under \"skipped\" in the JSON report)", file=sys.stderr)

@@ -1,64 +1,31 @@
-"""Metric registry: plain dicts, one small module per family.
+"""Metric registry: a plain dict, control tag -> one :class:`~scoring.metrics.spec.TagMetrics` record.
 
-``REGISTRY[tag][name]`` is a pure function ``metric(pred_value, ref_value, spec) -> float``
-in [0, 1] over the values that ``EXTRACTORS[tag](regions, spec)`` makes of one side's
-regions of a control.  ``DEFAULTS[tag]`` names the default metric of each tag.
-``LABEL_STATS[tag](pred_value, ref_value) -> {label: (tp, fp, fn)}`` feeds per-label
-precision/recall/F1; a metric with a ``from_stats`` attribute is computed from those
-stats (same number, no second matching).  ``EMPTY_VALUE[tag]`` is the value of a side
-with no region, for the label stats.
+Each family module (``choices``, ``spans``, ...) defines its record as ``METRICS``: the
+default metric, the alternatives (name -> pure function ``metric(pred_value, ref_value,
+spec) -> float`` in [0, 1]), the extractor that turns one side's regions into a value, the
+value of an empty side, and the pooled per-label statistics when the tag has them.
 
-Adding a metric = a function in its family module + one line here.
+Adding a metric = a function in its family module + one line in that module's ``METRICS``.
+Adding a tag = one module with its ``METRICS`` + one line here.
+
+>>> REGISTRY["Choices"].default, sorted(REGISTRY["Choices"].metrics)
+('exact', ['exact', 'jaccard'])
+>>> REGISTRY["Rating"].metrics["linear"](2, 5, ControlSpec("q", "Rating", range=4.0))
+0.25
 """
 from __future__ import annotations
 
 from . import boxes, choices, numeric, spans, taxonomy, textarea
-from .spec import ControlSpec, ResultMismatch
+from .spec import ControlSpec, ResultMismatch, TagMetrics
 
-REGISTRY: dict[str, dict] = {
-    "Choices": {"exact": choices.exact, "jaccard": choices.jaccard},
-    "Taxonomy": {"exact": choices.exact, "jaccard": choices.jaccard},
-    "Labels": {"span_f1": spans.span_f1, "char_overlap": spans.char_overlap},
-    "RectangleLabels": {"box_f1": boxes.box_f1, "mean_iou": boxes.mean_iou},
-    "TextArea": {"levenshtein": textarea.levenshtein, "by_index": textarea.by_index, "token_set": textarea.token_set},
-    "Rating": {"linear": numeric.linear, "exact": numeric.exact},
-    "Number": {"linear": numeric.linear, "exact": numeric.exact},
+REGISTRY: dict[str, TagMetrics] = {
+    "Choices": choices.METRICS,
+    "Taxonomy": taxonomy.METRICS,
+    "Labels": spans.METRICS,
+    "RectangleLabels": boxes.METRICS,
+    "TextArea": textarea.METRICS,
+    "Rating": numeric.METRICS,
+    "Number": numeric.METRICS,
 }
 
-DEFAULTS: dict[str, str] = {
-    "Choices": "exact",
-    "Taxonomy": "exact",
-    "Labels": "span_f1",
-    "RectangleLabels": "box_f1",
-    "TextArea": "levenshtein",
-    "Rating": "linear",
-    "Number": "linear",
-}
-
-EXTRACTORS: dict = {
-    "Choices": choices.extract,
-    "Taxonomy": taxonomy.extract,
-    "Labels": spans.extract,
-    "RectangleLabels": boxes.extract,
-    "TextArea": textarea.extract,
-    "Rating": numeric.extract,
-    "Number": numeric.extract,
-}
-
-EMPTY_VALUE: dict = {
-    "Choices": choices.EMPTY,
-    "Taxonomy": taxonomy.EMPTY,
-    "Labels": spans.EMPTY,
-    "RectangleLabels": boxes.EMPTY,
-    "TextArea": textarea.EMPTY,
-    "Rating": numeric.EMPTY,
-    "Number": numeric.EMPTY,
-}
-
-LABEL_STATS: dict = {
-    "Choices": choices.label_stats,
-    "Labels": spans.label_stats,
-    "RectangleLabels": boxes.label_stats,
-}
-
-__all__ = ["REGISTRY", "DEFAULTS", "EXTRACTORS", "EMPTY_VALUE", "LABEL_STATS", "ControlSpec", "ResultMismatch"]
+__all__ = ["REGISTRY", "ControlSpec", "ResultMismatch", "TagMetrics"]

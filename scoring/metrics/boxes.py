@@ -9,10 +9,12 @@ size is not in the result).
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from .matching import group_by_label as _group, matched_label_stats, max_matching
+from .matching import group_by_label as _group
+from .matching import matched_label_stats, max_matching
 from .spans import f1_from_stats
-from .spec import ControlSpec, ResultMismatch, is_number
+from .spec import ControlSpec, ResultMismatch, TagMetrics, is_number
 
 EMPTY: tuple = ()
 
@@ -39,7 +41,8 @@ def extract(regions: list[dict], spec: ControlSpec) -> tuple:
             raise ResultMismatch(f"a box region of '{name}' has a coordinate that is not a number (or a negative size)")
         if not isinstance(labels, list) or not all(type(t) is str for t in labels):
             raise ResultMismatch(f"a box region of '{name}' needs a list of strings in value.rectanglelabels")
-        ow, oh = r.get("original_width"), r.get("original_height")
+        ow: Any = r.get("original_width")
+        oh: Any = r.get("original_height")
         if not (is_number(ow) and is_number(oh) and ow > 0 and oh > 0):
             ow = oh = None
         for label in labels:
@@ -104,7 +107,6 @@ def box_f1(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
     return f1_from_stats(label_stats(a, b))
 
 
-box_f1.from_stats = f1_from_stats
 
 
 def mean_iou(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
@@ -125,3 +127,9 @@ def mean_iou(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
             count += c
             total += t
     return total / count if count else 0.0
+
+
+METRICS = TagMetrics(default="box_f1", extract=extract, empty=EMPTY, label_stats=label_stats, metrics={
+    "box_f1": box_f1,
+    "mean_iou": mean_iou,
+}, from_stats={"box_f1": f1_from_stats})

@@ -5,7 +5,7 @@ Label stats per label: (tp, fp, fn) with the prediction as first argument.
 """
 from __future__ import annotations
 
-from .spec import ControlSpec, ResultMismatch
+from .spec import ControlSpec, ResultMismatch, TagMetrics
 
 EMPTY: frozenset = frozenset()
 
@@ -77,7 +77,7 @@ def label_stats(a: frozenset, b: frozenset) -> dict[str, tuple[int, int, int]]:
 
 
 def _exact_from_stats(stats) -> float:
-    for tp, fp, fn in stats.values():
+    for _tp, fp, fn in stats.values():
         if fp or fn:
             return 0.0
     return 1.0
@@ -91,6 +91,9 @@ def _jaccard_from_stats(stats) -> float:
     return tp / union if union else 1.0
 
 
-# The engine scores from the label stats it already computed when a metric has this.
-exact.from_stats = _exact_from_stats
-jaccard.from_stats = _jaccard_from_stats
+
+
+METRICS = TagMetrics(default="exact", extract=extract, empty=EMPTY, label_stats=label_stats, metrics={
+    "exact": exact,
+    "jaccard": jaccard,
+}, from_stats={"exact": _exact_from_stats, "jaccard": _jaccard_from_stats})

@@ -64,7 +64,9 @@ def group_by_label(items) -> dict:
     return g
 
 
-def matched_label_stats(a: Sequence, b: Sequence, iou: Callable[[object, object], float]) -> dict[str, tuple[int, int, int]]:
+def matched_label_stats(
+    a: Sequence, b: Sequence, iou: Callable[[object, object], float]
+) -> dict[str, tuple[int, int, int]]:
     """Per label (tp, fp, fn) of the maximum one-to-one matching with ``iou`` >= the threshold:
     tp = matched pairs, fp = unmatched items of ``a``, fn = unmatched items of ``b``."""
     ga, gb = group_by_label(a), group_by_label(b)

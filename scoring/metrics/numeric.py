@@ -6,7 +6,7 @@ else exact match.  Alternative ``exact``.
 """
 from __future__ import annotations
 
-from .spec import ControlSpec, ResultMismatch, is_number
+from .spec import ControlSpec, ResultMismatch, TagMetrics, is_number
 
 EMPTY = None
 _KEY = {"Rating": "rating", "Number": "number"}
@@ -49,3 +49,9 @@ def linear(a: float, b: float, spec: ControlSpec | None = None) -> float:
     if not r:
         return 1.0 if a == b else 0.0
     return max(0.0, 1.0 - abs(a - b) / r)
+
+
+METRICS = TagMetrics(default="linear", extract=extract, empty=EMPTY, metrics={
+    "linear": linear,
+    "exact": exact,
+})

@@ -6,8 +6,9 @@ have the same label and character IoU >= 0.5; see ``matching.max_matching``.
 """
 from __future__ import annotations
 
-from .matching import THRESHOLD, group_by_label as _group, matched_label_stats
-from .spec import ControlSpec, ResultMismatch, is_number
+from .matching import THRESHOLD, matched_label_stats
+from .matching import group_by_label as _group
+from .spec import ControlSpec, ResultMismatch, TagMetrics, is_number
 
 EMPTY: tuple = ()
 
@@ -89,7 +90,6 @@ def span_f1(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
     return f1_from_stats(label_stats(a, b))
 
 
-span_f1.from_stats = f1_from_stats
 
 
 def _merge(intervals: list) -> list:
@@ -128,7 +128,7 @@ def char_overlap(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
     0.2631578947368421
     """
     ga, gb = _group(a), _group(b)
-    inter = union = 0
+    inter = union = 0.0
     for label in ga.keys() | gb.keys():
         xs = _merge([[s, e] for _, s, e in ga.get(label, ())])
         ys = _merge([[s, e] for _, s, e in gb.get(label, ())])
@@ -140,4 +140,11 @@ def char_overlap(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
     return min(1.0, inter / union)
 
 
-__all__ = ["EMPTY", "THRESHOLD", "extract", "interval_iou", "label_stats", "span_f1", "char_overlap", "f1_from_stats"]
+__all__ = ["EMPTY", "THRESHOLD", "extract", "interval_iou", "label_stats", "span_f1", "char_overlap", "f1_from_stats",
+           "METRICS"]
+
+
+METRICS = TagMetrics(default="span_f1", extract=extract, empty=EMPTY, label_stats=label_stats, metrics={
+    "span_f1": span_f1,
+    "char_overlap": char_overlap,
+}, from_stats={"span_f1": f1_from_stats})

@@ -4,7 +4,8 @@ Compared with the same set metrics as Choices (``exact``, ``jaccard``).
 """
 from __future__ import annotations
 
-from .spec import ControlSpec, ResultMismatch
+from . import choices
+from .spec import ControlSpec, ResultMismatch, TagMetrics
 
 EMPTY: frozenset = frozenset()
 
@@ -28,3 +29,9 @@ def extract(regions: list[dict], spec: ControlSpec) -> frozenset:
                 f"a region of '{getattr(spec, 'name', '?')}' has no list of paths (lists of strings) in value.taxonomy"
             ) from None
     return frozenset(acc)
+
+
+METRICS = TagMetrics(default="exact", extract=extract, empty=EMPTY, metrics={
+    "exact": choices.exact,
+    "jaccard": choices.jaccard,
+})

@@ -10,7 +10,7 @@ import re
 
 from rapidfuzz.distance import Levenshtein
 
-from .spec import ControlSpec, ResultMismatch
+from .spec import ControlSpec, ResultMismatch, TagMetrics
 
 EMPTY: tuple = ()
 _TOKEN = re.compile(r"\w+")
@@ -57,7 +57,7 @@ def by_index(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
     if n == 0:
         return 1.0
     sim = Levenshtein.normalized_similarity
-    return sum(sim(x, y) for x, y in zip(a, b)) / n
+    return sum(sim(x, y) for x, y in zip(a, b, strict=False)) / n
 
 
 def tokens(texts: tuple) -> set:
@@ -77,3 +77,10 @@ def token_set(a: tuple, b: tuple, spec: ControlSpec | None = None) -> float:
     ta, tb = tokens(a), tokens(b)
     union = len(ta | tb)
     return len(ta & tb) / union if union else 1.0
+
+
+METRICS = TagMetrics(default="levenshtein", extract=extract, empty=EMPTY, metrics={
+    "levenshtein": levenshtein,
+    "by_index": by_index,
+    "token_set": token_set,
+})

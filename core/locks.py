@@ -54,11 +54,11 @@ class LockBusy(Error):
 def _busy(what: str, key: str, wait: float) -> LockBusy:
     if wait <= 0:
         return LockBusy(f"another {what} is running (it holds the lock {key}); try again when it has finished")
-    return LockBusy(f"another {what} has held the lock {key} for over {wait:.0f} s; try again when it has finished")
+    return LockBusy(f"another {what} has held the lock {key} for over {wait:g} s; try again when it has finished")
 
 
 def _waiting(what: str, key: str, wait: float) -> None:
-    log.info("waiting for the %s that holds the lock %s (up to %.0f s)", what, key, wait)
+    log.info("waiting for the %s that holds the lock %s (up to %g s)", what, key, wait)
 
 
 @contextmanager

@@ -10,6 +10,8 @@ Durable and shared between processes: the backend writes, the scoring side reads
 One :class:`UsageRecord` is one provider call (a re-prediction of a task is another call and
 costs again).  ``status`` is ``"ok"`` or the error's reason slug (``core.errors``:
 ``truncated``, ``rate_limited``, ...).  ``usd`` is None when the model's price is unknown.
+A task answered by the response cache (``backend.cache``) gets a record too, with ``cached``
+true, 0 tokens, ``usd`` 0 and ``saved_usd`` = what the original call cost.
 
 ``summary(version, project=None)`` returns::
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Protocol
@@ -61,6 +64,8 @@ class UsageRecord:
     latency_s: float = 0.0
     status: str = "ok"
     ts: float = field(default_factory=time.time)
+    cached: bool = False          # answered by the response cache (backend.cache): no call, usd 0
+    saved_usd: float | None = None  # cached: what the call would have cost (None: price unknown)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -129,13 +134,16 @@ CREATE TABLE IF NOT EXISTS usage (
     usd REAL,
     latency_s REAL NOT NULL,
     status TEXT NOT NULL,
-    ts REAL NOT NULL
+    ts REAL NOT NULL,
+    cached INTEGER NOT NULL DEFAULT 0,
+    saved_usd REAL
 );
 CREATE INDEX IF NOT EXISTS usage_version_project ON usage (version, project);
 CREATE INDEX IF NOT EXISTS usage_version_latency ON usage (version, latency_s);
 """
 _COLUMNS = ("version", "task_id", "project", "provider", "model", "input_tokens", "output_tokens",
-            "usd", "latency_s", "status", "ts")
+            "usd", "latency_s", "status", "ts", "cached", "saved_usd")
+_ADDED_COLUMNS = {"cached": "INTEGER NOT NULL DEFAULT 0", "saved_usd": "REAL"}  # added to older files on open
 
 
 class SQLiteLedger:
@@ -144,6 +152,13 @@ class SQLiteLedger:
     def __init__(self, path: str):
         self.path = path
         self._db = SQLiteFile(path, _SCHEMA, what="the usage ledger")
+        have = {row[1] for row in self._db.query("PRAGMA table_info(usage)")}
+        for name, decl in _ADDED_COLUMNS.items():
+            if name not in have:  # a file written before these columns existed
+                try:
+                    self._db.execute(f"ALTER TABLE usage ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError:  # another process added it meanwhile
+                    pass
 
     def record(self, rec: UsageRecord) -> None:
         """Append one record."""
@@ -199,7 +214,10 @@ class SQLiteLedger:
         """Every record of a version (optionally one project), oldest first."""
         where, args = self._where(version, project)
         rows = self._db.query(f"SELECT {', '.join(_COLUMNS)} FROM usage WHERE {where} ORDER BY id", args)
-        return [UsageRecord(*r) for r in rows]
+        recs = [UsageRecord(*r) for r in rows]
+        for rec in recs:
+            rec.cached = bool(rec.cached)  # stored as 0/1
+        return recs
 
     def close(self) -> None:
         self._db.close()

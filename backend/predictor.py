@@ -13,6 +13,11 @@
    usage ledger as soon as each task finishes (from its worker thread), so a
    backend killed mid-batch loses at most the records of the calls in flight.
 
+Before calling the provider it asks the response cache (:mod:`backend.cache`; unless
+``RESPONSE_CACHE=off``, the version says ``cache: false`` or the caller passed ``cache=None``):
+a hit is used as the answer, costs nothing and is recorded as ``cached`` with the USD it saved;
+an answer that became a valid prediction is stored.  Errors are never stored.
+
 One bad task never fails the batch.  A task that cannot be labelled (not a JSON
 object: ``invalid_task``; missing data field, invalid or refused or truncated
 answer, provider error, or the ``PREDICT_DEADLINE`` passed before its turn) is recorded in the ledger with a
@@ -32,8 +37,10 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from backend.cache import CachedAnswer, ResponseCache, cache_key, open_response_cache
 from backend.ledger import make_record
 from backend.media import MediaResolver
+from backend.pricing import cost_usd, price_for
 from backend.prompt import render
 from backend.providers import ProviderPool
 from backend.providers.base import Usage
@@ -43,6 +50,7 @@ from core.errors import Error, TaskError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+CACHE_PAUSE_S = 30.0  # a failing response cache is not asked again for this long
 
 
 @dataclass
@@ -55,6 +63,8 @@ class TaskOutcome:
     message: str = ""           # the user-facing reason when status != "ok"
     usage: Usage | None = None
     stats: dict = field(default_factory=dict)
+    cached: bool = False        # answered by the response cache: no call, nothing spent
+    saved: Usage | None = None  # cached: the tokens the original call cost
 
     @property
     def ok(self) -> bool:
@@ -69,6 +79,7 @@ class Predictor:
         ledger=None,
         provider_factory: Callable | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cache: ResponseCache | None | str = "auto",
     ):
         self.settings = settings
         self.versions = versions
@@ -77,6 +88,64 @@ class Predictor:
         self.media = MediaResolver(settings)
         self.clock = clock
         self._ledger_lock = threading.Lock()
+        self._cache = cache  # "auto": open_response_cache(settings) on first use
+        self._cache_lock = threading.Lock()
+        self._cache_paused_until = 0.0
+
+    # -- the response cache ---------------------------------------------------
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The response cache (opened from the settings on first use), or None when off."""
+        with self._cache_lock:
+            if self._cache == "auto":
+                try:
+                    self._cache = open_response_cache(self.settings)
+                except Error as exc:
+                    log.warning("response cache off: %s", exc)
+                    self._cache = None
+            return self._cache  # type: ignore[return-value]
+
+    def cache_for(self, version: PromptVersion) -> ResponseCache | None:
+        """The cache ``version`` uses: None when the version says ``cache: false`` or the cache is off."""
+        return self.cache if version.cache else None
+
+    def cache_call(self, fn: Callable, *args):
+        """``fn(*args)`` on the cache; a failing cache counts as a miss (never fails a task) and is
+        left alone for ``CACHE_PAUSE_S`` seconds (one warning, not one per task)."""
+        if self.clock() < self._cache_paused_until:
+            return None
+        try:
+            return fn(*args)
+        except Exception as exc:
+            self._cache_paused_until = self.clock() + CACHE_PAUSE_S
+            log.warning("response cache: %s failed (%s: %s); not used for %g s, the provider answers",
+                        fn.__name__, type(exc).__name__, exc, CACHE_PAUSE_S)
+            return None
+
+    def cached_answer(self, version: PromptVersion, plan, provider, system: str, parts: list) -> CachedAnswer | None:
+        """What the cache holds for this request (None: a miss, or no cache for ``version``); no provider call."""
+        cache = self.cache_for(version)
+        if cache is None:
+            return None
+        return self.cache_call(cache.get, cache_key(provider, system, parts, plan.schema, plan.schema_name))
+
+    def ask(self, version: PromptVersion, plan, provider, system: str, parts: list,
+            outcome: TaskOutcome) -> tuple[dict, tuple | None]:
+        """The answer from the cache or the provider, and ``(cache, key, answer)`` to store once
+        the answer proved valid (None: nothing to store).  Fills ``outcome.usage``/``cached``/``saved``."""
+        cache = self.cache_for(version)
+        key = cache_key(provider, system, parts, plan.schema, plan.schema_name) if cache is not None else None
+        hit = self.cache_call(cache.get, key) if cache is not None else None
+        if hit is not None:
+            outcome.cached, outcome.saved = True, Usage(hit.input_tokens, hit.output_tokens)
+            return hit.data, None
+        completion = provider.complete(system=system, parts=parts, schema=plan.schema, schema_name=plan.schema_name)
+        outcome.usage = completion.usage
+        store = None
+        if cache is not None:
+            u = completion.usage
+            store = (cache, key, CachedAnswer(completion.data, completion.raw, u.input_tokens, u.output_tokens))
+        return completion.data, store
 
     # -- one task -------------------------------------------------------------
     def predict_one(self, version: PromptVersion, plan, provider, task: Any) -> TaskOutcome:
@@ -89,10 +158,11 @@ class Predictor:
         outcome = TaskOutcome(task_id=task.get("id"))
         try:
             system, parts = render(version, plan, task, self.media)
-            completion = provider.complete(system=system, parts=parts, schema=plan.schema, schema_name=plan.schema_name)
-            outcome.usage = completion.usage
-            regions, stats = plan.to_result(completion.data, task.get("data") or {})
+            data, store = self.ask(version, plan, provider, system, parts, outcome)
+            regions, stats = plan.to_result(data, task.get("data") or {})
             outcome.regions, outcome.stats = regions, stats
+            if store is not None:  # a valid answer: worth keeping
+                self.cache_call(store[0].put, store[1], store[2])
         except TaskError as exc:
             outcome.status, outcome.message = exc.reason, str(exc)
             outcome.usage = exc.usage or outcome.usage
@@ -176,6 +246,9 @@ class Predictor:
             return
         now = time.time()
         recs = [make_record(version, o.task_id, project, o.usage, o.status, ts=now) for o in outcomes]
+        for rec, o in zip(recs, outcomes, strict=True):
+            if o.cached:
+                rec.cached, rec.usd, rec.saved_usd = True, 0.0, cost_usd(o.saved, price_for(version))
         try:
             with self._ledger_lock:
                 self.ledger.record_many(recs)

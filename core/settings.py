@@ -97,6 +97,15 @@ class Settings:
     # --- backend HTTP limits -----------------------------------------------
     max_request_mb: float = 20.0                # MAX_REQUEST_MB: largest /predict and /webhook body (413 above)
     max_setup_mb: float = 5.0                   # MAX_SETUP_MB: largest /setup body, i.e. label config (413 above)
+    # --- response cache and runs ---
+    response_cache: bool = True                 # RESPONSE_CACHE: reuse LLM answers to identical requests (on|off)
+    response_cache_ttl_days: float = 30.0       # RESPONSE_CACHE_TTL_DAYS: days a cached answer is kept (0 = forever)
+    # --- media (image fetching) ---
+    media_fetch_timeout: float = 30.0           # MEDIA_FETCH_TIMEOUT total seconds per image fetch, redirects + body
+    media_fetch_concurrency: int = 8            # MEDIA_FETCH_CONCURRENCY image fetches at once per process (pool size)
+    media_max_bytes: int = 20 * 1024 * 1024     # MEDIA_MAX_BYTES largest image fetched or inlined
+    media_max_redirects: int = 5                # MEDIA_MAX_REDIRECTS redirects followed per image fetch
+    allow_internal_image_urls: bool = False     # ALLOW_INTERNAL_IMAGE_URLS: allow loopback/private/bare-name hosts
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -127,6 +136,15 @@ class Settings:
             # --- backend HTTP limits ---
             max_request_mb=_positive(env, "MAX_REQUEST_MB", 20.0),
             max_setup_mb=_positive(env, "MAX_SETUP_MB", 5.0),
+            # --- response cache and runs ---
+            response_cache=_bool(env.get("RESPONSE_CACHE"), True),
+            response_cache_ttl_days=max(0.0, _float(env, "RESPONSE_CACHE_TTL_DAYS", 30.0)),
+            # --- media (image fetching) ---
+            media_fetch_timeout=_float(env, "MEDIA_FETCH_TIMEOUT", 30.0),
+            media_fetch_concurrency=max(1, _int(env, "MEDIA_FETCH_CONCURRENCY", 8)),
+            media_max_bytes=max(1, _int(env, "MEDIA_MAX_BYTES", 20 * 1024 * 1024)),
+            media_max_redirects=max(0, _int(env, "MEDIA_MAX_REDIRECTS", 5)),
+            allow_internal_image_urls=_bool(env.get("ALLOW_INTERNAL_IMAGE_URLS"), False),
         )
 
     def replace(self, **changes) -> "Settings":

@@ -64,12 +64,3 @@ def test_webhook_route_enqueues(queue_settings, tmp_path):
                                  "tasks": [{"id": 3, "data": {"text": "a"}}]})
     job = Job.fetch(r.get_json()["queued"], connection=Redis.from_url(REDIS_URL))
     assert job.func_name == PRELABEL_JOB and job.args == ("9", [3], "v1")
-
-
-def test_doctests():
-    import doctest
-
-    import backend.jobs
-
-    result = doctest.testmod(backend.jobs)
-    assert result.attempted >= 3 and result.failed == 0

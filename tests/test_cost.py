@@ -1,9 +1,6 @@
 """Cost section and quality-vs-cost comparison (pure functions, hand-worked numbers)."""
-import doctest
-
 import pytest
 
-import scoring.cost
 from core.errors import ScoringError
 from scoring.cost import cheapest_good_enough, compare_table, cost_section
 
@@ -16,11 +13,6 @@ def summary(**over):
     }
     base.update(over)
     return base
-
-
-def test_doctests():
-    result = doctest.testmod(scoring.cost)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_cost_section_hand_worked():

@@ -1,5 +1,4 @@
 """Run history: SQLite and Redis stores, ordering, trends, persistence across processes, and the command."""
-import doctest
 import json
 import subprocess
 import sys
@@ -10,7 +9,6 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-import scoring.history
 from core.settings import Settings
 from scoring.commands import history as history_cmd
 from scoring.history import RedisHistory, SQLiteHistory, open_history, run_from_report, with_deltas
@@ -38,11 +36,6 @@ def store(request, tmp_path):
     keys = list(conn.scan_iter(f"{prefix}:*"))
     if keys:
         conn.delete(*keys)
-
-
-def test_doctests():
-    result = doctest.testmod(scoring.history)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_add_list_newest_first_and_filters(store):

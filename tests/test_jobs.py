@@ -4,7 +4,6 @@ Real Redis at 127.0.0.1:6379 with a unique queue name and unique project ids per
 test; everything created is deleted afterwards.  Jobs that would need Label
 Studio are not run: the plumbing is exercised with the small jobs below.
 """
-import doctest
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from rq import Queue, Retry, SimpleWorker
 from rq.job import JOB_ID_PATTERN, Job
 
 import scoring.jobs as jobs
-import scoring.schedule
 from core.errors import ConfigError, ScoringConfigError
 from core.queue import enqueue_unique, job_status
 from core.settings import Settings
@@ -110,12 +108,6 @@ def delete_jobs(conn, *ids):
 
 
 # --------------------------------------------------------------------------- ids
-def test_doctests():
-    for module in (jobs, scoring.schedule):
-        result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0
-
-
 def test_job_ids_are_deterministic_valid_and_distinct():
     ids = {
         jobs.score_job_id(7, "v2", "ground_truth", True),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from core.fmt import num, usd_fixed
 from scoring.cost import TOLERANCE
 from scoring.engine import GROUND_TRUTH
-from scoring.output import quiet_http, write_html, write_json
+from scoring.output import check_outputs, quiet_http, write_html, write_json
 
 HELP = "score several versions of a Label Studio project against one reference: quality and cost side by side"
 
@@ -55,6 +55,7 @@ def table_lines(result: dict, tolerance: float = TOLERANCE) -> list[str]:
 
 
 def run(args, settings) -> int:
+    check_outputs({"--json": args.json_out, "--html": args.html_out})  # before anything is written
     quiet_http()
     from scoring.config import load_scoring_config
     from scoring.pipeline import CompareOptions, compare_versions

@@ -9,6 +9,8 @@ exit status 2.  Tasks whose result does not fit the label config are skipped and
 under "skipped"; the report is still written, and the command ends with one ``error: ...``
 line and exit status 1 (``--allow-mismatch`` turns that into a warning and exit 0, e.g. for
 a config that changed since some tasks were labelled).  If no task can be scored it is exit 2.
+Both output paths are checked before anything is read or written (a directory, a parent that
+is a file, no permission, the same file twice: one ``error:`` line, exit 2, nothing written).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from core.errors import LabelConfigError
 from scoring.config import load_scoring_config
 from scoring.engine import GROUND_TRUTH, SKIP_RESULT_MISMATCH, evaluate
 from scoring.export import load_export
-from scoring.output import write_html, write_json
+from scoring.output import check_outputs, write_html, write_json
 
 HELP = "score a prompt version on a Label Studio JSON export (offline), against ground truth or another version"
 
@@ -51,6 +53,7 @@ def read_label_config(path: str) -> str:
 
 
 def run(args, settings) -> int:
+    check_outputs({"--json": args.json_out, "--html": args.html_out})  # before anything is written
     tasks = load_export(args.export)
     label_config = read_label_config(args.label_config)
     config = load_scoring_config(args.config)

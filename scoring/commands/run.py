@@ -21,7 +21,7 @@ from collections import Counter
 
 from core.errors import ScoringError
 from core.settings import Settings
-from scoring.commands.score import write_json
+from scoring.output import check_outputs, write_json
 from scoring.runs import Runner, RunOptions, RunPlan, new_totals, tally, usd_text
 
 HELP = "run a prompt version on a Label Studio project's tasks (in this process): plan, estimate, confirm, write"
@@ -60,6 +60,7 @@ def run(args, settings: Settings) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise here
     if args.budget is not None and args.budget < 0:
         raise ScoringError("--budget must be 0 or more (USD)")
+    check_outputs({"--json": args.json_out})  # before anything is spent
     options = RunOptions(project=args.project, version=args.version, tasks=args.tasks, seed=args.seed,
                          use_cache=not args.no_cache, estimate_sample=max(0, args.estimate_sample),
                          chunk=max(1, args.chunk), progress=not args.no_progress)

@@ -2,7 +2,8 @@
 
 Three small stores have a Redis form and a SQLite form -- the project map
 (``backend.projects``), the usage ledger (``backend.ledger``) and the run history
-(``scoring.history``); the write-back locks (``core.locks``) live in Redis when it is set, else in files under ``DATA_DIR/locks``.  They share:
+(``scoring.history``); the write-back locks (``core.locks``) live in Redis when it is
+set, else in files under ``DATA_DIR/locks``.  They share:
 
 * **one key prefix**: every Redis key this project writes starts with
   :data:`KEY_PREFIX` (``llm-prelabel:``), built by :func:`key`.  RQ's own keys keep

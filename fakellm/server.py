@@ -302,6 +302,7 @@ class FakeLLM:
         except HTTPFault as f:
             entry["status"] = f.status
             entry["fault"] = entry["fault"] or f.kind
+            entry["retry_after_ms"] = f.headers.get("retry-after-ms")
             self._log(entry)
             err: dict[str, Any]
             if api == "openai":

@@ -362,8 +362,8 @@ def status_error(provider: Provider, status: int, server_message: str, usage: Us
                          f"may use model {provider.version.model}", usage=usage)
     if status == 429:
         return RateLimitError(
-            f"the {where} still answered 429 Too Many Requests after {provider.max_retries} retries; lower "
-            "PREDICT_CONCURRENCY, raise PROVIDER_MAX_RETRIES or check the account's rate limits", usage=usage)
+            f"the {where} answered 429 Too Many Requests (retries: at most {provider.max_retries}); set the "
+            "version's `limits:` (rpm, tpm) to the account's rate limits, or raise PROVIDER_MAX_RETRIES", usage=usage)
     detail = provider.redact(" ".join((server_message or "").split()))[:300]
     hint = " (check the model name)" if status == 404 else ""
     return ProviderError(f"the {where} answered HTTP {status}{hint}: {detail}", usage=usage)

@@ -134,7 +134,7 @@ class Predictor:
         return self.cache_call(cache.get, cache_key(provider, system, parts, plan.schema, plan.schema_name))
 
     def ask(self, version: PromptVersion, plan, provider, system: str, parts: list,
-            outcome: TaskOutcome) -> tuple[dict, tuple | None]:
+            outcome: TaskOutcome, deadline: float | None = None) -> tuple[dict, tuple | None]:
         """The answer from the cache or the provider, and ``(cache, key, answer)`` to store once
         the answer proved valid (None: nothing to store).  Fills ``outcome.usage``/``cached``/``saved``."""
         cache = self.cache_for(version)
@@ -143,7 +143,8 @@ class Predictor:
         if hit is not None:
             outcome.cached, outcome.saved = True, Usage(hit.input_tokens, hit.output_tokens)
             return hit.data, None
-        completion = provider.complete(system=system, parts=parts, schema=plan.schema, schema_name=plan.schema_name)
+        completion = provider.complete(system=system, parts=parts, schema=plan.schema, schema_name=plan.schema_name,
+                                       deadline=deadline)  # waiting for the limits (backend.limits) ends here
         outcome.usage = completion.usage
         store = None
         if cache is not None:
@@ -164,7 +165,7 @@ class Predictor:
         outcome = TaskOutcome(task_id=task.get("id"))
         try:
             system, parts = render(version, plan, task, self.media, deadline=deadline)
-            data, store = self.ask(version, plan, provider, system, parts, outcome)
+            data, store = self.ask(version, plan, provider, system, parts, outcome, deadline)
             regions, stats = plan.to_result(data, task.get("data") or {})
             outcome.regions, outcome.stats = regions, stats
             if store is not None:  # a valid answer: worth keeping

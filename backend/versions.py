@@ -15,6 +15,9 @@ A versions file (``PROMPTS_FILE``, default ``prompts.yaml``) looks like::
                                                      #   unless OPENAI_BASE_URL is set)
         cache: false                                 # optional: never answer from the response cache
                                                      #   (backend.cache; default true)
+        limits: {max_concurrency: 8, rpm: 500, tpm: 200000}  # optional: the model's budget, shared by every
+                                                     #   process (backend.limits) and by every version
+                                                     #   of the same provider, base_url and model
 
 A version is immutable: change the instruction or the model and you make a new
 id, so that every prediction in Label Studio can be traced to exactly what
@@ -23,6 +26,7 @@ with the file name, the version and the fix.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import string
@@ -32,10 +36,12 @@ from typing import Any, Mapping
 
 import yaml
 
+from backend.limits import Limits, parse_limits
 from backend.providers import PROVIDERS
 from core.errors import VersionError
 
-_ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description", "cache"}
+_ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description", "cache",
+                 "limits"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class PromptVersion:
     base_url: str | None = None
     description: str = ""
     cache: bool = True          # answers may come from / go to the response cache (backend.cache)
+    limits: Limits | None = None  # the model's budget (backend.limits); not part of the fingerprint
 
     @property
     def fields(self) -> list[str]:
@@ -162,7 +169,26 @@ def _parse_version(raw: Any, index: int, source: str) -> PromptVersion:
         base_url=base_url,
         description=str(raw.get("description") or ""),
         cache=raw.get("cache", True),
+        limits=parse_limits(raw.get("limits"), where),
     )
+
+
+def share_limits(versions: dict[str, PromptVersion], source: str) -> dict[str, PromptVersion]:
+    """One budget per model: a version without ``limits:`` gets those of another version with the same
+    provider, base_url and model; two different ``limits:`` for one model are a VersionError."""
+    declared: dict[tuple, PromptVersion] = {}
+    for v in versions.values():
+        if v.limits is None:
+            continue
+        model = (v.provider, v.base_url, v.model)
+        other = declared.setdefault(model, v)
+        if other.limits != v.limits:
+            raise VersionError(
+                f"{source}: versions {other.id!r} and {v.id!r} call the same model ({v.provider} {v.model}) with "
+                "different `limits`; the limits are the model's budget, shared by its versions: make them equal")
+    return {vid: dataclasses.replace(v, limits=declared[(v.provider, v.base_url, v.model)].limits)
+            if v.limits is None and (v.provider, v.base_url, v.model) in declared else v
+            for vid, v in versions.items()}
 
 
 def parse_versions(doc: Any, source: str = "<memory>") -> VersionSet:
@@ -174,6 +200,7 @@ def parse_versions(doc: Any, source: str = "<memory>") -> VersionSet:
         if v.id in versions:
             raise VersionError(f"{source}: version id {v.id!r} appears twice; ids must be unique")
         versions[v.id] = v
+    versions = share_limits(versions, source)
     default = doc.get("default")
     if default is None and len(versions) == 1:
         default = next(iter(versions))

@@ -13,6 +13,7 @@ library and re-raised as one of these, with the original kept as
     ├── TaskError               one task cannot be pre-labelled; the batch goes on
     │   ├── MissingDataError    the task lacks a data field the instruction uses
     │   ├── MediaError          an image URL is not allowed or cannot be fetched
+    │   ├── DeadlineError       PREDICT_DEADLINE passed while the task waited for a rate-limit slot
     │   ├── OutputError         the model answered, but the answer is unusable
     │   │   ├── RefusalError    the model refused to answer
     │   │   ├── TruncatedError  the answer was cut off (max tokens reached)
@@ -74,6 +75,10 @@ class MissingDataError(TaskError):
 
 class MediaError(TaskError):
     reason = "media"
+
+
+class DeadlineError(TaskError):
+    reason = "deadline"
 
 
 class OutputError(TaskError):

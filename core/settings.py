@@ -75,7 +75,7 @@ class Settings:
     anthropic_api_key: str | None = None        # ANTHROPIC_API_KEY
     anthropic_base_url: str | None = None       # ANTHROPIC_BASE_URL
     provider_timeout: float = 60.0              # PROVIDER_TIMEOUT seconds per LLM call
-    provider_max_retries: int = 2               # PROVIDER_MAX_RETRIES (SDK retries on 429/5xx/timeouts)
+    provider_max_retries: int = 2               # PROVIDER_MAX_RETRIES (retries on 429/5xx/timeouts, backend.limits)
     # --- serving ----------------------------------------------------------
     predict_concurrency: int = 16               # PREDICT_CONCURRENCY parallel LLM calls per /predict
     predict_deadline: float = 90.0              # PREDICT_DEADLINE seconds; Label Studio gives up at 100
@@ -110,6 +110,13 @@ class Settings:
     # --- worker recovery ---------------------------------------------------
     worker_dead_after: float = 30.0             # WORKER_DEAD_AFTER seconds without a heartbeat before the job of a
                                                 # killed worker is retried and its scheduler taken over (min 3)
+    # --- limits (backend.limits) ---
+    max_calls_in_flight: int = 32               # MAX_CALLS_IN_FLIGHT: LLM calls at once per process, all /predict
+                                                #   requests and jobs together (PREDICT_CONCURRENCY is per request)
+    rate_limit_window_s: int = 60               # RATE_LIMIT_WINDOW_S: seconds over which a version's rpm/tpm hold
+                                                #   (rpm x window / 60 requests per window; shorter = smoother)
+    provider_retry_max_wait: float = 60.0       # PROVIDER_RETRY_MAX_WAIT: most seconds one call waits between its
+                                                #   retries in total (also never past PREDICT_DEADLINE)
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -155,6 +162,10 @@ class Settings:
             redis_retry_after=_positive(env, "REDIS_RETRY_AFTER", 5.0),
             # --- worker recovery ---
             worker_dead_after=_positive(env, "WORKER_DEAD_AFTER", 30.0),
+            # --- limits (backend.limits) ---
+            max_calls_in_flight=max(1, _int(env, "MAX_CALLS_IN_FLIGHT", 32)),
+            rate_limit_window_s=max(1, _int(env, "RATE_LIMIT_WINDOW_S", 60)),
+            provider_retry_max_wait=max(0.0, _float(env, "PROVIDER_RETRY_MAX_WAIT", 60.0)),
         )
 
     def replace(self, **changes) -> "Settings":

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fault-kinds", default="500", help="comma list of faults for --fault-rate (e.g. 429,500,timeout)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --fault-rate draws")
     ap.add_argument("--timeout-s", type=float, default=30.0, help="how long [[fault:timeout]] sleeps")
+    ap.add_argument("--rpm-limit", type=int, default=0, help="429 above this many requests per --rate-window-s")
+    ap.add_argument("--rate-window-s", type=float, default=60.0, help="the window of --rpm-limit (default 60)")
     args = ap.parse_args(argv)
     try:
         if args.answers:
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fake = FakeLLM(source, host=args.host, port=args.port, latency_ms=args.latency_ms,
                    fault_rate=args.fault_rate, fault_kinds=tuple(k for k in args.fault_kinds.split(",") if k),
-                   seed=args.seed, timeout_s=args.timeout_s)
+                   seed=args.seed, timeout_s=args.timeout_s, rpm_limit=args.rpm_limit,
+                   rate_window_s=args.rate_window_s)
     try:
         fake.serve_forever(ready=lambda url: print(f"fakellm (stand-in LLM, a test double) on {url}", flush=True))
     except KeyboardInterrupt:

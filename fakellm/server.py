@@ -25,7 +25,9 @@ Faults, per request, by a marker anywhere in the system or user text:
 ``[[fault:refusal]]``      OpenAI ``message.refusal``; Anthropic ``stop_reason: "refusal"``.
 =========================  ==============================================================
 
-Server-wide: ``options.latency_ms`` (added to every answer), ``options.fault_rate`` (that share
+Server-wide: ``options.rpm_limit`` (429 with ``Retry-After`` above that many requests per
+``options.rate_window_s`` seconds, a moving window; 429s are not counted), ``options.latency_ms``
+(added to every answer), ``options.fault_rate`` (that share
 of requests gets a fault drawn from ``options.fault_kinds`` by a seeded RNG), ``options.json_schema``
 (False: reject ``response_format`` json_schema with 400 like some OpenAI-compatible servers),
 ``options.json_object`` (False: the same for ``json_object``),
@@ -50,6 +52,7 @@ from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from fakellm.answers import AnswerSource, RequestInfo, SchemaAnswer
+from fakellm.ratelimit import MovingWindow
 
 MARKER = re.compile(r"\[\[fault:([a-z0-9]+)(?::([a-z0-9.]+))?\]\]")
 REFUSAL_TEXT = "I'm sorry, but I can't help with that request."
@@ -71,6 +74,8 @@ class Options:
     json_schema: bool = True      # OpenAI: accept response_format json_schema
     json_object: bool = True      # OpenAI: accept response_format json_object
     output_config: bool = True    # Anthropic: accept output_config
+    rpm_limit: int = 0            # > 0: 429 above this many requests per rate_window_s (a moving window)
+    rate_window_s: float = 60.0   # the window of rpm_limit, seconds
 
 
 def count_tokens(text: str) -> int:
@@ -128,8 +133,9 @@ class FakeLLM:
         with FakeLLM() as fake:
             client = openai.OpenAI(api_key="test", base_url=fake.openai_base_url)
 
-    ``fake.requests`` logs every request (api, path, model, body, status, fault; auth headers
-    masked).  ``fake.set_answers(source)`` swaps the answer source.
+    ``fake.requests`` logs every request (api, path, model, body, status, fault, arrival time ``t``;
+    auth headers masked); ``fake.max_in_flight`` is the most requests it handled at once.
+    ``fake.set_answers(source)`` swaps the answer source.
     """
 
     def __init__(self, answers: AnswerSource | None = None, *, host: str = "127.0.0.1", port: int = 0,
@@ -142,6 +148,8 @@ class FakeLLM:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._rng = random.Random(self.options.seed)
+        self._window = MovingWindow()
+        self.in_flight = self.max_in_flight = 0
         self._stopping = threading.Event()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -204,6 +212,8 @@ class FakeLLM:
             self._seen.clear()
             self.options = Options()
             self._rng = random.Random(self.options.seed)
+            self._window.clear()
+            self.max_in_flight = 0
             self.answers = SchemaAnswer()
 
     def serve_forever(self, ready=None) -> None:
@@ -245,6 +255,25 @@ class FakeLLM:
             self.requests.append(entry)
 
     def _handle(self, api: str) -> Response:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._handle_one(api)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _rate_limit(self, api: str) -> None:
+        """429 with Retry-After when ``options.rpm_limit`` requests arrived within the window."""
+        wait = self._window.admit(self.options.rpm_limit, self.options.rate_window_s)
+        if wait is not None:
+            headers = {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000))}
+            raise HTTPFault(429, "rate_limit_error" if api == "anthropic" else "rate_limit_exceeded",
+                            f"Rate limit reached: {self.options.rpm_limit} requests per "
+                            f"{self.options.rate_window_s:g} s (fake).", headers)
+
+    def _handle_one(self, api: str) -> Response:
         n = next(self._ids)
         request_id = f"req_fake{n:08d}"
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -253,9 +282,11 @@ class FakeLLM:
                 headers[secret] = "***"
         body = request.get_json(silent=True)
         entry = {"api": api, "path": request.path, "model": None, "headers": headers, "body": body,
-                 "status": None, "fault": None}
+                 "status": None, "fault": None, "t": time.time()}
         try:
             self._check_auth(api)
+            if self.options.rpm_limit:
+                self._rate_limit(api)
             if not isinstance(body, dict):
                 raise HTTPFault(400, "invalid_request_error", "the request body must be a JSON object")
             entry["model"] = body.get("model")
@@ -271,6 +302,7 @@ class FakeLLM:
         except HTTPFault as f:
             entry["status"] = f.status
             entry["fault"] = entry["fault"] or f.kind
+            entry["retry_after_ms"] = f.headers.get("retry-after-ms")
             self._log(entry)
             err: dict[str, Any]
             if api == "openai":

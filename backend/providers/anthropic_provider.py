@@ -15,10 +15,8 @@ API; default 1024), stop (sent as ``stop_sequences``), timeout, max_retries.  Th
 version that sets them is refused when the versions file loads.  The key is ``ANTHROPIC_API_KEY``;
 the endpoint the version's ``base_url``, else ``ANTHROPIC_BASE_URL``, else https://api.anthropic.com.
 
-The SDK's retries honour ``Retry-After`` however long it is; a middleware (the SDK's own
-extension point) stops retrying when the server asks for more than
-:data:`MAX_RETRY_AFTER_S` seconds, so a prediction thread is never parked for minutes
-(the OpenAI SDK has the same rule built in, at 120 s).
+Retries (429/5xx/timeouts, ``Retry-After``) are :meth:`Provider.complete`'s, as for every provider
+(:mod:`backend.providers.retry`); the SDK client makes none.
 
 Input tokens include cache writes and reads (``cache_creation_input_tokens`` and
 ``cache_read_input_tokens``), as the API's usage docs define the total.
@@ -46,7 +44,6 @@ from backend.providers.options import ProviderOptions, integer, option, strings
 from core.errors import OutputError, RefusalError, TruncatedError
 
 DEFAULT_MAX_TOKENS = 1024
-MAX_RETRY_AFTER_S = 60.0
 OUTPUT_CONFIG, TOOL = "output_config", "tool"
 # a 400 that says the structured-output request itself is not supported
 _REJECTS_FORMAT = re.compile(r"output_config|output.format|structured.output|json_schema", re.I)
@@ -94,7 +91,7 @@ class AnthropicProvider(Provider):
         return self.settings.anthropic_base_url
 
     def new_client(self, key: str) -> anthropic.Anthropic:
-        return anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0, middleware=[cap_retry_after])
+        return anthropic.Anthropic(api_key=key, base_url=self.base_url, max_retries=0)
 
     def format_key(self) -> tuple:
         return (self.name, self.base_url, self.version.model)
@@ -149,31 +146,6 @@ class AnthropicProvider(Provider):
             data = calls[0].input
             return Completion(data=data, usage=usage, raw=json.dumps(data, ensure_ascii=False))
         return Completion(data=parse_json_object(text, usage, where), usage=usage, raw=text)
-
-
-def retry_after_seconds(headers) -> float | None:
-    """Seconds asked for by ``retry-after-ms`` or ``retry-after`` (a number), else None.
-
-    >>> retry_after_seconds({"retry-after": "600"}), retry_after_seconds({"retry-after-ms": "250"})
-    (600.0, 0.25)
-    """
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is not None:
-            try:
-                return float(raw) / scale
-            except ValueError:
-                return None
-    return None
-
-
-def cap_retry_after(request, call_next):
-    """SDK middleware: mark a response not retryable when it asks to wait over MAX_RETRY_AFTER_S."""
-    response = call_next(request)
-    wait = retry_after_seconds(response.headers) if response.status_code >= 400 else None
-    if wait is not None and wait > MAX_RETRY_AFTER_S:
-        response.http_response.headers["x-should-retry"] = "false"
-    return response
 
 
 def tool_name(schema_name: str) -> str:

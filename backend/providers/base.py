@@ -20,14 +20,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 
+from backend.limits import DEFAULT_OUTPUT_TOKENS, LEASE_MARGIN_S, Limits
 from backend.providers.options import ProviderOptions
 from backend.providers.pool import ProviderPool
+from backend.providers.retry import MAX_RETRY_AFTER_S, is_rate_limit, retry_wait
 from core.errors import AuthError, OutputError, ProviderError, ProviderTimeout, RateLimitError
 from core.secrets import mask
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from core.settings import Settings
 
 log = logging.getLogger(__name__)
+NO_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -182,25 +186,40 @@ class Provider(ABC):
         remembered = self.pool.accepted_format(key) if key is not None else None
         return remembered or self.modes[0]
 
-    def complete(self, *, system: str, parts: list[Part], schema: dict, schema_name: str = "labels") -> Completion:
-        """Ask the model for one JSON object matching ``schema``.  Raises core.errors on failure."""
+    def complete(self, *, system: str, parts: list[Part], schema: dict, schema_name: str = "labels",
+                 deadline: float | None = None) -> Completion:
+        """Ask the model for one JSON object matching ``schema``.  Raises core.errors on failure.
+
+        Every attempt passes the gates of :mod:`backend.limits` (the model's limits, shared across
+        processes, and MAX_CALLS_IN_FLIGHT); failed attempts are retried as :mod:`.retry` says.
+        Waiting never goes past ``deadline`` (a ``time.monotonic()`` value; default
+        PREDICT_DEADLINE from now): a call that gets no slot in time raises DeadlineError.
+        """
         client = self.client()
         mode = self.format_mode()
         start = time.perf_counter()
+        deadline = time.monotonic() + self.settings.predict_deadline if deadline is None else deadline
+        retries, waited = 0, 0.0
         while True:
             kwargs = self.request(system=system, parts=parts, schema=schema, schema_name=schema_name, mode=mode)
+            if retries:  # the header the SDKs send on their own retries
+                kwargs["extra_headers"] = {"x-stainless-retry-count": str(retries)}
             try:
-                response = self.send(client, kwargs)
+                response = self.attempt(client, kwargs, lambda: self.estimate_tokens(system, parts, schema), deadline)
                 break
             except self.sdk.BadRequestError as exc:
                 fallback = self.next_mode(mode, exc)
                 if fallback is None:
-                    raise self.sdk_error(exc, start) from None
+                    raise self.sdk_error(exc, start, retries + 1) from None
                 log.info("%s rejected answer format %s for %s; trying %s", self.base_url, mode,
                          self.version.model, fallback)
                 mode = fallback
             except self.sdk_exception as exc:
-                raise self.sdk_error(exc, start) from None
+                wait = self.retry_wait(exc, retries, waited, deadline)
+                if wait is None:
+                    raise self.sdk_error(exc, start, retries + 1) from None
+                retries, waited = retries + 1, waited + wait
+                time.sleep(wait)
         key = self.format_key()
         if key is not None:
             self.pool.remember_format(key, mode)
@@ -210,8 +229,41 @@ class Provider(ABC):
                   usage.input_tokens, usage.output_tokens, usage.latency_s)
         return self.read_answer(response, usage, mode)
 
+    # --- limits and retries (backend.limits, .retry) ------------------------------
+    @property
+    def limit_scope(self) -> str:
+        """Whose budget a call spends: ``provider|base URL|model`` (versions of one model share it)."""
+        return f"{self.name}|{self.base_url}|{self.version.model}"
+
+    def attempt(self, client: Any, kwargs: dict, estimate: Callable[[], int], deadline: float) -> Any:
+        """One SDK call once the gates let it through; the lease learns the tokens it used."""
+        gates = self.pool.gates(self.settings)
+        limits = self.version.limits or NO_LIMITS
+        with gates.call(self.limit_scope, limits, estimate, deadline, self.timeout + LEASE_MARGIN_S) as lease:
+            response = self.send(client, kwargs)
+            lease.used = sum(self.read_usage(response))
+        return response
+
+    def retry_wait(self, exc: Exception, retries: int, waited: float, deadline: float) -> float | None:
+        """Seconds before the next attempt after ``exc``, or None to give up (see :mod:`.retry`).
+
+        A 429 also cools the model down for everyone sharing its limits."""
+        wait = retry_wait(exc, self.sdk, retries)
+        if is_rate_limit(exc, self.sdk):
+            cool = min(wait if wait is not None else MAX_RETRY_AFTER_S, MAX_RETRY_AFTER_S)
+            self.pool.gates(self.settings).cool_down(self.limit_scope, self.version.limits or NO_LIMITS, cool)
+        if wait is None or retries >= self.max_retries or waited + wait > self.settings.provider_retry_max_wait:
+            return None
+        return wait if time.monotonic() + wait < deadline else None
+
+    def estimate_tokens(self, system: str, parts: list[Part], schema: dict) -> int:
+        """The tokens a call may use, before making it (for tpm): text / 4, 85 per image, the output budget."""
+        chars = len(system) + len(json.dumps(schema)) + sum(len(p.text) for p in parts if isinstance(p, TextPart))
+        images = sum(isinstance(p, ImagePart) for p in parts)
+        return math.ceil(chars / 4) + 85 * images + (getattr(self.options, "max_tokens", None) or DEFAULT_OUTPUT_TOKENS)
+
     def client(self) -> Any:
-        """The SDK client with this version's timeout and retries, made on first use.
+        """The SDK client with this version's timeout (no retries of its own), made on first use.
 
         Its connection pool is shared per (provider, base URL, key) through :attr:`pool`.
         Raises :class:`~core.errors.AuthError` naming :attr:`key_env` when no key is set.
@@ -221,7 +273,7 @@ class Provider(ABC):
             if not key:
                 raise AuthError(f"{self.key_env} is not set; set it to use the {self.where()}", usage=Usage())
             base = self.pool.client(self.name, self.base_url, key, lambda: self.new_client(key))
-            self._sdk_client = base.with_options(timeout=self.timeout, max_retries=self.max_retries)
+            self._sdk_client = base.with_options(timeout=self.timeout, max_retries=0)  # complete() retries
         return self._sdk_client
 
     # --- helpers shared by the implementations ------------------------------
@@ -233,7 +285,7 @@ class Provider(ABC):
 
     @property
     def max_retries(self) -> int:
-        """SDK retries on 429/5xx/timeouts: ``params.max_retries`` or ``PROVIDER_MAX_RETRIES``."""
+        """Retries on 429/5xx/timeouts (:mod:`.retry`): ``params.max_retries`` or ``PROVIDER_MAX_RETRIES``."""
         r = self.options.max_retries
         return int(r if r is not None else self.settings.provider_max_retries)
 
@@ -245,7 +297,7 @@ class Provider(ABC):
         """``'openai API at https://... (model gpt-4o-mini, version v1)'`` for error messages."""
         return f"{self.name} API at {self.base_url} (model {self.version.model}, version {self.version.id})"
 
-    def sdk_error(self, exc: Exception, start: float) -> Exception:
+    def sdk_error(self, exc: Exception, start: float, tries: int = 1) -> Exception:
         """Map an exception of :attr:`sdk` to :mod:`core.errors`, with the time spent since ``start``.
 
         Both SDKs name their errors alike (``APITimeoutError``, ``APIConnectionError``,
@@ -255,7 +307,7 @@ class Provider(ABC):
         where = self.where()
         if isinstance(exc, self.sdk.APITimeoutError):
             return ProviderTimeout(
-                f"no answer from the {where} within {self.timeout:g}s (tried {self.max_retries + 1} times); "
+                f"no answer from the {where} within {self.timeout:g}s (tried {tries} times); "
                 "raise params.timeout or PROVIDER_TIMEOUT", usage=usage)
         if isinstance(exc, self.sdk.APIConnectionError):
             return ProviderError(
@@ -310,8 +362,8 @@ def status_error(provider: Provider, status: int, server_message: str, usage: Us
                          f"may use model {provider.version.model}", usage=usage)
     if status == 429:
         return RateLimitError(
-            f"the {where} still answered 429 Too Many Requests after {provider.max_retries} retries; lower "
-            "PREDICT_CONCURRENCY, raise PROVIDER_MAX_RETRIES or check the account's rate limits", usage=usage)
+            f"the {where} answered 429 Too Many Requests (retries: at most {provider.max_retries}); set the "
+            "version's `limits:` (rpm, tpm) to the account's rate limits, or raise PROVIDER_MAX_RETRIES", usage=usage)
     detail = provider.redact(" ".join((server_message or "").split()))[:300]
     hint = " (check the model name)" if status == 404 else ""
     return ProviderError(f"the {where} answered HTTP {status}{hint}: {detail}", usage=usage)

@@ -4,7 +4,8 @@ Request: ``chat.completions.create(model, messages=[system, user], response_form
 {"type": "json_schema", "json_schema": {"name", "strict": True, "schema"}})``; images go
 as ``image_url`` parts (the URL, or a ``data:`` URL for inline bytes).  Options (a version's
 ``params:``, see :class:`OpenAIOptions`): temperature, top_p, seed, stop, max_tokens (sent as
-``max_completion_tokens``), timeout, max_retries (the SDK's own retries, which honour ``Retry-After``).
+``max_completion_tokens``), timeout, max_retries (retries of :mod:`backend.providers.retry`, which
+honour ``Retry-After``).
 
 The key is ``OPENAI_API_KEY`` (``settings.openai_api_key``); the endpoint is the version's
 ``base_url``, else ``OPENAI_BASE_URL``, else https://api.openai.com/v1.

@@ -121,8 +121,8 @@ class Options:
 
 @dataclass(frozen=True)
 class ProviderOptions(Options):
-    """The options every provider takes: the SDK's own timeout and retries."""
+    """The options every provider takes: the timeout per attempt and the retries (backend.providers.retry)."""
 
     timeout: float | None = option("seconds per attempt (default PROVIDER_TIMEOUT)", number(above=0))
     max_retries: int | None = option(
-        "SDK retries on 429/5xx/timeouts, honouring Retry-After (default PROVIDER_MAX_RETRIES)", integer(lo=0))
+        "retries on 429/5xx/timeouts, honouring Retry-After (default PROVIDER_MAX_RETRIES)", integer(lo=0))

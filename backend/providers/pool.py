@@ -6,7 +6,9 @@ A :class:`ProviderPool` holds what outlives one call:
   by every version that talks to the same endpoint with the same key;
 * the answer format each server accepted, so a server that rejected strict ``json_schema``
   (openai-compatible, per base URL) or ``output_config`` (anthropic, per base URL and model)
-  is asked the accepted way straight away next time.
+  is asked the accepted way straight away next time;
+* the :class:`~backend.limits.Gates` every call passes (the models' limits, in Redis when
+  ``REDIS_URL`` is set, and the process's ``MAX_CALLS_IN_FLIGHT``), made from the first settings.
 
 Two pools share nothing, so tests (and two backends in one process) do not see each other.
 
@@ -21,6 +23,8 @@ import hashlib
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
+from backend.limits import Gates
+
 if TYPE_CHECKING:  # pragma: no cover
     from backend.providers.base import Provider
     from backend.versions import PromptVersion
@@ -34,6 +38,14 @@ class ProviderPool:
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._formats: dict[tuple, str] = {}
+        self._gates: Gates | None = None
+
+    def gates(self, settings: "Settings") -> Gates:
+        """The gates of this pool's calls, made from ``settings`` on first use."""
+        with self._lock:
+            if self._gates is None:
+                self._gates = Gates(settings)
+            return self._gates
 
     def provider(self, version: "PromptVersion", settings: "Settings") -> "Provider":
         """The provider for ``version`` using this pool (same signature as ``make_provider``)."""

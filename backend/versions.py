@@ -15,6 +15,9 @@ A versions file (``PROMPTS_FILE``, default ``prompts.yaml``) looks like::
                                                      #   unless OPENAI_BASE_URL is set)
         cache: false                                 # optional: never answer from the response cache
                                                      #   (backend.cache; default true)
+        confidence: logprobs                         # optional: none (default) | logprobs | verbalized |
+                                                     #   {method: consistency, samples: 5, temperature: 1.0}
+                                                     #   (backend.confidence; sets the prediction's score)
 
 A version is immutable: change the instruction or the model and you make a new
 id, so that every prediction in Label Studio can be traced to exactly what
@@ -32,10 +35,12 @@ from typing import Any, Mapping
 
 import yaml
 
+from backend.confidence import ConfidenceSpec, parse_confidence
 from backend.providers import PROVIDERS
 from core.errors import VersionError
 
-_ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description", "cache"}
+_ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description", "cache",
+                 "confidence"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class PromptVersion:
     base_url: str | None = None
     description: str = ""
     cache: bool = True          # answers may come from / go to the response cache (backend.cache)
+    confidence: ConfidenceSpec = field(default_factory=ConfidenceSpec)  # how the score is made
 
     @property
     def fields(self) -> list[str]:
@@ -162,6 +168,7 @@ def _parse_version(raw: Any, index: int, source: str) -> PromptVersion:
         base_url=base_url,
         description=str(raw.get("description") or ""),
         cache=raw.get("cache", True),
+        confidence=parse_confidence(raw.get("confidence"), where, PROVIDERS[provider]),
     )
 
 

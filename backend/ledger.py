@@ -184,7 +184,8 @@ _ADDED = {"cached": "INTEGER NOT NULL DEFAULT 0", "saved_usd": "REAL",
           "dropped": "TEXT", "repaired": "INTEGER NOT NULL DEFAULT 0", "notes": "TEXT",
           "rid": "TEXT",  # rid: files written before record ids existed
           "confidence": "TEXT", "samples": "INTEGER NOT NULL DEFAULT 1"}
-_JSON_COLUMNS = {"dropped": dict, "notes": list, "confidence": dict}  # stored as JSON text; NULL (older rows) reads as empty
+# stored as JSON text; NULL (older rows) reads as empty
+_JSON_COLUMNS = {"dropped": dict, "notes": list, "confidence": dict}
 
 
 def _migrate(db) -> None:

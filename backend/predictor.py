@@ -38,6 +38,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Callable
 
 from backend.cache import CachedAnswer, ResponseCache, cache_key, open_response_cache
@@ -157,7 +158,8 @@ class Predictor:
         if cache is not None:
             u = completion.usage
             store = (cache, key, CachedAnswer(completion.data, completion.raw, u.input_tokens, u.output_tokens))
-        sample = (lambda i: self.sample(version, provider, (system, parts, schema, plan.schema_name), i))
+        request = (system, parts, schema, plan.schema_name)
+        sample = partial(self.sample, version, provider, request)
         return self.assessed(version, plan, completion, outcome, sample), store
 
     # -- confidence (backend.confidence) -----------------------------------------

@@ -411,7 +411,7 @@ class FakeLLM:
         content, spans = serialize(scored.value)
         if info.api != "openai" or body.get("logprobs") is not True:
             return content, None
-        top = body.get("top_logprobs") if isinstance(body.get("top_logprobs"), int) else 0
+        top: int = body["top_logprobs"] if isinstance(body.get("top_logprobs"), int) else 0
         return content, token_logprobs(content, spans, scored.probs, scored.free, top)
 
     def _answer(self, api: str, info: RequestInfo, fault: str | None, request_id: str, body: dict) -> dict:

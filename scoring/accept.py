@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import beta
 
 ALPHA = 0.05
@@ -60,7 +60,7 @@ def cp_lower(k: int, n: int, alpha: float = ALPHA) -> float:
     return float(beta.ppf(alpha, k, n - k + 1))
 
 
-def _levels(conf: Sequence[float], right: Sequence[float]) -> list[tuple[float, int, int]]:
+def _levels(conf: ArrayLike, right: ArrayLike) -> list[tuple[float, int, int]]:
     """(threshold, tasks at or above it, right among them) for each distinct confidence, highest first."""
     c, r = np.asarray(conf, float), np.asarray(right, float)
     order = np.argsort(-c, kind="stable")
@@ -73,7 +73,7 @@ def _levels(conf: Sequence[float], right: Sequence[float]) -> list[tuple[float, 
     return out
 
 
-def choose_threshold(conf: Sequence[float], right: Sequence[float], target: float,
+def choose_threshold(conf: ArrayLike, right: ArrayLike, target: float,
                      alpha: float = ALPHA) -> Decision:
     """The fixed-sequence scan of the module doc."""
     best = Decision(None)
@@ -86,7 +86,7 @@ def choose_threshold(conf: Sequence[float], right: Sequence[float], target: floa
     return best
 
 
-def needed_ground_truth(conf: Sequence[float], right: Sequence[float], target: float,
+def needed_ground_truth(conf: ArrayLike, right: ArrayLike, target: float,
                         alpha: float = ALPHA) -> int | None:
     """More ground-truth tasks needed so that some threshold could pass, at the accuracy seen; None: never.
 
@@ -115,8 +115,8 @@ def needed_ground_truth(conf: Sequence[float], right: Sequence[float], target: f
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if passes(mid) else (mid, hi)
     m = hi
-    share = n / len(conf)
-    return max(0, int(math.ceil(m / share)) - len(conf))
+    share = n / np.size(conf)
+    return max(0, int(math.ceil(m / share)) - int(np.size(conf)))
 
 
 def accepted_annotation(task_id, prediction: dict, version: str, decision: Decision) -> dict:

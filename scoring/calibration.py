@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from backend.calibration import CalibrationMap
 from backend.confidence import task_confidence
@@ -70,17 +71,17 @@ def raw_from_ledger(records: list) -> dict:
 
 
 # ----------------------------------------------------------------------------------- metrics
-def auroc(conf: Sequence[float], right: Sequence[float]) -> float | None:
+def auroc(conf: ArrayLike, right: ArrayLike) -> float | None:
     """Area under the ROC curve of ``conf`` for ``right`` (None when all are right or all wrong)."""
     from sklearn.metrics import roc_auc_score
 
-    right = np.asarray(right)
-    if right.min(initial=1) == right.max(initial=0):
+    r = np.asarray(right)
+    if r.min(initial=1) == r.max(initial=0):
         return None
-    return float(roc_auc_score(right, conf))
+    return float(roc_auc_score(r, conf))
 
 
-def reliability(conf: Sequence[float], right: Sequence[float], bins: int = BINS) -> list[dict]:
+def reliability(conf: ArrayLike, right: ArrayLike, bins: int = BINS) -> list[dict]:
     """Per non-empty equal-width bin: ``{"lo", "hi", "confidence", "accuracy", "n"}``."""
     c, r = np.asarray(conf, float), np.asarray(right, float)
     idx = np.minimum((c * bins).astype(int), bins - 1)
@@ -89,17 +90,17 @@ def reliability(conf: Sequence[float], right: Sequence[float], bins: int = BINS)
             for b in range(bins) if (idx == b).any()]
 
 
-def expected_calibration_error(conf: Sequence[float], right: Sequence[float], bins: int = BINS) -> float:
+def expected_calibration_error(conf: ArrayLike, right: ArrayLike, bins: int = BINS) -> float:
     """Sum over bins of (share of tasks) x |mean confidence - accuracy|."""
-    n = len(conf)
+    n = np.size(conf)
     return float(sum(b["n"] / n * abs(b["confidence"] - b["accuracy"]) for b in reliability(conf, right, bins)))
 
 
-def brier(conf: Sequence[float], right: Sequence[float]) -> float:
+def brier(conf: ArrayLike, right: ArrayLike) -> float:
     return float(np.mean((np.asarray(conf, float) - np.asarray(right, float)) ** 2))
 
 
-def coverage_accuracy(conf: Sequence[float], right: Sequence[float], points: int = 20) -> list[dict]:
+def coverage_accuracy(conf: ArrayLike, right: ArrayLike, points: int = 20) -> list[dict]:
     """Accepting the most confident tasks: ``{"coverage", "accuracy", "threshold"}`` at ~``points`` coverages."""
     order = np.argsort(-np.asarray(conf, float), kind="stable")
     c, r = np.asarray(conf, float)[order], np.asarray(right, float)[order]

@@ -14,6 +14,7 @@ report with the reliability diagram and the coverage-accuracy curve.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from core.errors import ScoringError
 from scoring.calibration import calibrate, confidence_sample, fmt, raw_from_ledger
@@ -36,7 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def load_inputs(args, settings) -> tuple[list[dict], str, dict, object]:
+def load_inputs(args, settings) -> tuple[list[dict], str, dict, Any]:
     """(tasks, label config, raw confidence per task from the ledger, Label Studio client or None)."""
     if args.export:
         from scoring.commands.evaluate import read_label_config

@@ -8,10 +8,12 @@ with known statistical properties the tests check:
   (``error_scale`` per model, like ``TableAnswer``'s error rates: exact name, longest prefix, default);
   a wrong control gets one deliberate mistake (:func:`fakellm.answers.worsen`; a free-text string loses
   its last word);
-* the model's own probability of the value it chose is ``pi = p`` when right and ``1 - p`` when wrong (the
-  other mass sits on one wrong alternative), and it *reports* ``q = sigmoid(sharpness * logit(pi) + noise*e)``
-  with ``e`` standard normal: a noisy, monotone, over-confident (``sharpness`` > 1) function of ``p(d)``.
-  ``q`` comes back as token log-probabilities (see :class:`ScoredAnswer` and the server);
+* the probability it *reports* for the value it chose, right or wrong, is
+  ``q = sigmoid(sharpness * logit(p(d)) + noise * e)`` with ``e`` standard normal: a noisy, monotone,
+  over-confident (``sharpness`` > 1) function of ``p(d)``, which knows how hard the task is but not
+  whether this answer is the wrong one.  So confidence is informative but imperfect: its AUROC for
+  correctness is bounded by that of ``p(d)`` itself.  ``q`` comes back as token log-probabilities (see
+  :class:`ScoredAnswer` and the server);
 * **samples**: a request with ``temperature`` absent or 0 is greedy: sample 0, the same answer every
   time.  With ``temperature > 0`` the sample index is the request's ``seed`` when given, else a counter
   per (model, key): repeated requests give independent draws, so agreement across samples is
@@ -114,10 +116,9 @@ class NoisyTableAnswer:
             sch = props.get(name) or {}
             if not right:
                 value = self.mistake(name, value, sch, random.Random(f"{self.seed}:{info.model}:{key}:{name}:{n}"))
-            pi = p if right else 1.0 - p
             e = random.Random(f"{self.seed}:{info.model}:{key}:{name}:{n}:noise").gauss(0.0, 1.0)
             out.value[name] = value
-            out.probs[name] = sigmoid(self.sharpness * logit(pi) + self.noise * e)
+            out.probs[name] = sigmoid(self.sharpness * logit(p) + self.noise * e)
             if isinstance(value, str) and "enum" not in sch:
                 out.free.add(name)
         for name, sch in props.items():  # keys the table lacks: from the schema

@@ -1,6 +1,7 @@
 """Confidence per control and task (backend.confidence) through the real openai SDK and the stand-in LLM."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -38,6 +39,14 @@ def correct(outcome, task) -> bool:
     return norm(outcome.regions) == norm(task["annotations"][0]["result"])
 
 
+def design_auroc(n=200_000, scale=0.6, controls=3) -> float:
+    """The AUROC the stand-in's design allows: p(d) = 1 - scale d^2 per control, as a score for "all right"."""
+    rng = np.random.default_rng(0)
+    p = 1 - scale * rng.uniform(size=n) ** 2
+    right = np.all(rng.uniform(size=(controls, n)) < p, axis=0)
+    return float(roc_auc_score(right, p))
+
+
 def run(settings, confidence, n=N):
     tasks = make_tasks(n)
     ledger = open_ledger(settings)
@@ -54,9 +63,10 @@ def test_logprobs_scores_every_prediction_and_separate_right_from_wrong(settings
     assert all(isinstance(s, float) and 0 <= s <= 1 for s in scores)
     right = [correct(o, t) for o, t in zip(outcomes, tasks, strict=True)]
     assert 0.2 < 1 - sum(right) / len(right) < 0.6  # the stand-in is wrong on a fair share of tasks
-    # the stand-in reports sigmoid(2 logit(pi) + 0.5 e): right answers have pi = p >= 0.4, wrong ones 1 - p;
-    # simulated over its design, the task-level AUROC is ~0.85; 0.75 leaves room for 120 tasks' noise
-    assert roc_auc_score(right, scores) > 0.75
+    # the stand-in reports a noisy function of p(d), which knows how hard the task is, not whether this answer
+    # is wrong: the AUROC is bounded by that of p(d) itself (~0.87); 0.1 below leaves room for 120 tasks' noise
+    bound = design_auroc()
+    assert bound - 0.1 < roc_auc_score(right, scores) < bound + 0.05
     rec = {r.task_id: r for r in ledger.records("v1", "3")}
     assert set(rec[1].confidence) == {"sentiment", "entities", "summary"}
     assert rec[1].samples == 1

@@ -3,12 +3,13 @@
 **The rule** (:func:`choose_threshold`).  On the ground-truth tasks (confidence c_i, right r_i), a threshold
 t accepts the tasks with c_i >= t; its accuracy is estimated by the share right among them and bounded
 below by the one-sided 95% Clopper-Pearson bound.  The candidate thresholds (the distinct confidences,
-highest first) are tested in that fixed order -- "the accuracy above t is below the target" is rejected
-when the lower bound reaches the target -- and the scan **stops at the first failure**; the threshold
-chosen is the last one that passed.  This is fixed-sequence testing: each hypothesis is tested at the
-full 5% level and no later one is looked at once one fails, so the chance that *any* accepted
-threshold's accuracy is really below the target stays at most 5% (family-wise), with no Bonferroni
-penalty.  Scanning every threshold and keeping the lowest that passes would not keep that guarantee.
+highest first, see :func:`candidates`) are tested in that fixed order -- "the accuracy above t is
+below the target" is rejected when the lower bound reaches the target -- and the scan **stops at the
+first failure**; the threshold chosen is the last one that passed.  This is fixed-sequence testing:
+each hypothesis is tested at the full 5% level and no later one is looked at once one fails, so the
+chance that *any* accepted threshold's accuracy is really below the target stays at most 5%
+(family-wise), with no Bonferroni penalty.  Scanning every threshold and keeping the lowest that
+passes would not keep that guarantee.
 
 When no threshold passes, :func:`needed_ground_truth` says how many more ground-truth tasks would let
 the best one pass at the accuracy observed there (or that none would: when even the most confident
@@ -30,6 +31,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import beta
 
 ALPHA = 0.05
+STEP = 0.02   # the scan tests a new threshold each time 2% more of the ground-truth tasks are accepted
 MARK = "llm-prelabel accept"   # region meta["accepted_by"] of machine-accepted annotations
 
 
@@ -73,11 +75,36 @@ def _levels(conf: ArrayLike, right: ArrayLike) -> list[tuple[float, int, int]]:
     return out
 
 
+def min_tasks(target: float, alpha: float = ALPHA) -> int:
+    """The fewest tasks that can show ``target`` at all (all of them right): ``alpha ** (1 / n) >= target``.
+
+    >>> min_tasks(0.98), min_tasks(0.95)
+    (149, 59)
+    """
+    return int(math.ceil(math.log(alpha) / math.log(target) - 1e-9))
+
+
+def candidates(conf: ArrayLike, right: ArrayLike, target: float, alpha: float = ALPHA) -> list[tuple]:
+    """The thresholds tested, in order: the distinct confidences, highest first, from the first one that
+    accepts :func:`min_tasks` ground-truth tasks on (above it nothing can pass), then one each time
+    :data:`STEP` more of the ground-truth tasks are accepted (so one early error does not end the scan
+    a task later), and the lowest."""
+    levels = _levels(conf, right)
+    step = max(1, round(STEP * np.size(conf)))
+    out: list[tuple] = []
+    for level in levels:
+        if level[1] >= min_tasks(target, alpha) and (not out or level[1] - out[-1][1] >= step):
+            out.append(level)
+    if levels and levels[-1][1] >= min_tasks(target, alpha) and (not out or out[-1] != levels[-1]):
+        out.append(levels[-1])
+    return out
+
+
 def choose_threshold(conf: ArrayLike, right: ArrayLike, target: float,
                      alpha: float = ALPHA) -> Decision:
-    """The fixed-sequence scan of the module doc."""
+    """The fixed-sequence scan of the module doc over :func:`candidates`."""
     best = Decision(None)
-    for i, (t, n, k) in enumerate(_levels(conf, right), 1):
+    for i, (t, n, k) in enumerate(candidates(conf, right, target, alpha), 1):
         lower = cp_lower(k, n, alpha)
         if lower < target:
             best.tested = i

@@ -2,9 +2,9 @@
 
 The answer text is cut into tokens (runs of word characters, runs of spaces, single other
 characters: ``"\\w+|\\s+|[^\\w\\s]"``).  Every token has log-probability 0 (certain) except inside the
-value of a key an answer source scored (:class:`fakellm.noisy.ScoredAnswer`): a value's *first* token
-carries ``log q`` (so the joint probability of the whole value is ``q``), and for free-text values every
-token carries ``log q`` (so the mean per-token probability is ``q``).  With ``top_logprobs: n`` a scored
+value of a key an answer source scored (:class:`fakellm.noisy.ScoredAnswer`): a value's first
+*word* token (else its last token) carries ``log q`` (so the joint probability of the whole value is
+``q``), and for free-text values every token carries ``log q`` (so the mean per-token probability is ``q``).  With ``top_logprobs: n`` a scored
 token lists itself and one alternative ``"<other>"`` with the rest of the mass.
 
 >>> text, spans = serialize({"a": "x", "b": 2})
@@ -50,7 +50,8 @@ def token_logprobs(text: str, spans: dict, probs: dict, free: set, top: int) -> 
     for m in _TOKEN.finditer(text):
         key = next((k for k, (a, b) in spans.items() if a <= m.start() < b and k in probs), None)
         q = None
-        if key is not None and (key in free or key not in seen):
+        last = key is not None and m.end() >= spans[key][1]  # a value with no word token: its last token
+        if key is not None and (key in free or (key not in seen and (m.group()[0].isalnum() or last))):
             q = min(max(float(probs[key]), 1e-12), 1.0)
             seen.add(key)
         out.append(_entry(m.group(), math.log(q) if q is not None else 0.0, top, q))

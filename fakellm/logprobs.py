@@ -4,8 +4,9 @@ The answer text is cut into tokens (runs of word characters, runs of spaces, sin
 characters: ``"\\w+|\\s+|[^\\w\\s]"``).  Every token has log-probability 0 (certain) except inside the
 value of a key an answer source scored (:class:`fakellm.noisy.ScoredAnswer`): a value's first
 *word* token (else its last token) carries ``log q`` (so the joint probability of the whole value is
-``q``), and for free-text values every token carries ``log q`` (so the mean per-token probability is ``q``).  With ``top_logprobs: n`` a scored
-token lists itself and one alternative ``"<other>"`` with the rest of the mass.
+``q``), and for free-text values every token carries ``log q`` (so the mean per-token probability is
+``q``).  With ``top_logprobs: n`` a scored token lists itself and one alternative ``"<other>"``
+with the rest of the mass.
 
 >>> text, spans = serialize({"a": "x", "b": 2})
 >>> text, spans

@@ -71,11 +71,14 @@ N_GT, N_OPEN = 150, 40
 
 @pytest.mark.labelstudio
 def test_scores_review_tab_accept_and_undo_in_label_studio(label_studio, tmp_path):
+    from backend.calibration import CalibrationStore
+    from backend.ledger import open_ledger
     from backend.predictor import Predictor
     from core.labelstudio import LabelStudioClient
     from fakellm import FakeLLM
     from fakellm.dataset import LABEL_CONFIG, make_tasks
     from fakellm.noisy import demo_source
+    from scoring.calibration import raw_from_ledger
     from scoring.cli import build_parser
     from tests.test_confidence import versions
 
@@ -89,7 +92,7 @@ def test_scores_review_tab_accept_and_undo_in_label_studio(label_studio, tmp_pat
     with FakeLLM(demo_source(N_GT + N_OPEN)) as fake:
         settings = label_studio.settings(openai_api_key="k", openai_base_url=fake.openai_base_url,
                                          data_dir=str(tmp_path / "var"), response_cache=False, provider_max_retries=0)
-        predictor = Predictor(settings, versions("logprobs"))
+        predictor = Predictor(settings, versions("logprobs"), ledger=open_ledger(settings))
         outcomes = predictor.predict(pulled, LABEL_CONFIG, "v1", project=str(pid))
         preds = [dict(p, task=o.task_id) for o in outcomes if (p := predictor.prediction(o, "v1"))]
     client.import_predictions(pid, preds)
@@ -101,7 +104,12 @@ def test_scores_review_tab_accept_and_undo_in_label_studio(label_studio, tmp_pat
         args = build_parser().parse_args([*argv, "--project", str(pid), "--version", "v1", "--no-progress"])
         return args._module.run(args, settings)
 
-    assert cli("calibrate") == 0
+    assert cli("calibrate", "--rescore") == 0
+    cmap = CalibrationStore(settings).get("v1", pid)
+    raw = raw_from_ledger(open_ledger(settings).records("v1", str(pid)))
+    written = client.predictions_of_version(pid, "v1")
+    assert cmap.method == "isotonic" and {p["score"] for p in written} != {p["score"] for p in preds}
+    assert all(p["score"] == pytest.approx(cmap(raw[p["task"]]), abs=1e-6) for p in written)
     tab = next(v for v in client.views(pid) if v["title"] == "Review: v1, least confident first")
     rows = client.view_tasks(pid, tab["id"])
     open_ids = {t["id"] for t in pulled if not t.get("annotations")}

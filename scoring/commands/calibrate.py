@@ -8,7 +8,9 @@ whether the prediction was right (every control's agreement >= ``--min-score``, 
 ground truth), fits a monotone map (:mod:`scoring.calibration`), prints AUROC, ECE and Brier before and
 after (held-out folds), and -- with ``--project``, unless ``--dry-run`` -- stores the map for
 (version, project), where the backend picks it up for new predictions (within 30 s), and creates or
-updates the Data Manager tab "Review: V, least confident first".  ``--html`` writes the evaluation
+updates the Data Manager tab "Review: V, least confident first"; ``--rescore`` also sets the scores of the
+version's existing predictions to their calibrated values (one request each), so that the tab sorts old
+and new predictions on one scale.  ``--html`` writes the evaluation
 report with the reliability diagram and the coverage-accuracy curve.
 """
 from __future__ import annotations
@@ -34,6 +36,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", help="write the calibration report as JSON")
     parser.add_argument("--html", dest="html_out", metavar="OUT.html", help="the HTML report with the figures")
     parser.add_argument("--dry-run", action="store_true", help="measure only: store no map, change no tab")
+    parser.add_argument("--rescore", action="store_true",
+                        help="also set the scores of the version's existing predictions in the project to their "
+                             "calibrated values (from the ledger's raw confidence), so old and new ones sort together")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -90,8 +95,21 @@ def run(args, settings) -> int:
         tab = upsert_review_tab(client, args.project, args.version)
         print(f"stored for project {args.project}: new predictions of {args.version} get calibrated scores; "
               f"Data Manager tab '{tab['title']}'")
+        if args.rescore:
+            print(f"re-scored {rescore(client, args.project, args.version, raw, cmap)} existing prediction(s)")
     _write(args, settings, tasks, label_config, report)
     return 0
+
+
+def rescore(client, project: int, version: str, raw: dict, cmap) -> int:
+    """Set each existing prediction of ``version`` whose task has a raw confidence in the ledger to
+    ``cmap(raw)`` (only those that change); returns how many were set."""
+    wanted = {}
+    for pred in client.predictions_of_version(project, version):
+        value = raw.get(pred["task"])
+        if value is not None and (pred["score"] is None or abs(pred["score"] - round(cmap(value), 6)) > 1e-9):
+            wanted[pred["id"]] = round(cmap(value), 6)
+    return client.set_prediction_scores(wanted)
 
 
 def _write(args, settings, tasks, label_config, report) -> None:

@@ -16,6 +16,9 @@ true, 0 tokens, ``usd`` 0 and ``saved_usd`` = what the original call cost.
 (answers rewritten by a handler's repair rule, e.g. a taxonomy path guessed from its last name) and
 ``notes`` (at most 5 short lines saying what) come from the answer's stats
 (``backend.controls.base.quality``); they are empty for calls recorded before these fields existed.
+``confidence`` (``{control: value in [0, 1]}``, raw: before calibration; ``{}`` when the version's
+``confidence:`` is ``none``) and ``samples`` (provider calls made for the task: k for ``consistency``,
+whose tokens and USD the record's totals include) come from :mod:`backend.confidence`.
 
 ``summary(version, project=None)`` returns::
 
@@ -66,6 +69,9 @@ class UsageRecord:
     dropped: dict = field(default_factory=dict)   # {kind: count}, kinds: spans, labels, boxes, values
     repaired: int = 0                             # answers rewritten by a repair rule (taxonomy guess, clipped box)
     notes: list = field(default_factory=list)     # at most 5 short notes saying what was dropped/repaired
+    # --- confidence (issue 11; backend.confidence) ---
+    confidence: dict = field(default_factory=dict)  # {control: raw confidence in [0, 1]}; {} for method none
+    samples: int = 1                                # provider calls made for this task (consistency: k)
     rid: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)  # id: a replayed record counts once
 
     def to_json(self) -> str:
@@ -141,19 +147,23 @@ CREATE TABLE IF NOT EXISTS usage (
     dropped TEXT,
     repaired INTEGER NOT NULL DEFAULT 0,
     notes TEXT,
-    rid TEXT
+    rid TEXT,
+    confidence TEXT,
+    samples INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS usage_version_project ON usage (version, project);
 CREATE INDEX IF NOT EXISTS usage_version_latency ON usage (version, latency_s);
 """
 _COLUMNS = ("version", "task_id", "project", "provider", "model", "input_tokens", "output_tokens",
             "usd", "latency_s", "status", "ts", "cached", "saved_usd", "dropped", "repaired", "notes",
-            "rid")
+            "rid", "confidence", "samples")
 # columns added after the first release: ALTER TABLE adds them to older files when they are opened
 _ADDED = {"cached": "INTEGER NOT NULL DEFAULT 0", "saved_usd": "REAL",
           "dropped": "TEXT", "repaired": "INTEGER NOT NULL DEFAULT 0", "notes": "TEXT",
-          "rid": "TEXT"}  # rid: files written before record ids existed
-_JSON_COLUMNS = {"dropped": dict, "notes": list}  # stored as JSON text; NULL (older rows) reads as empty
+          "rid": "TEXT",  # rid: files written before record ids existed
+          "confidence": "TEXT", "samples": "INTEGER NOT NULL DEFAULT 1"}
+# stored as JSON text; NULL (older rows) reads as empty
+_JSON_COLUMNS = {"dropped": dict, "notes": list, "confidence": dict}
 
 
 def _migrate(db) -> None:

@@ -38,9 +38,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Callable
 
 from backend.cache import CachedAnswer, ResponseCache, cache_key, open_response_cache
+from backend.calibration import CalibrationCache
+from backend.confidence import NONE, answer_schema, assess, sampling_version, task_confidence
 from backend.controls.base import describe, quality
 from backend.ledger import make_record
 from backend.media import MediaResolver
@@ -69,6 +72,9 @@ class TaskOutcome:
     stats: dict = field(default_factory=dict)
     cached: bool = False        # answered by the response cache: no call, nothing spent
     saved: Usage | None = None  # cached: the tokens the original call cost
+    confidence: dict = field(default_factory=dict)  # {control: raw confidence} (backend.confidence)
+    samples: int = 1            # provider calls made (consistency: k)
+    score: float | None = None  # the prediction's score: task confidence, calibrated when a map exists
 
     @property
     def ok(self) -> bool:
@@ -95,6 +101,7 @@ class Predictor:
         self._cache = cache  # "auto": open_response_cache(settings) on first use
         self._cache_lock = threading.Lock()
         self._cache_paused_until = 0.0
+        self.calibrations = CalibrationCache(settings)
 
     # -- the response cache ---------------------------------------------------
     @property
@@ -111,7 +118,7 @@ class Predictor:
 
     def cache_for(self, version: PromptVersion) -> ResponseCache | None:
         """The cache ``version`` uses: None when the version says ``cache: false`` or the cache is off."""
-        return self.cache if version.cache else None
+        return self.cache if version.cache and version.confidence.cacheable else None
 
     def cache_call(self, fn: Callable, *args):
         """``fn(*args)`` on the cache; a failing cache counts as a miss (never fails a task) and is
@@ -131,26 +138,63 @@ class Predictor:
         cache = self.cache_for(version)
         if cache is None:
             return None
-        return self.cache_call(cache.get, cache_key(provider, system, parts, plan.schema, plan.schema_name))
+        schema = answer_schema(version.confidence, plan)
+        return self.cache_call(cache.get, cache_key(provider, system, parts, schema, plan.schema_name))
 
     def ask(self, version: PromptVersion, plan, provider, system: str, parts: list,
             outcome: TaskOutcome, deadline: float | None = None) -> tuple[dict, tuple | None]:
         """The answer from the cache or the provider, and ``(cache, key, answer)`` to store once
         the answer proved valid (None: nothing to store).  Fills ``outcome.usage``/``cached``/``saved``."""
         cache = self.cache_for(version)
-        key = cache_key(provider, system, parts, plan.schema, plan.schema_name) if cache is not None else None
+        schema = answer_schema(version.confidence, plan)  # verbalized: plus the answer_confidence key
+        key = cache_key(provider, system, parts, schema, plan.schema_name) if cache is not None else None
         hit = self.cache_call(cache.get, key) if cache is not None else None
         if hit is not None:
             outcome.cached, outcome.saved = True, Usage(hit.input_tokens, hit.output_tokens)
-            return hit.data, None
-        completion = provider.complete(system=system, parts=parts, schema=plan.schema, schema_name=plan.schema_name,
+            return self.assessed(version, plan, hit, outcome), None
+        completion = provider.complete(system=system, parts=parts, schema=schema, schema_name=plan.schema_name,
                                        deadline=deadline)  # waiting for the limits (backend.limits) ends here
         outcome.usage = completion.usage
         store = None
         if cache is not None:
             u = completion.usage
             store = (cache, key, CachedAnswer(completion.data, completion.raw, u.input_tokens, u.output_tokens))
-        return completion.data, store
+        request = (system, parts, schema, plan.schema_name, deadline)
+        sample = partial(self.sample, version, provider, request)
+        return self.assessed(version, plan, completion, outcome, sample), store
+
+    # -- confidence (backend.confidence) -----------------------------------------
+    def assessed(self, version: PromptVersion, plan, answer, outcome: TaskOutcome, sample=None) -> dict:
+        """The answer to turn into regions; fills ``outcome.confidence``/``samples`` and adds the extra
+        calls' tokens (consistency) to ``outcome.usage``."""
+        done = assess(version.confidence, plan, answer, sample)
+        outcome.confidence, outcome.samples = done.confidence, done.samples
+        for u in done.extra or []:
+            if u is not None:
+                base = outcome.usage or Usage()
+                outcome.usage = Usage(base.input_tokens + u.input_tokens, base.output_tokens + u.output_tokens,
+                                      base.latency_s + u.latency_s)
+        return done.data
+
+    def sample(self, version: PromptVersion, provider, request: tuple, i: int) -> tuple[dict | None, Usage | None]:
+        """Extra call ``i`` for ``consistency``: (its answer or None when it failed, its usage)."""
+        system, parts, schema, schema_name, deadline = request
+        sampler = self.provider_factory(sampling_version(version, type(provider).Options, i), self.settings)
+        try:  # through the same limits as the first call (shared per model), within the same deadline
+            done = sampler.complete(system=system, parts=parts, schema=schema, schema_name=schema_name,
+                                    deadline=deadline)
+            return done.data, done.usage
+        except Error as exc:
+            return None, getattr(exc, "usage", None)
+
+    def score(self, version: PromptVersion, project: str | None, outcomes: list[TaskOutcome]) -> None:
+        """Set each outcome's ``score``: its task confidence through the (version, project) calibration map."""
+        if version.confidence.method == NONE:
+            return
+        cmap = self.calibrations.get(version.id, project)
+        for o in outcomes:
+            raw = task_confidence(o.confidence)
+            o.score = None if raw is None else round(cmap(raw) if cmap is not None else raw, 6)
 
     # -- one task -------------------------------------------------------------
     def predict_one(self, version: PromptVersion, plan, provider, task: Any,
@@ -229,6 +273,7 @@ class Predictor:
             wait(futures, timeout=batch.left() + 3.0)  # calls in flight get 3 s more
             pool.shutdown(wait=False, cancel_futures=True)
         done = batch.close()
+        self.score(version, project, done)
         n_bad = sum(not o.ok for o in done)
         log.info("version %s: %d tasks, %d labelled, %d without prediction",
                  version.id, len(done), len(done) - n_bad, n_bad)
@@ -245,7 +290,7 @@ class Predictor:
         """The Label Studio prediction for one outcome, or None when the task gets none
         (it failed and ``FAILED_TASK_RESULT=skip``)."""
         if outcome.ok or self.settings.failed_task_result == "empty":
-            return {"result": outcome.regions, "score": None, "model_version": version_id}
+            return {"result": outcome.regions, "score": outcome.score, "model_version": version_id}
         return None
 
     def to_ls_results(self, outcomes: list[TaskOutcome], version_id: str) -> list:
@@ -258,8 +303,9 @@ class Predictor:
         if self.ledger is None or not outcomes:
             return
         now = time.time()
-        recs = [replace(make_record(version, o.task_id, project, o.usage, o.status, ts=now), **quality(o.stats))
-                for o in outcomes]  # with what each answer lost or had guessed
+        recs = [replace(make_record(version, o.task_id, project, o.usage, o.status, ts=now), **quality(o.stats),
+                        confidence=o.confidence, samples=o.samples)
+                for o in outcomes]  # with what each answer lost or had guessed, and its confidence
         for rec, o in zip(recs, outcomes, strict=True):
             if o.cached:
                 rec.cached, rec.usd, rec.saved_usd = True, 0.0, cost_usd(o.saved, price_for(version))

@@ -18,6 +18,9 @@ A versions file (``PROMPTS_FILE``, default ``prompts.yaml``) looks like::
         limits: {max_concurrency: 8, rpm: 500, tpm: 200000}  # optional: the model's budget, shared by every
                                                      #   process (backend.limits) and by every version
                                                      #   of the same provider, base_url and model
+        confidence: logprobs                         # optional: none (default) | logprobs | verbalized |
+                                                     #   {method: consistency, samples: 5, temperature: 1.0}
+                                                     #   (backend.confidence; sets the prediction's score)
 
 A version is immutable: change the instruction or the model and you make a new
 id, so that every prediction in Label Studio can be traced to exactly what
@@ -36,12 +39,14 @@ from typing import Any, Mapping
 
 import yaml
 
+from backend.confidence import ConfidenceSpec, parse_confidence
 from backend.limits import Limits, parse_limits
 from backend.providers import PROVIDERS
 from core.errors import VersionError
 
 _ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description", "cache",
-                 "limits"}
+                 "limits",
+                 "confidence"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class PromptVersion:
     description: str = ""
     cache: bool = True          # answers may come from / go to the response cache (backend.cache)
     limits: Limits | None = None  # the model's budget (backend.limits); not part of the fingerprint
+    confidence: ConfidenceSpec = field(default_factory=ConfidenceSpec)  # how the score is made
 
     @property
     def fields(self) -> list[str]:
@@ -170,6 +176,7 @@ def _parse_version(raw: Any, index: int, source: str) -> PromptVersion:
         description=str(raw.get("description") or ""),
         cache=raw.get("cache", True),
         limits=parse_limits(raw.get("limits"), where),
+        confidence=parse_confidence(raw.get("confidence"), where, PROVIDERS[provider]),
     )
 
 

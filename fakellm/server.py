@@ -52,6 +52,8 @@ from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from fakellm.answers import AnswerSource, RequestInfo, SchemaAnswer
+from fakellm.logprobs import serialize, token_logprobs
+from fakellm.noisy import ScoredAnswer
 from fakellm.ratelimit import MovingWindow
 
 MARKER = re.compile(r"\[\[fault:([a-z0-9]+)(?::([a-z0-9.]+))?\]\]")
@@ -429,16 +431,27 @@ class FakeLLM:
             return kind
         raise HTTPFault(400, "invalid_request_error", f"unknown fault marker [[fault:{kind}]]")
 
+    def _content(self, info: RequestInfo, body: dict) -> tuple[str, list | None]:
+        """The answer text and, when the request asked ``logprobs: true``, its token log-probabilities."""
+        try:
+            answer = self.answers(info)
+        except Exception as exc:  # a broken answer source is a server error, visible to the test
+            raise HTTPFault(500, "api_error", f"answer source failed: {type(exc).__name__}: {exc}") from None
+        scored = answer if isinstance(answer, ScoredAnswer) else ScoredAnswer(answer)
+        if not isinstance(scored.value, dict):
+            return json.dumps(scored.value, ensure_ascii=False), None
+        content, spans = serialize(scored.value)
+        if info.api != "openai" or body.get("logprobs") is not True:
+            return content, None
+        top: int = body["top_logprobs"] if isinstance(body.get("top_logprobs"), int) else 0
+        return content, token_logprobs(content, spans, scored.probs, scored.free, top)
+
     def _answer(self, api: str, info: RequestInfo, fault: str | None, request_id: str, body: dict) -> dict:
         input_tokens = count_tokens(info.system) + count_tokens(info.user) + IMAGE_TOKENS * len(info.images)
         refusal = fault == "refusal"
-        content = ""
+        content, logprobs = "", None
         if not refusal:
-            try:
-                answer = self.answers(info)
-            except Exception as exc:  # a broken answer source is a server error, visible to the test
-                raise HTTPFault(500, "api_error", f"answer source failed: {type(exc).__name__}: {exc}") from None
-            content = json.dumps(answer, ensure_ascii=False)
+            content, logprobs = self._content(info, body)
         truncated = False
         if fault == "malformed":
             content = "Sure! Here is the JSON you asked for: " + content[:-1] + ", oops"
@@ -460,7 +473,8 @@ class FakeLLM:
                     "index": 0,
                     "message": {"role": "assistant", "content": None if refusal else content,
                                 "refusal": REFUSAL_TEXT if refusal else None, "annotations": []},
-                    "logprobs": None,
+                    "logprobs": {"content": logprobs, "refusal": None} if logprobs is not None and not truncated
+                    and fault != "malformed" else None,
                     "finish_reason": "length" if truncated else "stop",
                 }],
                 "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,

@@ -24,6 +24,8 @@ COMMANDS = {
     "history": "scoring.commands.history",     # past scoring runs of a project
     "run": "scoring.commands.run",             # run a version on a project's tasks (in-process): plan, write
     "worker": "scoring.commands.worker",       # run the RQ worker (with its cron schedule)
+    "calibrate": "scoring.commands.calibrate", # fit confidence -> P(right) on ground truth; store it for the backend
+    "accept": "scoring.commands.accept",       # accept confident predictions at a target accuracy (and --undo)
 }
 
 

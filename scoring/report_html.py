@@ -32,6 +32,7 @@ from core.fmt import num, ratio, usd
 from core.secrets import mask
 from scoring.cost import TOLERANCE
 from scoring.pipeline import LOWEST_N
+from scoring.report_calibration import calibration_section
 from scoring.report_figures import (
     MAX_LABELS,
     figure_agreement_histogram,
@@ -266,6 +267,7 @@ def build_html(report: dict, options: ReportOptions | None = None) -> str:
         "<h2>Summary</h2>", _summary(report),
         "<h2>Cost</h2>", _cost(report),
         *_figures(report),
+        *calibration_section(report),
         *_versions(report, opts),
         f"<h2>Lowest-agreement tasks (up to {opts.lowest_n})</h2>", _lowest(report, opts.task_url, opts.lowest_n),
         _skipped(report),

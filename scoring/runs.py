@@ -295,13 +295,17 @@ class Runner:
         sampled = {o.task_id for o in plan.sample}
         done = spent(plan.sample)
         rest = [i for i in plan.approx if i not in plan.cached and i not in sampled]
-        est_in = done.input_tokens + round((ratio or 1.0) * sum(plan.approx[i] for i in rest))
+        calls = self.version.confidence.calls  # consistency: k calls a task (measured ratios include them)
+        est_in = done.input_tokens + round((ratio or float(calls)) * sum(plan.approx[i] for i in rest))
         est_out = None
         if out_per_call is not None or not rest:
             est_out = done.output_tokens + round((out_per_call or 0) * len(rest))
         usd = None if est_out is None else cost_usd(Usage(est_in, est_out), self.price)
         lines = [f"input tokens: ceil(characters / {CHARS_PER_TOKEN}) of each task's rendered prompt and the JSON "
                  f"schema, plus {IMAGE_TOKENS} per image", *how]
+        if calls > 1:
+            lines.append(f"confidence: {self.version.confidence.method}, {calls} provider calls a task "
+                         f"(included above: {calls}x the cost of one answer)")
         if self.price is None:
             lines.append(f"price: unknown for model {self.version.model}: give the version a `price:` in prompts.yaml")
         else:

@@ -177,6 +177,29 @@ def tab_data(client: LabelStudioClient, project_id: int, name: str, current: boo
     }
 
 
+def review_title(version: str) -> str:
+    """The review-queue tab of a version: ``"Review: v2, least confident first"``."""
+    return f"Review: {version}, least confident first"
+
+
+def review_tab_data(version: str) -> dict:
+    """The review queue: tasks with a prediction of ``version`` and no annotation, lowest prediction score
+    first.  (The "Prediction score" column and its sort follow the project's current model version.)"""
+    return {
+        "filters": {"conjunction": "and", "items": [
+            {"filter": "filter:tasks:predictions_model_versions", "operator": "contains", "type": "List",
+             "value": [version]},
+            {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]},
+        "ordering": ["tasks:predictions_score"],
+    }
+
+
+def upsert_review_tab(client: LabelStudioClient, project_id: int, version: str) -> dict:
+    """Create or update the review-queue tab of ``version``; returns ``{"id", "title"}``."""
+    title = review_title(version)
+    return {"id": client.upsert_view(project_id, title, review_tab_data(version)), "title": title}
+
+
 @dataclass(frozen=True)
 class WriteOptions:
     """How :func:`write_back` writes; the defaults take the evaluation's names from the report.

@@ -324,3 +324,57 @@ def test_cli_bad_answers_spec_is_one_line_error():
     out = subprocess.run([sys.executable, "-m", "fakellm", "--answers", "nope.nothing:x"], cwd=ROOT,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "cannot load answers" in out.stderr and "Traceback" not in out.stderr
+
+
+# --- log-probabilities and sample variation (issue 11) -------------------------------------------
+
+def _noisy(**kw):
+    from fakellm.noisy import NoisyTableAnswer
+
+    table = {f"review {i}": {"label": "pos" if i % 2 else "neg"} for i in range(200)}
+    return NoisyTableAnswer(table, **kw)
+
+
+def test_logprobs_in_the_openai_wire_format(fake_llm):
+    import math
+
+    fake_llm.set_answers(_noisy())
+    client = openai.OpenAI(api_key="k", base_url=fake_llm.openai_base_url)
+    schema = {"name": "x", "strict": True, "schema": SCHEMA}
+    done = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "<t>review 7</t>"}],
+                                          response_format={"type": "json_schema", "json_schema": schema},
+                                          logprobs=True, top_logprobs=2)
+    tokens = done.choices[0].logprobs.content
+    assert "".join(t.token for t in tokens) == done.choices[0].message.content
+    scored = [t for t in tokens if t.logprob < 0]
+    assert len(scored) == 1 and scored[0].token in ("pos", "neg")  # the chosen value's first token carries log q
+    assert [x.token for x in scored[0].top_logprobs] == [scored[0].token, "<other>"]
+    q = math.exp(scored[0].logprob)
+    assert math.exp(scored[0].top_logprobs[1].logprob) == pytest.approx(1 - q)
+    plain = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "<t>review 7</t>"}])
+    assert plain.choices[0].logprobs is None  # only when asked
+
+
+def test_samples_vary_with_temperature_and_are_informative(fake_llm):
+    src = _noisy(default_error_scale=0.8)
+    fake_llm.set_answers(src)
+
+    def ask(i, **extra):
+        return post(fake_llm.openai_base_url + "/chat/completions", chat_body(f"<t>review {i}</t>", **extra),
+                    AUTH)[2]["choices"][0]["message"]["content"]
+
+    greedy = [ask(i) for i in range(200)]
+    assert greedy == [ask(i) for i in range(200)]  # temperature absent: the same answer every time
+    assert [ask(i, temperature=1.0, seed=3) for i in range(20)] == [ask(i, temperature=1.0, seed=3) for i in range(20)]
+    truth = [json.dumps({"label": "pos" if i % 2 else "neg"}) for i in range(200)]
+    wrong = [g != t for g, t in zip(greedy, truth, strict=True)]
+    expected = sum(1 - src.p_right("gpt-4o-mini", f"review {i}") for i in range(200))
+    assert abs(sum(wrong) - expected) < 3 * expected ** 0.5  # wrong with probability 1 - p(d)
+    # hard tasks (low p) disagree more across samples than easy ones
+    hard = sorted(range(200), key=lambda i: src.p_right("gpt-4o-mini", f"review {i}"))[:40]
+    easy = sorted(range(200), key=lambda i: -src.p_right("gpt-4o-mini", f"review {i}"))[:40]
+
+    def changes(ids):
+        return sum(len({ask(i, temperature=1.0) for _ in range(4)}) > 1 for i in ids)
+
+    assert changes(hard) > changes(easy) + 5

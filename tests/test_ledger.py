@@ -267,7 +267,7 @@ def test_an_older_sqlite_ledger_gets_the_new_columns(tmp_path):
     again = SQLiteLedger(path)  # the migration is idempotent
     assert again.records("v1")[1] == new
     columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(usage)")]
-    assert columns[-4:] == ["dropped", "repaired", "notes", "rid"]
+    assert columns[-6:] == ["dropped", "repaired", "notes", "rid", "confidence", "samples"]
     again.close()
 
 

@@ -105,11 +105,13 @@ class Usage:
 
 @dataclass
 class Completion:
-    """A successful call: ``data`` is the parsed JSON object, ``raw`` the text it came from."""
+    """A successful call: ``data`` is the parsed JSON object, ``raw`` the text it came from;
+    ``logprobs`` the (token, log-probability) pairs of ``raw`` when the provider returned them."""
 
     data: dict
     usage: Usage
     raw: str
+    logprobs: list[tuple[str, float]] | None = None
 
 
 class Provider(ABC):

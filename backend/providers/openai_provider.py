@@ -6,6 +6,8 @@ as ``image_url`` parts (the URL, or a ``data:`` URL for inline bytes).  Options 
 ``params:``, see :class:`OpenAIOptions`): temperature, top_p, seed, stop, max_tokens (sent as
 ``max_completion_tokens``), timeout, max_retries (retries of :mod:`backend.providers.retry`, which
 honour ``Retry-After``).
+A version with ``confidence: logprobs`` also sends ``logprobs: true`` and gets the answer's token
+log-probabilities back in ``Completion.logprobs`` (``choices[0].logprobs.content[*].{token, logprob}``).
 
 The key is ``OPENAI_API_KEY`` (``settings.openai_api_key``); the endpoint is the version's
 ``base_url``, else ``OPENAI_BASE_URL``, else https://api.openai.com/v1.
@@ -70,6 +72,7 @@ class OpenAIProvider(Provider):
     Options = OpenAIOptions
     modes: ClassVar[tuple[str, ...]] = (JSON_SCHEMA,)
     options: OpenAIOptions
+    logprobs: ClassVar[bool] = True  # can return token log-probabilities (backend.confidence)
 
     def configured_base_url(self) -> str | None:
         return self.settings.openai_base_url
@@ -101,6 +104,8 @@ class OpenAIProvider(Provider):
                 kwargs[name] = value
         if o.max_tokens is not None:
             kwargs[self.max_tokens_param] = o.max_tokens
+        if getattr(getattr(self.version, "confidence", None), "method", None) == "logprobs":
+            kwargs["logprobs"] = True
         return kwargs
 
     def send(self, client: openai.OpenAI, kwargs: dict) -> Any:
@@ -124,4 +129,12 @@ class OpenAIProvider(Provider):
                 f"the {where} stopped at the token limit before finishing the JSON answer "
                 f"({usage.output_tokens} output tokens); raise params.max_tokens", usage=usage)
         data = parse_json_object(message.content, usage, where)
-        return Completion(data=data, usage=usage, raw=message.content or "")
+        return Completion(data=data, usage=usage, raw=message.content or "", logprobs=read_logprobs(choice))
+
+
+def read_logprobs(choice: Any) -> list[tuple[str, float]] | None:
+    """The (token, logprob) pairs of ``choice.logprobs.content``, or None when the server sent none."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return [(t.token, float(t.logprob)) for t in content]

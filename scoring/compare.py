@@ -99,7 +99,8 @@ def _adjust(pairs: list[dict], level: float) -> None:
         p["significant"] = p["p_adjusted"] is not None and p["p_adjusted"] < 1 - level
 
 
-def verdict(reports: list[dict], costs: dict | None = None, options: PairOptions | None = None) -> tuple[str, str | None]:
+def verdict(reports: list[dict], costs: dict | None = None,
+            options: PairOptions | None = None) -> tuple[str, str | None]:
     """(one-sentence verdict, name of the non-inferior version chosen or ``None``).
 
     ``costs``: version -> cost per task (``None`` / missing = unknown).  The best version is
@@ -138,7 +139,8 @@ def paired_comparison(reports: list[dict], costs: dict | None = None, options: P
         raise ScoringError("a comparison needs at least one version")
     references = {r["reference"] for r in reports}
     if len(references) > 1:
-        raise ScoringError(f"cannot compare versions scored against different references ({', '.join(sorted(references))})")
+        raise ScoringError("cannot compare versions scored against different references "
+                           f"({', '.join(sorted(map(str, references)))})")
     versions = [{"version": r["version"], "score": r["score"], "score_ci": r.get("score_ci"),
                  "n_compared": r["n_compared"]} for r in reports]
     pairs = [_one_pair(ra, rb, opts) for ra, rb in combinations(reports, 2)]

@@ -219,7 +219,8 @@ def cheapest_non_inferior(rows: list[dict], best: str, diffs: dict, margin: floa
     >>> from scoring.stats import PairedDiff
     >>> rows = [{"version": "big", "usd_per_task": 0.003}, {"version": "mini", "usd_per_task": 0.0002},
     ...         {"version": "tiny", "usd_per_task": 0.0001}]
-    >>> diffs = {"mini": PairedDiff(412, -0.006, (-0.015, 0.003), 0.2), "tiny": PairedDiff(412, -0.01, (-0.05, 0.03), 0.6)}
+    >>> diffs = {"mini": PairedDiff(412, -0.006, (-0.015, 0.003), 0.2),
+    ...          "tiny": PairedDiff(412, -0.01, (-0.05, 0.03), 0.6)}
     >>> cheapest_non_inferior(rows, "big", diffs, 0.02)     # tiny is cheaper, but the data cannot rule out -0.05
     ('mini', ['tiny', 'mini'])
     """

@@ -48,8 +48,8 @@ from scoring.uncertainty import IntervalOptions, TaskData, add_intervals
 
 __all__ = [
     "GROUND_TRUTH", "SKIP_CODES", "SKIP_CUSTOM_METRIC", "SKIP_NO_PREDICTION", "SKIP_NO_REFERENCE",
-    "SKIP_RESULT_MISMATCH", "INTERVALS", "Control", "IntervalOptions", "Schema", "alpha_multi", "compile_schema", "evaluate", "evaluate_schema",
-    "pair_results", "score_pair", "single_choice_values",
+    "SKIP_RESULT_MISMATCH", "INTERVALS", "Control", "IntervalOptions", "Schema", "alpha_multi", "compile_schema",
+    "evaluate", "evaluate_schema", "pair_results", "score_pair", "single_choice_values",
 ]
 
 # Why a task was skipped: the ``code`` of each ``skipped`` entry (its ``reason`` says it in words).
@@ -317,7 +317,8 @@ def _per_label(tally: _Tally) -> dict:
     for cname, acc in tally.labels.items():
         rows = {}
         for label, (tp, fp, fn) in acc.items():
-            rows[label] = {"precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
+            rows[label] = {"precision": tp / (tp + fp) if tp + fp else 0.0,
+                           "recall": tp / (tp + fn) if tp + fn else 0.0,
                            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0, "support": tp + fn}
         out[cname] = rows
     return out

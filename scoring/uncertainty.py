@@ -31,7 +31,7 @@ import numpy as np
 from scoring.stats import alpha_ci, kappa_ci, mean_ci, mean_ci_method, ppi_mean, prf_ci
 from scoring.stats.intervals import is_binary
 
-__all__ = ["IntervalOptions", "TaskData", "add_intervals", "interval_text", "ppi_section"]
+__all__ = ["IntervalOptions", "TaskData", "add_intervals", "interval_text", "parse_level", "ppi_section"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,23 @@ class TaskData:
 
     label_stats: dict   # control -> [per task {label: (tp, fp, fn)}]
     picks: dict         # single-choice control -> ([prediction label], [reference label]) where both chose one
+
+
+def parse_level(text: str) -> float:
+    """The ``--level`` flag: a confidence level strictly between 0 and 1 (argparse type).
+
+    >>> parse_level("0.9")
+    0.9
+    """
+    import argparse
+
+    try:
+        level = float(text)
+    except ValueError:
+        level = -1.0
+    if not 0.0 < level < 1.0:
+        raise argparse.ArgumentTypeError(f"confidence level must be a number between 0 and 1, e.g. 0.95 (got {text!r})")
+    return level
 
 
 def _pair(ci) -> list | None:
@@ -117,7 +134,8 @@ def ppi_section(report: dict, proxy_report: dict, proxy: str, level: float = 0.9
     >>> truth = {"tasks": [{"id": i, "score": s} for i, s in enumerate([1, 1, 0, 1] * 10)]}
     >>> vs_proxy = {"tasks": [{"id": i, "score": s} for i, s in enumerate([1, 1, 0, 1] * 10 + [1, 0, 1, 1] * 100)]}
     >>> p = ppi_section(truth, vs_proxy, "big-v1")
-    >>> p["n_labeled"], p["n_unlabeled"], round(p["score"], 3), p["ci"][1] - p["ci"][0] < p["classical_ci"][1] - p["classical_ci"][0]
+    >>> width = lambda ci: ci[1] - ci[0]
+    >>> p["n_labeled"], p["n_unlabeled"], round(p["score"], 3), width(p["ci"]) < width(p["classical_ci"])
     (40, 400, 0.75, True)
     """
     truth = {t["id"]: t["score"] for t in report["tasks"]}

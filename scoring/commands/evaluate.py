@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import sys
 
-from core.errors import LabelConfigError
 from scoring.config import load_scoring_config
 from scoring.engine import GROUND_TRUTH, SKIP_RESULT_MISMATCH, evaluate
 from scoring.export import load_export
 from scoring.output import write_html, write_json
+from scoring.schema import read_label_config
 
 HELP = "score a prompt version on a Label Studio JSON export (offline), against ground truth or another version"
 
@@ -36,18 +36,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="exit 0 even when some tasks' results do not match the label config "
                              "(they are skipped and listed)")
-
-
-def read_label_config(path: str) -> str:
-    """The label config XML text of ``path``; ``LabelConfigError`` when unreadable or empty."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelConfigError(f"cannot read label config {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not text.strip():
-        raise LabelConfigError(f"label config {path} is empty")
-    return text
 
 
 def run(args, settings) -> int:

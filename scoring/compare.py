@@ -20,6 +20,9 @@ The verdict (``scoring.cost.cheapest_non_inferior``): the cheapest version whose
 to the best-scoring one has a lower interval end above ``-margin``; otherwise the data
 cannot tell, and roughly how many more shared ground-truth tasks would
 (``scoring.stats.decision``).
+
+:func:`project_estimate` is the other use of a second version: a strong *proxy* run on every
+task turns a few ground-truth tasks into a project-wide estimate (``report["ppi"]``).
 """
 from __future__ import annotations
 
@@ -28,9 +31,11 @@ from itertools import combinations
 
 from core.errors import ScoringError
 from scoring.cost import MARGIN, cheapest_non_inferior
+from scoring.engine import GROUND_TRUTH, Schema, evaluate_schema
 from scoring.stats import Arm, PairedDiff, decision, holm, mcnemar_exact, paired_diff
+from scoring.uncertainty import ppi_section
 
-__all__ = ["PairOptions", "paired_comparison", "verdict"]
+__all__ = ["PairOptions", "paired_comparison", "project_estimate", "verdict"]
 
 EXACT_METRICS = frozenset({"exact"})  # per-control metrics whose task scores are 0/1: McNemar applies
 
@@ -148,3 +153,14 @@ def paired_comparison(reports: list[dict], costs: dict | None = None, options: P
     text, pick = verdict(reports, costs, opts) if len(reports) > 1 else (None, None)
     return {"reference": reports[0]["reference"], "margin": opts.margin, "level": opts.level,
             "versions": versions, "pairs": pairs, "verdict": text, "non_inferior": pick}
+
+
+def project_estimate(tasks: list[dict], schema: Schema, report: dict, proxy: str, level: float = 0.95) -> dict:
+    """The report's ``ppi`` section: ``version``'s project-wide score against ground truth,
+    from its agreement with ``proxy`` on every task corrected on the ground-truth tasks."""
+    if report["reference"] != GROUND_TRUTH:
+        raise ScoringError("--proxy estimates the score against ground truth: leave --against out")
+    if proxy == report["version"]:
+        raise ScoringError(f"--proxy names the scored version '{proxy}' itself: pick a stronger version")
+    vs_proxy = evaluate_schema(tasks, schema, report["version"], proxy, intervals=None)
+    return ppi_section(report, vs_proxy, proxy, level)

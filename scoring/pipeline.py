@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Callable
 from core.errors import ScoringError
 from core.labelstudio import LabelStudioClient
 from core.settings import Settings
+from scoring.compare import project_estimate
 from scoring.cost import MARGIN, cost_section
 from scoring.engine import GROUND_TRUTH, compile_schema, evaluate_schema
-from scoring.uncertainty import IntervalOptions, ppi_section
+from scoring.uncertainty import IntervalOptions
 from scoring.writeback import WRITE_CHUNK
 
 if TYPE_CHECKING:
@@ -186,17 +187,6 @@ def score_project(settings: Settings, project_id, version: str, options: ScoreOp
         report["candidates"] = create_candidates(client, pid, report, tasks, opts.candidates, progress=opts.progress)
     report["run_id"] = _record(settings, report, pid, started, write_back=opts.write_back) if opts.record else None
     return report
-
-
-def project_estimate(tasks: list[dict], schema, report: dict, proxy: str, level: float = 0.95) -> dict:
-    """The report's ``ppi`` section: ``version``'s project-wide score against ground truth,
-    from its agreement with ``proxy`` on every task corrected on the ground-truth tasks."""
-    if report["reference"] != GROUND_TRUTH:
-        raise ScoringError("--proxy estimates the score against ground truth: leave --against out")
-    if proxy == report["version"]:
-        raise ScoringError(f"--proxy names the scored version '{proxy}' itself: pick a stronger version")
-    vs_proxy = evaluate_schema(tasks, schema, report["version"], proxy, intervals=None)
-    return ppi_section(report, vs_proxy, proxy, level)
 
 
 def _write_back(client: LabelStudioClient, pid: int, report: dict, tasks: list[dict], opts: ScoreOptions) -> dict:

@@ -8,9 +8,10 @@ Writes the report of ``scoring.engine.evaluate`` to OUT.json (and the HTML repor
 ``scoring.report_html`` to OUT.html), prints one summary line: the score with its interval
 (``--level``, default 0.95), and with ``--proxy`` a second one, the project-wide estimate
 (``scoring.compare.project_estimate``).  Bad input ends with one ``error: ...`` line and exit
-status 2.  Tasks whose result does not fit the label config are skipped and listed under "skipped"; the report is still written, and the command ends with one ``error: ...``
-line and exit status 1 (``--allow-mismatch`` turns that into a warning and exit 0, e.g. for
-a config that changed since some tasks were labelled).  If no task can be scored it is exit 2.
+status 2.  Tasks whose result does not fit the label config are skipped and listed under
+"skipped"; the report is still written, and the command ends with one ``error: ...`` line and
+exit status 1 (``--allow-mismatch`` turns that into a warning and exit 0, e.g. for a config
+that changed since some tasks were labelled).  If no task can be scored it is exit 2.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ import numpy as np
 from scoring.stats import alpha_ci, kappa_ci, mean_ci, mean_ci_method, ppi_mean, prf_ci
 from scoring.stats.intervals import is_binary
 
-__all__ = ["IntervalOptions", "TaskData", "add_intervals", "interval_text", "parse_level", "ppi_section"]
+__all__ = ["IntervalOptions", "TaskData", "add_intervals", "interval_text", "parse_level", "ppi_section", "ppi_text"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,20 @@ def interval_text(value, ci, spec: str = ".3f") -> str:
     if not ci:
         return f"{format(value, spec)} [–]"
     return f"{format(value, spec)} [{format(ci[0], spec)}, {format(ci[1], spec)}]"
+
+
+def ppi_text(ppi: dict) -> str:
+    """The summary line of the project-wide estimate (``report["ppi"]``).
+
+    >>> print(ppi_text({"proxy": "4o", "score": 0.9, "ci": [0.88, 0.92], "classical_ci": [0.8, 0.97],
+    ...                 "n_labeled": 50, "n_unlabeled": 950}))   # doctest: +NORMALIZE_WHITESPACE
+    project-wide estimate with proxy 4o: 0.900 [0.880, 0.920] from 50 ground-truth and 950 other task(s)
+    (ground-truth tasks alone: [0.800, 0.970])
+    """
+    alone = f"[{ppi['classical_ci'][0]:.3f}, {ppi['classical_ci'][1]:.3f}]" if ppi.get("classical_ci") else "[–]"
+    return (f"project-wide estimate with proxy {ppi['proxy']}: {interval_text(ppi['score'], ppi['ci'])} from "
+            f"{ppi['n_labeled']} ground-truth and {ppi['n_unlabeled']} other task(s) "
+            f"(ground-truth tasks alone: {alone})")
 
 
 def _per_label_ci(report: dict, data: TaskData, opts: IntervalOptions) -> None:

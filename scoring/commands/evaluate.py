@@ -22,7 +22,7 @@ from scoring.engine import GROUND_TRUTH, SKIP_RESULT_MISMATCH, evaluate
 from scoring.export import load_export
 from scoring.output import write_html, write_json
 from scoring.schema import read_label_config
-from scoring.uncertainty import IntervalOptions, interval_text, parse_level
+from scoring.uncertainty import IntervalOptions, interval_text, parse_level, ppi_text
 
 HELP = "score a prompt version on a Label Studio JSON export (offline), against ground truth or another version"
 
@@ -46,20 +46,6 @@ def add_arguments(parser) -> None:
                              "(they are skipped and listed)")
 
 
-def ppi_line(ppi: dict) -> str:
-    """The summary line of the project-wide estimate (``report["ppi"]``).
-
-    >>> print(ppi_line({"proxy": "4o", "score": 0.9, "ci": [0.88, 0.92], "classical_ci": [0.8, 0.97],
-    ...                 "n_labeled": 50, "n_unlabeled": 950}))   # doctest: +NORMALIZE_WHITESPACE
-    project-wide estimate with proxy 4o: 0.900 [0.880, 0.920] from 50 ground-truth and 950 other task(s)
-    (ground-truth tasks alone: [0.800, 0.970])
-    """
-    alone = f"[{ppi['classical_ci'][0]:.3f}, {ppi['classical_ci'][1]:.3f}]" if ppi.get("classical_ci") else "[–]"
-    return (f"project-wide estimate with proxy {ppi['proxy']}: {interval_text(ppi['score'], ppi['ci'])} from "
-            f"{ppi['n_labeled']} ground-truth and {ppi['n_unlabeled']} other task(s) "
-            f"(ground-truth tasks alone: {alone})")
-
-
 def run(args, settings) -> int:
     tasks = load_export(args.export)
     label_config = read_label_config(args.label_config)
@@ -78,7 +64,7 @@ def run(args, settings) -> int:
     print(f"{report['version']} vs {report['reference']}: score {interval_text(report['score'], report['score_ci'])} "
           f"over {report['n_compared']} task(s), {report['n_skipped']} skipped -> {args.json_out}")
     if report.get("ppi"):
-        print(ppi_line(report["ppi"]))
+        print(ppi_text(report["ppi"]))
     if mismatched:
         level = "warning" if args.allow_mismatch else "error"
         print(f"{level}: {mismatched} task(s) skipped because their result does not match the label config; "

@@ -9,7 +9,8 @@
 Needs ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``.  Prints a summary table
 (overall score and per control with their intervals, kappa/alpha, cost, the lowest-agreement
 tasks with links; with ``--proxy`` the project-wide estimate).  ``--json`` writes the report
-(the ``evaluate`` contract plus ``cost``, ``lowest``, ``write_back``, ``candidates``, ``run_id``); ``--html`` the HTML report.
+(the ``evaluate`` contract plus ``cost``, ``lowest``, ``write_back``, ``candidates``, ``run_id``,
+``ppi``); ``--html`` the HTML report.
 """
 from __future__ import annotations
 

@@ -192,10 +192,9 @@ def _check_sources(tasks: list[dict], version: str, against: str) -> None:
 
 def evaluate(tasks: list[dict], label_config: str, version: str, against: str = GROUND_TRUTH,
              config: ScoringConfig | None = None, *, intervals: IntervalOptions | None = INTERVALS) -> dict:
-    """Score ``version``'s predictions against ``against`` on the tasks; return the report
-    (see the module docstring; ``intervals``: level and seed, ``None`` = no intervals).  Raises
-    ``ScoringError`` subclasses when nothing can be scored: unknown version, no reference at
-    all, or no task with both sides usable."""
+    """Score ``version``'s predictions against ``against`` on the tasks; return the report (module docstring;
+    ``intervals``: level and seed, ``None`` = none).  Raises ``ScoringError`` subclasses when nothing can be
+    scored: unknown version, no reference at all, or no task with both sides usable."""
     return evaluate_schema(tasks, compile_schema(label_config, config), version, against, intervals=intervals)
 
 
@@ -302,7 +301,7 @@ def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: st
         tally.add({"id": tid, "score": score, "per_control": per, "prediction_id": pred.get("id")}, stats, picks)
     if not tally.rows:
         raise ScoringError(f"no task could be scored: {_first_reasons(tally.skipped)}")
-    report = _report(tally, len(tasks), version, against)
+    report = _report(tally, len(tasks), version, against)  # then the intervals, from the per-task data kept
     return report if intervals is None else add_intervals(report, TaskData(tally.label_rows, tally.picks), intervals)
 
 

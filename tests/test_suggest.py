@@ -37,7 +37,7 @@ def by_ref(tasks):
 
 def test_only_unannotated_tasks_with_both_versions_are_candidates(config):
     tasks = load_export(str(FIXTURE / "export.json"))       # every task but t19 has ground truth
-    result = pick_tasks(tasks, config, "v-good", "v-cheap", n=5)
+    result = pick_tasks(tasks, config, ("v-good", "v-cheap"), n=5)
     assert result["n_candidates"] == 1
     assert [by_ref(tasks)[t["id"]] for t in result["tasks"]] == ["t19"]
     (t19,) = result["tasks"]
@@ -45,7 +45,7 @@ def test_only_unannotated_tasks_with_both_versions_are_candidates(config):
 
 
 def test_picks_favour_disagreement_with_known_probabilities(unannotated, config):
-    result = pick_tasks(unannotated, config, "v-good", "v-cheap", n=6, seed=3)
+    result = pick_tasks(unannotated, config, ("v-good", "v-cheap"), n=6, seed=3)
     assert result["n_candidates"] == 19                      # t20 has no v-good prediction
     assert (result["n_requested"], result["seed"], result["floor"]) == (6, 3, 0.05)
     picks = result["tasks"]
@@ -53,18 +53,18 @@ def test_picks_favour_disagreement_with_known_probabilities(unannotated, config)
     # inclusion grows with disagreement: pi = min(1, c * (d + floor)), the same c for every task
     ratios = {round(t["inclusion"] / (t["disagreement"] + 0.05), 9) for t in picks if t["inclusion"] < 1}
     assert len(ratios) <= 1
-    assert pick_tasks(unannotated, config, "v-good", "v-cheap", n=6, seed=3) == result     # seeded
+    assert pick_tasks(unannotated, config, ("v-good", "v-cheap"), n=6, seed=3) == result     # seeded
     json.dumps(result)
 
 
 def test_weighting_by_inclusion_is_unbiased_and_a_plain_average_is_not(unannotated, config):
     """Over many draws, the Horvitz-Thompson mean of the picks' disagreement matches the mean over all candidates;
     the plain mean of the picks over-weights the disagreements."""
-    full = pick_tasks(unannotated, config, "v-good", "v-cheap", n=100)        # n >= candidates: every task, pi 1
+    full = pick_tasks(unannotated, config, ("v-good", "v-cheap"), n=100)        # n >= candidates: every task, pi 1
     truth = float(np.mean([t["disagreement"] for t in full["tasks"]]))
     ht, plain = [], []
     for seed in range(400):
-        r = pick_tasks(unannotated, config, "v-good", "v-cheap", n=5, seed=seed)
+        r = pick_tasks(unannotated, config, ("v-good", "v-cheap"), n=5, seed=seed)
         d, pi = [t["disagreement"] for t in r["tasks"]], [t["inclusion"] for t in r["tasks"]]
         ht.append(ht_mean(d, pi, n_total=r["n_candidates"]).score or 0.0)
         if d:
@@ -80,7 +80,7 @@ def test_weighting_by_inclusion_is_unbiased_and_a_plain_average_is_not(unannotat
 ])
 def test_bad_requests(unannotated, config, versions, n, message):
     with pytest.raises(ScoringError, match=message):
-        pick_tasks(unannotated, config, *versions, n=n)
+        pick_tasks(unannotated, config, versions, n=n)
 
 
 def test_tab_filter_is_one_id_per_task():

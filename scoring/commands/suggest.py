@@ -46,13 +46,14 @@ def _annotated(task: dict) -> bool:
     return any(isinstance(a, dict) and not a.get("was_cancelled") for a in task.get("annotations") or ())
 
 
-def pick_tasks(tasks: list[dict], label_config: str, a: str, b: str, n: int, seed: int = 0,
+def pick_tasks(tasks: list[dict], label_config: str, versions: tuple[str, str], n: int, seed: int = 0,
                floor: float = FLOOR) -> dict:
     """The draw (pure): ``{"versions", "n_requested", "seed", "floor", "n_candidates",
     "tasks": [{"id", "inclusion", "disagreement"}]}``; candidates = unannotated tasks with a
-    prediction of both versions that fits the label config."""
+    prediction of both ``versions`` (A, B) that fits the label config."""
     from scoring.stats import suggest_tasks
 
+    a, b = versions
     if a == b or GROUND_TRUTH in (a, b):
         raise ScoringError("--versions needs two different model versions")
     if n < 1 or not floor > 0:
@@ -88,7 +89,7 @@ def run(args, settings) -> int:
     a, b = args.versions
     client = LabelStudioClient(settings)
     tasks, label_config = client.pull_project(args.project, progress=not args.no_progress)
-    result = {"project": args.project, **pick_tasks(tasks, label_config, a, b, args.n, args.seed, args.floor)}
+    result = {"project": args.project, **pick_tasks(tasks, label_config, (a, b), args.n, args.seed, args.floor)}
     ids = [t["id"] for t in result["tasks"]]
     title = f"Annotate next: {a} vs {b}"
     result["tab"] = {"id": client.upsert_view(args.project, title, tab_data(ids)), "title": title} if ids else None

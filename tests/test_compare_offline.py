@@ -116,7 +116,7 @@ def test_offline_compare_command(tmp_path, capsys):
                                        "significant", "per_control"}
     assert set(result["pairs"][0]["per_control"]["ner"]) >= {"diff", "diff_ci", "p_value"}
     assert result["verdict"].startswith("v-cheap is not worse than v-good by more than 0.15")
-    assert "v-good                   0.979 [" in printed and "v-cheap − v-good: -0.059 [" in printed
+    assert "v-good                   0.979 [" in printed and "diff v-cheap − v-good: -0.059 [" in printed
     assert "verdict: v-cheap is not worse" in printed
     page = html.read_text()
     assert "Paired differences on shared tasks" in page and "forest plot of the paired differences" in page

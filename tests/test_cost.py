@@ -121,7 +121,7 @@ def test_compare_table_lines_show_intervals_pairs_and_the_verdict():
     lines = table_lines(result)
     assert any(line.split()[:4] == ["big", "0.900", "[0.800,", "0.950]"] for line in lines)
     assert any(line.split()[:3] == ["small", "0.875", "[–]"] and "$0.0010" in line for line in lines)
-    assert "    small − big: -0.025 [-0.029, -0.021] on 10 shared task(s), p = 0.002  significant" in lines
+    assert "    diff small − big: -0.025 [-0.029, -0.021] on 10 shared task(s), p = 0.002  significant" in lines
     assert f"  verdict: {verdict}" in lines
 
 

@@ -76,7 +76,7 @@ def paired_lines(result: dict) -> list[str]:
     for p in result.get("pairs") or ():
         diff = interval_text(p["diff"], p["diff_ci"], "+.3f")
         pval = f"p = {num(p['p_value'], '.3g')}" + (f" (Holm {num(p['p_adjusted'], '.3g')})" if holm else "")
-        lines.append(f"    {p['b']} − {p['a']}: {diff} on {p['n_shared']} shared task(s), {pval}"
+        lines.append(f"    diff {p['b']} − {p['a']}: {diff} on {p['n_shared']} shared task(s), {pval}"
                      f"{'  significant' if p['significant'] else ''}")
     if result.get("verdict"):
         lines += ["", f"  verdict: {result['verdict']}"]

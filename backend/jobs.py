@@ -14,14 +14,22 @@ The backend only *enqueues*, by dotted path, and never imports ``scoring``:
     waits or runs are folded into it (``core.queue.enqueue_unique``).
 
 Both run in ``python -m scoring worker``.
+
+Redis down (``core.spool``): an event that cannot be enqueued is kept in the local spool
+(``SPOOL_DIR``: the project, the task ids, the version) and enqueued when Redis is back
+(rescores fold into the pending job, replayed pre-label chunks get deterministic job ids,
+so replaying twice queues nothing twice).  :meth:`JobQueue.submit` says which happened.
 """
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
 
+from core import spool
 from core.queue import enqueue_unique
 from core.settings import Settings
-from core.stores import redis_connection
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +71,92 @@ def is_ground_truth_event(event: dict) -> bool:
     return any(isinstance(a, dict) and a.get("ground_truth") for a in anns)
 
 
+def event_work(action: str, project_id: str | None, event: dict, version_id: str) -> dict | None:
+    """The work a webhook event asks for, as a small JSON-able dict (``None``: nothing to do).
+
+    >>> event_work("TASKS_CREATED", "7", {"tasks": [{"id": 1}, {"id": 2}]}, "v1")
+    {'job': 'prelabel', 'project': '7', 'tasks': [1, 2], 'version': 'v1'}
+    >>> event_work("ANNOTATION_CREATED", "7", {"annotation": {"ground_truth": True}}, "v1")
+    {'job': 'rescore', 'project': '7'}
+    """
+    if not project_id:
+        return None
+    if action == "TASKS_CREATED":
+        ids = [t["id"] for t in event.get("tasks") or [] if isinstance(t, dict) and "id" in t]
+        return {"job": "prelabel", "project": project_id, "tasks": ids, "version": version_id} if ids else None
+    if is_ground_truth_event(dict(event, action=action)):
+        return {"job": "rescore", "project": project_id}
+    return None
+
+
+@dataclass
+class Submitted:
+    """What became of an event: the job id(s) enqueued, or where it waits for Redis."""
+
+    job_id: str | None = None
+    spooled: str | None = None     # a message naming the spool, when Redis was down
+
+
 class JobQueue:
-    """Enqueues the backend's background work.  Needs ``REDIS_URL``."""
+    """Enqueues the backend's background work.  Needs ``REDIS_URL``.
+
+    Without ``connection`` it uses the process's ``core.spool.RedisLink`` and spools the
+    events it cannot enqueue while Redis is down; with one (inside the worker) Redis errors
+    are raised.
+    """
 
     def __init__(self, settings: Settings, connection=None):
         from rq import Queue
 
         self.settings = settings
-        self.connection = connection or redis_connection(settings, "the job queue")
+        self.link: spool.RedisLink | None = None
+        if connection is None:
+            self.link = spool.redis_link(settings)
+            connection = self.link.connection
+        self.connection = connection
         self.queue = Queue(settings.queue_name, connection=self.connection)
 
     def handle_event(self, action: str, project_id: str | None, event: dict, version_id: str) -> str | None:
-        if not project_id:
-            return None
-        if action == "TASKS_CREATED":
-            ids = [t["id"] for t in event.get("tasks") or [] if isinstance(t, dict) and "id" in t]
-            return self.enqueue_prelabel(project_id, ids, version_id) if ids else None
-        if is_ground_truth_event(dict(event, action=action)):
-            return self.enqueue_rescore(project_id)
-        return None
+        """The id(s) of the job(s) an event enqueued (``None``: nothing to do, or kept for later)."""
+        return self.submit(action, project_id, event, version_id).job_id
 
-    def enqueue_prelabel(self, project_id: str, task_ids: list[int], version_id: str) -> str:
-        """One :func:`prelabel_tasks` job per ``PRELABEL_CHUNK`` tasks; returns their ids, comma-separated."""
+    def submit(self, action: str, project_id: str | None, event: dict, version_id: str) -> Submitted:
+        """Enqueue what the event asks for; while Redis is down, keep it in the spool."""
+        work = event_work(action, project_id, event, version_id)
+        if work is None:
+            return Submitted()
+        if self.link is None:
+            return Submitted(self.run(work))
+        try:
+            return Submitted(self.link.call(self.run, work))
+        except spool.REDIS_DOWN:
+            key = uuid.uuid4().hex
+            self.link.keep(KIND, [(key, dict(work, queue=self.queue.name, key=key))])
+            return Submitted(spooled=f"Redis is unreachable ({self.link.error}); the {action} event is kept in "
+                                     f"{self.link.spool.path} and queued when Redis is back")
+
+    def run(self, work: dict, key: str | None = None) -> str:
+        """Enqueue one :func:`event_work`; ``key`` (a replayed event) makes pre-label job ids deterministic."""
+        if work["job"] == "prelabel":
+            return self.enqueue_prelabel(work["project"], work["tasks"], work["version"], key=key)
+        return self.enqueue_rescore(work["project"])
+
+    def enqueue_prelabel(self, project_id: str, task_ids: list[int], version_id: str, key: str | None = None) -> str:
+        """One :func:`prelabel_tasks` job per ``PRELABEL_CHUNK`` tasks; returns their ids, comma-separated.
+
+        With ``key`` the chunks get the ids ``prelabel-<key>-<n>``, enqueued once (a pending
+        one takes a repeat; a finished one is replaced, and skips the tasks it pre-labelled).
+        """
         jobs = []
-        for i in range(0, len(task_ids), PRELABEL_CHUNK):
+        for n, i in enumerate(range(0, len(task_ids), PRELABEL_CHUNK)):
             chunk = task_ids[i : i + PRELABEL_CHUNK]
-            job = self.queue.enqueue(
-                PRELABEL_JOB, project_id, chunk, version_id, job_timeout=prelabel_timeout(len(chunk)),
-                result_ttl=3600, description=f"pre-label {len(chunk)} tasks of project {project_id}",
-            )
+            options: dict[str, Any] = dict(job_timeout=prelabel_timeout(len(chunk)), result_ttl=3600,
+                                           description=f"pre-label {len(chunk)} tasks of project {project_id}")
+            if key is None:
+                job = self.queue.enqueue(PRELABEL_JOB, project_id, chunk, version_id, **options)
+            else:
+                job, _ = enqueue_unique(self.queue, PRELABEL_JOB, job_ids=[f"prelabel-{key}-{n}"],
+                                        args=(project_id, chunk, version_id), **options)
             jobs.append(job.id)
         return ",".join(jobs)
 
@@ -111,6 +176,18 @@ class JobQueue:
             description=f"rescore project {project_id} after annotation changes",
         )
         return job.id
+
+
+KIND = "event"   # spool entries: key = a new id, payload = event_work(...) plus "queue" and "key"
+
+
+def _replay_events(connection, settings: Settings, payloads: list[dict]) -> None:
+    """Spool replay: enqueue the events kept while Redis was down (idempotent, see the module docstring)."""
+    for work in payloads:
+        JobQueue(settings.replace(queue_name=work["queue"]), connection=connection).run(work, key=work["key"])
+
+
+spool.KINDS[KIND] = spool.Kind("webhook event(s)", _replay_events)
 
 
 def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dict:

@@ -3,13 +3,19 @@
 Durable and shared between processes: the backend writes, the scoring side reads.
 :func:`open_ledger` picks the store:
 
-* ``REDIS_URL`` set -> :class:`RedisLedger`;
+* ``REDIS_URL`` set -> :class:`backend.ledger_redis.RedisLedger`;
 * otherwise -> :class:`SQLiteLedger` at ``{DATA_DIR}/ledger.sqlite3`` (WAL mode, so several
   threads and processes can write; each write is one transaction).
 
 One :class:`UsageRecord` is one provider call (a re-prediction of a task is another call and
 costs again).  ``status`` is ``"ok"`` or the error's reason slug (``core.errors``:
-``truncated``, ``rate_limited``, ...).  ``usd`` is None when the model's price is unknown.
+``truncated``, ``rate_limited``, ``all_dropped``, ...).  ``usd`` is None when the model's price is unknown.
+A task answered by the response cache (``backend.cache``) gets a record too, with ``cached``
+true, 0 tokens, ``usd`` 0 and ``saved_usd`` = what the original call cost.
+``dropped`` (``{"spans": 1, "labels": 2}``: regions of the answer dropped, per kind), ``repaired``
+(answers rewritten by a handler's repair rule, e.g. a taxonomy path guessed from its last name) and
+``notes`` (at most 5 short lines saying what) come from the answer's stats
+(``backend.controls.base.quality``); they are empty for calls recorded before these fields existed.
 
 ``summary(version, project=None)`` returns::
 
@@ -18,30 +24,23 @@ costs again).  ``status`` is ``"ok"`` or the error's reason slug (``core.errors`
      "usd",            # sum over calls with a known price; None when no call had one
      "usd_complete",   # True when every call had a known price (usd is then the full cost)
      "errors": {reason: count}, "latency_p50", "latency_p95",   # nearest-rank, seconds
-     "first_ts", "last_ts"}                                      # epoch seconds
+     "first_ts", "last_ts",                                      # epoch seconds
+     "dropped": {kind: count}, "repaired"}                       # totals of the records' fields
 
-Redis layout (``P`` = key prefix, default ``llm-prelabel:ledger``, see ``core.stores``; ``S`` = scope: ``*`` for all
-projects, ``p:<project>`` for one)::
-
-    P:versions                  set of version ids              (also P:versions:p:<project>)
-    P:rec:<version>             stream, one entry per call: field "r" = the record as JSON
-    P:sum:<version>:S           hash: calls, input_tokens, output_tokens, usd, usd_calls,
-                                err:<reason>, first_ts, last_ts
-    P:tasks:<version>:S         set of task ids (SCARD = distinct tasks)
-    P:lat:<version>:S           sorted set member=stream entry id, score=latency_s
-
-Each record is written by one Lua script (atomic, one round trip; ``record_many`` pipelines
-them), so ``summary`` is a handful of O(1)/O(log n) reads whatever the number of calls.
+The Redis store (layout, atomic Lua write, spool replay) is in :mod:`backend.ledger_redis`.
 """
 from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Protocol
 
-from core.stores import LEDGER_PREFIX, SQLiteFile, delete_keys, redis_connection, sqlite_path
+from core import spool
+from core.stores import LEDGER_PREFIX, SQLiteFile, sqlite_path
 
 DEFAULT_PREFIX = LEDGER_PREFIX
 
@@ -61,6 +60,13 @@ class UsageRecord:
     latency_s: float = 0.0
     status: str = "ok"
     ts: float = field(default_factory=time.time)
+    cached: bool = False          # answered by the response cache (backend.cache): no call, usd 0
+    saved_usd: float | None = None  # cached: what the call would have cost (None: price unknown)
+    # --- what the answer lost or had guessed (issue 8 finding 19) ---
+    dropped: dict = field(default_factory=dict)   # {kind: count}, kinds: spans, labels, boxes, values
+    repaired: int = 0                             # answers rewritten by a repair rule (taxonomy guess, clipped box)
+    notes: list = field(default_factory=list)     # at most 5 short notes saying what was dropped/repaired
+    rid: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)  # id: a replayed record counts once
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -112,7 +118,7 @@ class Ledger(Protocol):
 def _empty_summary(version: str, project: str | None) -> dict:
     return {"version": version, "project": project, "calls": 0, "tasks": 0, "input_tokens": 0,
             "output_tokens": 0, "usd": None, "usd_complete": True, "errors": {}, "latency_p50": None,
-            "latency_p95": None, "first_ts": None, "last_ts": None}
+            "latency_p95": None, "first_ts": None, "last_ts": None, "dropped": {}, "repaired": 0}
 
 
 # --- SQLite ------------------------------------------------------------------------------
@@ -129,13 +135,49 @@ CREATE TABLE IF NOT EXISTS usage (
     usd REAL,
     latency_s REAL NOT NULL,
     status TEXT NOT NULL,
-    ts REAL NOT NULL
+    ts REAL NOT NULL,
+    cached INTEGER NOT NULL DEFAULT 0,
+    saved_usd REAL,
+    dropped TEXT,
+    repaired INTEGER NOT NULL DEFAULT 0,
+    notes TEXT,
+    rid TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_version_project ON usage (version, project);
 CREATE INDEX IF NOT EXISTS usage_version_latency ON usage (version, latency_s);
 """
 _COLUMNS = ("version", "task_id", "project", "provider", "model", "input_tokens", "output_tokens",
-            "usd", "latency_s", "status", "ts")
+            "usd", "latency_s", "status", "ts", "cached", "saved_usd", "dropped", "repaired", "notes",
+            "rid")
+# columns added after the first release: ALTER TABLE adds them to older files when they are opened
+_ADDED = {"cached": "INTEGER NOT NULL DEFAULT 0", "saved_usd": "REAL",
+          "dropped": "TEXT", "repaired": "INTEGER NOT NULL DEFAULT 0", "notes": "TEXT",
+          "rid": "TEXT"}  # rid: files written before record ids existed
+_JSON_COLUMNS = {"dropped": dict, "notes": list}  # stored as JSON text; NULL (older rows) reads as empty
+
+
+def _migrate(db) -> None:
+    """Add the columns of :data:`_ADDED` that an older ledger file lacks (idempotent; a process that
+    loses the race to another one adding the same column just finds it there)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+    for name, decl in _ADDED.items():
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE usage ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def _from_row(row: tuple) -> UsageRecord:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    for name, kind in _JSON_COLUMNS.items():
+        values[name] = json.loads(values[name]) if values[name] else kind()
+    values["repaired"] = values["repaired"] or 0
+    values["cached"] = bool(values["cached"])  # stored as 0/1
+    if not values["rid"]:  # rows written before record ids existed get a fresh one
+        del values["rid"]
+    return UsageRecord(**values)
 
 
 class SQLiteLedger:
@@ -144,6 +186,8 @@ class SQLiteLedger:
     def __init__(self, path: str):
         self.path = path
         self._db = SQLiteFile(path, _SCHEMA, what="the usage ledger")
+        with self._db.locked() as db:
+            _migrate(db)
 
     def record(self, rec: UsageRecord) -> None:
         """Append one record."""
@@ -169,7 +213,8 @@ class SQLiteLedger:
         with self._db.locked() as db:
             row = db.execute(
                 f"SELECT COUNT(*), COUNT(DISTINCT task_id), COALESCE(SUM(input_tokens), 0), "
-                f"COALESCE(SUM(output_tokens), 0), SUM(usd), COUNT(usd), MIN(ts), MAX(ts) FROM usage WHERE {where}",
+                f"COALESCE(SUM(output_tokens), 0), SUM(usd), COUNT(usd), MIN(ts), MAX(ts), "
+                f"COALESCE(SUM(repaired), 0) FROM usage WHERE {where}",
                 args).fetchone()
             calls = row[0]
             out = _empty_summary(version, project)
@@ -177,6 +222,9 @@ class SQLiteLedger:
                 return out
             errors = dict(db.execute(
                 f"SELECT status, COUNT(*) FROM usage WHERE {where} AND status != 'ok' GROUP BY status", args))
+            dropped = {k: int(n) for k, n in db.execute(
+                f"SELECT j.key, SUM(j.value) FROM usage, json_each(usage.dropped) AS j WHERE {where} "
+                "GROUP BY j.key ORDER BY j.key", args)}
 
             def pct(p: float) -> float:
                 return db.execute(
@@ -185,7 +233,8 @@ class SQLiteLedger:
 
             out.update(calls=calls, tasks=row[1], input_tokens=row[2], output_tokens=row[3],
                        usd=round(row[4], 10) if row[5] else None, usd_complete=row[5] == calls,
-                       errors=errors, latency_p50=pct(0.5), latency_p95=pct(0.95), first_ts=row[6], last_ts=row[7])
+                       errors=errors, latency_p50=pct(0.5), latency_p95=pct(0.95), first_ts=row[6], last_ts=row[7],
+                       dropped=dropped, repaired=row[8])
         return out
 
     def versions(self, project: str | None = None) -> list[str]:
@@ -199,7 +248,7 @@ class SQLiteLedger:
         """Every record of a version (optionally one project), oldest first."""
         where, args = self._where(version, project)
         rows = self._db.query(f"SELECT {', '.join(_COLUMNS)} FROM usage WHERE {where} ORDER BY id", args)
-        return [UsageRecord(*r) for r in rows]
+        return [_from_row(r) for r in rows]
 
     def close(self) -> None:
         self._db.close()
@@ -211,126 +260,12 @@ def _sql_value(v: Any) -> Any:
     return json.dumps(v)
 
 
-# --- Redis -------------------------------------------------------------------------------
-# KEYS: none (all keys derive from ARGV so one script serves every version/scope)
-# ARGV: prefix, version, project ('' = none), record json, task id, input, output, usd ('' = unknown),
-#       latency, status, ts
-_RECORD_LUA = """
-local p, version, project = ARGV[1], ARGV[2], ARGV[3]
-local id = redis.call('XADD', p .. ':rec:' .. version, '*', 'r', ARGV[4])
-local scopes = {'*'}
-redis.call('SADD', p .. ':versions', version)
-if project ~= '' then
-  table.insert(scopes, 'p:' .. project)
-  redis.call('SADD', p .. ':versions:p:' .. project, version)
-end
-local ts = tonumber(ARGV[11])
-for _, s in ipairs(scopes) do
-  local h = p .. ':sum:' .. version .. ':' .. s
-  redis.call('HINCRBY', h, 'calls', 1)
-  redis.call('HINCRBY', h, 'input_tokens', ARGV[6])
-  redis.call('HINCRBY', h, 'output_tokens', ARGV[7])
-  if ARGV[8] ~= '' then
-    redis.call('HINCRBYFLOAT', h, 'usd', ARGV[8])
-    redis.call('HINCRBY', h, 'usd_calls', 1)
-  end
-  if ARGV[10] ~= 'ok' then redis.call('HINCRBY', h, 'err:' .. ARGV[10], 1) end
-  local first = redis.call('HGET', h, 'first_ts')
-  if (not first) or ts < tonumber(first) then redis.call('HSET', h, 'first_ts', ARGV[11]) end
-  local last = redis.call('HGET', h, 'last_ts')
-  if (not last) or ts > tonumber(last) then redis.call('HSET', h, 'last_ts', ARGV[11]) end
-  redis.call('SADD', p .. ':tasks:' .. version .. ':' .. s, ARGV[5])
-  redis.call('ZADD', p .. ':lat:' .. version .. ':' .. s, ARGV[9], id)
-end
-return id
-"""
-
-
-class RedisLedger:
-    """The ledger in Redis (layout in the module docstring)."""
-
-    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX):
-        self.prefix = prefix
-        self._r = redis_connection(url, "the usage ledger", ping=True)
-        self._script = self._r.register_script(_RECORD_LUA)
-
-    def _args(self, rec: UsageRecord) -> list:
-        return [self.prefix, rec.version, "" if rec.project is None else str(rec.project), rec.to_json(),
-                json.dumps(rec.task_id), int(rec.input_tokens), int(rec.output_tokens),
-                "" if rec.usd is None else repr(float(rec.usd)), repr(float(rec.latency_s)), rec.status,
-                repr(float(rec.ts))]
-
-    def record(self, rec: UsageRecord) -> None:
-        """Append one record (atomically updates the counters)."""
-        self._script(args=self._args(rec))
-
-    def record_many(self, recs: Iterable[UsageRecord]) -> None:
-        """Append records in one pipelined round trip."""
-        pipe = self._r.pipeline(transaction=False)
-        n = 0
-        for rec in recs:
-            self._script(args=self._args(rec), client=pipe)
-            n += 1
-        if n:
-            pipe.execute()
-
-    def _scope(self, project: str | None) -> str:
-        return "*" if project is None else f"p:{project}"
-
-    def summary(self, version: str, project: str | None = None) -> dict:
-        """Totals for a version (optionally one project); O(log n) reads."""
-        s = self._scope(project)
-        h = {k.decode(): v.decode() for k, v in self._r.hgetall(f"{self.prefix}:sum:{version}:{s}").items()}
-        out = _empty_summary(version, project)
-        calls = int(h.get("calls", 0))
-        if not calls:
-            return out
-        lat = f"{self.prefix}:lat:{version}:{s}"
-        pipe = self._r.pipeline(transaction=False)
-        pipe.scard(f"{self.prefix}:tasks:{version}:{s}")
-        pipe.zrange(lat, _rank(calls, 0.5), _rank(calls, 0.5), withscores=True)
-        pipe.zrange(lat, _rank(calls, 0.95), _rank(calls, 0.95), withscores=True)
-        tasks, p50, p95 = pipe.execute()
-        usd_calls = int(h.get("usd_calls", 0))
-        out.update(
-            calls=calls, tasks=tasks, input_tokens=int(h.get("input_tokens", 0)),
-            output_tokens=int(h.get("output_tokens", 0)),
-            usd=round(float(h["usd"]), 10) if usd_calls else None, usd_complete=usd_calls == calls,
-            errors={k[4:]: int(v) for k, v in h.items() if k.startswith("err:")},
-            latency_p50=p50[0][1] if p50 else None, latency_p95=p95[0][1] if p95 else None,
-            first_ts=float(h["first_ts"]), last_ts=float(h["last_ts"]),
-        )
-        return out
-
-    def versions(self, project: str | None = None) -> list[str]:
-        """Version ids with at least one record (in that project), sorted."""
-        key = f"{self.prefix}:versions" + ("" if project is None else f":p:{project}")
-        return sorted(v.decode() for v in self._r.smembers(key))
-
-    def records(self, version: str, project: str | None = None) -> list[UsageRecord]:
-        """Every record of a version (optionally one project), oldest first."""
-        out, start = [], "-"
-        key = f"{self.prefix}:rec:{version}"
-        while True:
-            batch = self._r.xrange(key, start, "+", count=5000)
-            for _, fields in batch:
-                rec = UsageRecord.from_json(fields[b"r"])
-                if project is None or (rec.project is not None and str(rec.project) == str(project)):
-                    out.append(rec)
-            if len(batch) < 5000:
-                return out
-            start = "(" + batch[-1][0].decode()
-
-    def delete_all(self) -> int:
-        """Remove every key under this ledger's prefix (tests and resets); returns how many."""
-        return delete_keys(self._r, self.prefix)
-
-    def close(self) -> None:
-        self._r.close()
-
-
 def open_ledger(settings, *, prefix: str = DEFAULT_PREFIX) -> Ledger:
-    """RedisLedger when ``settings.redis_url`` is set, else SQLiteLedger at ``{data_dir}/ledger.sqlite3``."""
+    """RedisLedger when ``settings.redis_url`` is set (spooling while Redis is down), else SQLiteLedger
+    at ``{data_dir}/ledger.sqlite3``."""
     if settings.redis_url:
-        return RedisLedger(settings.redis_url, prefix=prefix)
+        from backend.ledger_redis import RedisLedger  # (imports this module: defined after it)
+
+        return RedisLedger(settings.redis_url, prefix=prefix, link=spool.redis_link(settings))
     return SQLiteLedger(sqlite_path(settings, "ledger.sqlite3"))
+

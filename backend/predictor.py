@@ -9,14 +9,22 @@
    ``PREDICT_CONCURRENCY`` calls at a time;
 3. turns each answer into Label Studio regions that pass
    ``LabelInterface.validate_prediction``;
-4. records tokens, USD cost, latency and status per (version, task) in the
-   usage ledger as soon as each task finishes (from its worker thread), so a
-   backend killed mid-batch loses at most the records of the calls in flight.
+4. records tokens, USD cost, latency, status and what the answer lost or had
+   guessed (dropped regions per kind, repairs, short notes; also logged, one
+   warning line per task) per (version, task) in the usage ledger as soon as
+   each task finishes (from its worker thread), so a backend killed mid-batch
+   loses at most the records of the calls in flight.
+
+Before calling the provider it asks the response cache (:mod:`backend.cache`; unless
+``RESPONSE_CACHE=off``, the version says ``cache: false`` or the caller passed ``cache=None``):
+a hit is used as the answer, costs nothing and is recorded as ``cached`` with the USD it saved;
+an answer that became a valid prediction is stored.  Errors are never stored.
 
 One bad task never fails the batch.  A task that cannot be labelled (not a JSON
 object: ``invalid_task``; missing data field, invalid or refused or truncated
 answer, provider error, or the ``PREDICT_DEADLINE`` passed before its turn) is recorded in the ledger with a
-reason slug and, by default (``FAILED_TASK_RESULT=skip``), gets *no*
+reason slug (``all_dropped`` when the answer named regions but every one was
+dropped: passages not in the text, unknown labels...) and, by default (``FAILED_TASK_RESULT=skip``), gets *no*
 prediction: its slot in the reply is an empty list, which Label Studio accepts
 and which leaves the task without a prediction of this version, so the next
 "Retrieve Predictions" (or opening the task) tries it again.  With
@@ -29,11 +37,14 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from backend.cache import CachedAnswer, ResponseCache, cache_key, open_response_cache
+from backend.controls.base import describe, quality
 from backend.ledger import make_record
 from backend.media import MediaResolver
+from backend.pricing import cost_usd, price_for
 from backend.prompt import render
 from backend.providers import ProviderPool
 from backend.providers.base import Usage
@@ -43,6 +54,7 @@ from core.errors import Error, TaskError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+CACHE_PAUSE_S = 30.0  # a failing response cache is not asked again for this long
 
 
 @dataclass
@@ -55,6 +67,8 @@ class TaskOutcome:
     message: str = ""           # the user-facing reason when status != "ok"
     usage: Usage | None = None
     stats: dict = field(default_factory=dict)
+    cached: bool = False        # answered by the response cache: no call, nothing spent
+    saved: Usage | None = None  # cached: the tokens the original call cost
 
     @property
     def ok(self) -> bool:
@@ -69,6 +83,7 @@ class Predictor:
         ledger=None,
         provider_factory: Callable | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cache: ResponseCache | None | str = "auto",
     ):
         self.settings = settings
         self.versions = versions
@@ -77,9 +92,69 @@ class Predictor:
         self.media = MediaResolver(settings)
         self.clock = clock
         self._ledger_lock = threading.Lock()
+        self._cache = cache  # "auto": open_response_cache(settings) on first use
+        self._cache_lock = threading.Lock()
+        self._cache_paused_until = 0.0
+
+    # -- the response cache ---------------------------------------------------
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The response cache (opened from the settings on first use), or None when off."""
+        with self._cache_lock:
+            if self._cache == "auto":
+                try:
+                    self._cache = open_response_cache(self.settings)
+                except Error as exc:
+                    log.warning("response cache off: %s", exc)
+                    self._cache = None
+            return self._cache  # type: ignore[return-value]
+
+    def cache_for(self, version: PromptVersion) -> ResponseCache | None:
+        """The cache ``version`` uses: None when the version says ``cache: false`` or the cache is off."""
+        return self.cache if version.cache else None
+
+    def cache_call(self, fn: Callable, *args):
+        """``fn(*args)`` on the cache; a failing cache counts as a miss (never fails a task) and is
+        left alone for ``CACHE_PAUSE_S`` seconds (one warning, not one per task)."""
+        if self.clock() < self._cache_paused_until:
+            return None
+        try:
+            return fn(*args)
+        except Exception as exc:
+            self._cache_paused_until = self.clock() + CACHE_PAUSE_S
+            log.warning("response cache: %s failed (%s: %s); not used for %g s, the provider answers",
+                        fn.__name__, type(exc).__name__, exc, CACHE_PAUSE_S)
+            return None
+
+    def cached_answer(self, version: PromptVersion, plan, provider, system: str, parts: list) -> CachedAnswer | None:
+        """What the cache holds for this request (None: a miss, or no cache for ``version``); no provider call."""
+        cache = self.cache_for(version)
+        if cache is None:
+            return None
+        return self.cache_call(cache.get, cache_key(provider, system, parts, plan.schema, plan.schema_name))
+
+    def ask(self, version: PromptVersion, plan, provider, system: str, parts: list,
+            outcome: TaskOutcome) -> tuple[dict, tuple | None]:
+        """The answer from the cache or the provider, and ``(cache, key, answer)`` to store once
+        the answer proved valid (None: nothing to store).  Fills ``outcome.usage``/``cached``/``saved``."""
+        cache = self.cache_for(version)
+        key = cache_key(provider, system, parts, plan.schema, plan.schema_name) if cache is not None else None
+        hit = self.cache_call(cache.get, key) if cache is not None else None
+        if hit is not None:
+            outcome.cached, outcome.saved = True, Usage(hit.input_tokens, hit.output_tokens)
+            return hit.data, None
+        completion = provider.complete(system=system, parts=parts, schema=plan.schema, schema_name=plan.schema_name)
+        outcome.usage = completion.usage
+        store = None
+        if cache is not None:
+            u = completion.usage
+            store = (cache, key, CachedAnswer(completion.data, completion.raw, u.input_tokens, u.output_tokens))
+        return completion.data, store
 
     # -- one task -------------------------------------------------------------
-    def predict_one(self, version: PromptVersion, plan, provider, task: Any) -> TaskOutcome:
+    def predict_one(self, version: PromptVersion, plan, provider, task: Any,
+                    deadline: float | None = None) -> TaskOutcome:
+        """Label one task; ``deadline`` (a ``time.monotonic()`` timestamp) also ends its image fetches."""
         if not isinstance(task, dict):  # e.g. 42, null or "abc" among the tasks: this task only
             outcome = TaskOutcome(task_id=None, status="invalid_task",
                                   message=f"the task is a JSON {type(task).__name__}, not an object "
@@ -88,14 +163,16 @@ class Predictor:
             return outcome
         outcome = TaskOutcome(task_id=task.get("id"))
         try:
-            system, parts = render(version, plan, task, self.media)
-            completion = provider.complete(system=system, parts=parts, schema=plan.schema, schema_name=plan.schema_name)
-            outcome.usage = completion.usage
-            regions, stats = plan.to_result(completion.data, task.get("data") or {})
+            system, parts = render(version, plan, task, self.media, deadline=deadline)
+            data, store = self.ask(version, plan, provider, system, parts, outcome)
+            regions, stats = plan.to_result(data, task.get("data") or {})
             outcome.regions, outcome.stats = regions, stats
+            if store is not None:  # a valid answer: worth keeping
+                self.cache_call(store[0].put, store[1], store[2])
         except TaskError as exc:
             outcome.status, outcome.message = exc.reason, str(exc)
             outcome.usage = exc.usage or outcome.usage
+            outcome.stats = getattr(exc, "stats", None) or outcome.stats  # all_dropped: what was dropped
         except Error as exc:  # a config-level error surfaced while handling this task
             outcome.status, outcome.message = exc.reason, str(exc)
         except Exception as exc:  # a bug must not cost the rest of the batch
@@ -103,6 +180,8 @@ class Predictor:
             outcome.status, outcome.message = "internal", f"internal error: {type(exc).__name__}: {exc}"
         if not outcome.ok:
             log.warning("task %s, version %s: %s (%s)", outcome.task_id, version.id, outcome.message, outcome.status)
+        elif describe(outcome.stats):  # kept with some regions dropped or repaired: one line naming them
+            log.warning("task %s, version %s: %s", outcome.task_id, version.id, describe(outcome.stats))
         return outcome
 
     def cannot_run(self, version: PromptVersion) -> str | None:
@@ -135,7 +214,10 @@ class Predictor:
             if not batch.claim(i):
                 return
             task = tasks[i]
-            outcome = self.late_outcome(task) if batch.late() else self.predict_one(version, plan, provider, task)
+            if batch.late():
+                outcome = self.late_outcome(task)
+            else:  # image fetches stop when the request's deadline passes (monotonic clock, like the fetcher's)
+                outcome = self.predict_one(version, plan, provider, task, time.monotonic() + batch.left())
             batch.finish(i, outcome)
 
         if len(tasks) == 1:
@@ -175,7 +257,11 @@ class Predictor:
         if self.ledger is None or not outcomes:
             return
         now = time.time()
-        recs = [make_record(version, o.task_id, project, o.usage, o.status, ts=now) for o in outcomes]
+        recs = [replace(make_record(version, o.task_id, project, o.usage, o.status, ts=now), **quality(o.stats))
+                for o in outcomes]  # with what each answer lost or had guessed
+        for rec, o in zip(recs, outcomes, strict=True):
+            if o.cached:
+                rec.cached, rec.usd, rec.saved_usd = True, 0.0, cost_usd(o.saved, price_for(version))
         try:
             with self._ledger_lock:
                 self.ledger.record_many(recs)

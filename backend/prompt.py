@@ -30,8 +30,8 @@ import string
 from typing import Any, Mapping
 
 from backend.controls.base import lookup
-from core.errors import MissingDataError
 from backend.providers.base import ImagePart, TextPart
+from core.errors import MissingDataError
 
 ANSWER_RULE = "Answer only with JSON matching the schema."
 
@@ -93,8 +93,11 @@ class _Filler(string.Formatter):
         return None
 
 
-def render(version, plan, task: Mapping, media) -> tuple[str, list]:
+def render(version, plan, task: Mapping, media, *, deadline: float | None = None) -> tuple[str, list]:
     """``(system prompt, [TextPart, ImagePart...])`` for one task (see the module docstring).
+
+    ``deadline`` (a ``time.monotonic()`` instant, the request's deadline) is
+    handed to ``media.resolve``: image fetches end by then.
 
     Raises :class:`~core.errors.MissingDataError` when the instruction or an
     object of the label config needs a field the task lacks (the message names
@@ -109,7 +112,7 @@ def render(version, plan, task: Mapping, media) -> tuple[str, list]:
 
     def on_image(name: str, value) -> None:
         if name not in resolved:
-            resolved[name] = media.resolve(value)
+            resolved[name] = media.resolve(value, deadline=deadline)
             images.append(resolved[name])
 
     image_fields = set(plan.image_fields)

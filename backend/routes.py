@@ -94,9 +94,26 @@ class Routes:
         return {v.id: why for v in self.versions if (why := self.predictor.cannot_run(v))}
 
     # -- GET ------------------------------------------------------------------
+    def degraded(self) -> dict[str, str]:
+        """Dependencies the backend works around now (Redis down: writes spooled), with what it does."""
+        if not self.settings.redis_url:
+            return {}
+        from core.spool import redis_link
+
+        try:
+            problem = redis_link(self.settings).health()
+        except Exception as exc:  # /health must answer whatever happens (e.g. the spool file unreadable)
+            log.exception("/health could not check Redis and its spool")
+            problem = f"could not be checked ({type(exc).__name__}: {exc})"
+        return {"redis": problem} if problem else {}
+
     def health(self) -> Response:
-        return jsonify({"status": "UP", "model_class": "LLMPrelabel", "versions": len(self.versions),
-                        "default_version": self.versions.default, "unavailable_versions": self.blocked_versions()})
+        reply = {"status": "UP", "model_class": "LLMPrelabel", "versions": len(self.versions),
+                 "default_version": self.versions.default, "unavailable_versions": self.blocked_versions()}
+        degraded = self.degraded()
+        if degraded:   # still UP: Label Studio refuses a backend whose health fails
+            reply["degraded"] = degraded
+        return jsonify(reply)
 
     def list_versions(self) -> Response:
         return jsonify({"default": self.versions.default, "versions": [
@@ -153,11 +170,14 @@ class Routes:
                          "to pre-label on import")
             return jsonify({"status": "ok", "queued": None})
         try:
-            job_id = self.queue.handle_event(action, pid, event, self.version_for(pid))
+            done = self.queue.submit(action, pid, event, self.version_for(pid))
         except Error as exc:
             log.warning("webhook %s not queued: %s", action, exc)
             return jsonify({"status": "ignored", "reason": str(exc)})
-        return jsonify({"status": "ok", "queued": job_id})
+        if done.spooled:
+            log.warning("webhook %s kept for later: %s", action, done.spooled)
+            return jsonify({"status": "ok", "queued": None, "spooled": done.spooled})
+        return jsonify({"status": "ok", "queued": done.job_id})
 
 
 def register_routes(app: Flask, routes: Routes) -> None:

@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from backend.controls import HANDLERS
-from backend.controls.base import OBJECT_TAGS, Control, new_stats, note
+from backend.controls.base import OBJECT_TAGS, Control, describe, dropped, new_stats, note
 from backend.strict import strict_violations
 from core import labelconfig
-from core.errors import LabelConfigError, OutputError
+from core.errors import AllDroppedError, LabelConfigError, OutputError
 from core.labelconfig import ControlInfo, LabelConfig, ObjectInfo
 
 __all__ = ["SCHEMA_NAME", "ObjectInfo", "Plan", "build_plan", "plan_for", "strict_violations"]
@@ -81,53 +81,79 @@ class Plan:
         Returns ``(regions, stats)``: regions are dicts ready for
         ``{"result": regions}``; stats counts what was dropped
         (``spans_dropped``, ``labels_dropped``, ``boxes_dropped``,
-        ``values_dropped``) with human-readable ``notes``.  Raises
-        :class:`~core.errors.OutputError` when the answer is unusable (not an
-        object, a single choice with an unknown label, a value of the wrong
-        type, a required answer missing) and
-        :class:`~core.errors.MissingDataError` when spans must be located in
-        a task field the task lacks.
+        ``values_dropped``) and ``repaired`` (answers rewritten by a handler's
+        documented repair rule), with human-readable ``notes``.
+
+        Raises :class:`~core.errors.OutputError` (``invalid_output``) when the
+        answer does not match the schema: not an object, a key missing (every
+        control's key is required, even when its answer is "nothing"), or a
+        value a handler rejects (an unknown single choice, a wrong type, a
+        Rating of 2.5, a Number off its step or range...); and
+        :class:`~core.errors.AllDroppedError` (``all_dropped``) when the answer
+        named regions but every one was dropped, so the task gets no prediction
+        and is tried again.  An answer of "nothing" for every control (empty
+        lists, null, ``""``, a Rating of 0 where allowed) yields ``([], stats)``:
+        an empty prediction, which is the right one.  Raises
+        :class:`~core.errors.MissingDataError` when spans must be located in a
+        task field the task lacks.
 
         Example: ``plan.to_result({"ner": [{"text": "Bob", "label": "PER",
         "occurrence": 0}]}, {"text": "Anna met Bob."})`` ->
         ``([{"from_name": "ner", "type": "labels", "value": {"start": 9, "end": 12,
         "text": "Bob", "labels": ["PER"]}, ...}], {"spans_dropped": 0, ...})``.
+
+        >>> plan = plan_for('<View><Text name="text" value="$text"/>'
+        ...                 '<Labels name="ner" toName="text"><Label value="PER"/></Labels></View>')
+        >>> plan.to_result({}, {"text": "Anna met Bob."})
+        Traceback (most recent call last):
+        ...
+        core.errors.OutputError: the answer has no key 'ner' (Labels 'ner'); every key is required: ner
+        >>> try:
+        ...     plan.to_result({"ner": [{"text": "Carol", "label": "PER", "occurrence": 0}]}, {"text": "Anna met Bob."})
+        ... except OutputError as exc:
+        ...     print(exc.reason, exc.stats["spans_dropped"])
+        all_dropped 1
+        >>> plan.to_result({"ner": []}, {"text": "Anna met Bob."})[0]
+        []
         """
-        if not isinstance(answer, dict):
-            raise OutputError(
-                f"the answer must be a JSON object with the keys {', '.join(c.name for c in self.controls)}; "
-                f"got {type(answer).__name__}"
-            )
+        self._check_keys(answer)
         data = data if isinstance(data, Mapping) else {}
         stats = new_stats()
         regions: list[dict] = []
         for control in self.controls:
-            handler = HANDLERS[control.tag]
-            missing = control.name not in answer
-            try:
-                produced = handler.to_regions(control, answer.get(control.name), data, stats)
-            except OutputError as exc:
-                if missing:
-                    raise OutputError(
-                        f"the answer has no key {control.name!r} ({control.where()}); expected keys: "
-                        f"{', '.join(c.name for c in self.controls)}"
-                    ) from exc
-                raise
-            if missing:
-                note(stats, f"the answer has no key {control.name!r}; treated as no answer")
-            for reg in produced:
-                errors = self.interface.validate_region(reg, return_errors=True)
-                if errors:  # a safety net: handlers should never get here
-                    stats["values_dropped"] += 1
-                    why = "; ".join(errors)[:200]
-                    note(stats, f"{control.name}: dropped a region Label Studio would reject: {why}")
-                else:
-                    regions.append(reg)
+            produced = HANDLERS[control.tag].to_regions(control, answer[control.name], data, stats)
+            regions.extend(self._valid(control, produced, stats))
         known = {c.name for c in self.controls}
         extra = [k for k in answer if k not in known]
         if extra:
             note(stats, f"ignored unknown keys in the answer: {', '.join(map(str, extra[:10]))}")
+        if not regions and dropped(stats):
+            raise AllDroppedError(f"every region of the answer was dropped ({describe(stats)}); "
+                                  "the task gets no prediction and will be tried again", stats=stats)
         return regions, stats
+
+    def _check_keys(self, answer: Any) -> None:
+        """OutputError unless ``answer`` is an object with every control's key."""
+        expected = ", ".join(c.name for c in self.controls)
+        if not isinstance(answer, dict):
+            raise OutputError(f"the answer must be a JSON object with the keys {expected}; got {type(answer).__name__}")
+        missing = [c for c in self.controls if c.name not in answer]
+        if missing:
+            names = ", ".join(f"{c.name!r} ({c.where()})" for c in missing)
+            raise OutputError(f"the answer has no key {names}; every key is required: {expected}")
+
+    def _valid(self, control: Control, produced: list[dict], stats: dict) -> list[dict]:
+        """The regions Label Studio accepts; a safety net (handlers should never make others): the rest are
+        dropped and counted in ``values_dropped``."""
+        kept = []
+        for reg in produced:
+            errors = self.interface.validate_region(reg, return_errors=True)
+            if errors:
+                stats["values_dropped"] += 1
+                note(stats, f"{control.name}: dropped a region Label Studio would reject: {'; '.join(errors)[:200]}")
+            else:
+                kept.append(reg)
+        return kept
 
 
 def _check_object(control: ControlInfo, tag: str, allowed: tuple[str, ...]) -> None:

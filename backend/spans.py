@@ -29,7 +29,10 @@ there, and spans are never invented.  Matches never overlap.
 from __future__ import annotations
 
 import functools
+import html as _html
 import unicodedata
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 
 __all__ = ["SpanFinder", "find_spans", "find_html_spans", "html_text", "normalise"]
 
@@ -122,7 +125,8 @@ class SpanFinder:
         """See :func:`find_spans`."""
         if not isinstance(quote, str):
             return []
-        if occurrence is not None and (not isinstance(occurrence, int) or isinstance(occurrence, bool) or occurrence < 0):
+        bad_occurrence = not isinstance(occurrence, int) or isinstance(occurrence, bool) or occurrence < 0
+        if occurrence is not None and bad_occurrence:
             return []
         stripped = quote.strip()
         if not stripped:
@@ -166,9 +170,6 @@ def find_spans(text: str, quote: str, occurrence: int | None = None) -> list[tup
 # --------------------------------------------------------------------------
 # HyperText: the text a browser shows, and Label Studio's xpath offsets
 # --------------------------------------------------------------------------
-import html as _html
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
 _DOC_WRAPPERS = {"html", "head", "body"}
@@ -197,7 +198,7 @@ class HtmlText:
     finder: "SpanFinder | None" = field(default=None, repr=False)
 
     def find(self, quote: str, occurrence: int | None = None) -> list[tuple[int, int]]:
-        """:func:`find_spans` over the shown text; a quote that still carries entities (``&amp;``) is retried decoded."""
+        """:func:`find_spans` over the shown text; a quote still carrying entities (``&amp;``) is retried decoded."""
         if self.finder is None:
             self.finder = SpanFinder(self.text)
         spans = self.finder.find(quote, occurrence)

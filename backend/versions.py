@@ -13,6 +13,8 @@ A versions file (``PROMPTS_FILE``, default ``prompts.yaml``) looks like::
         price: {input: 0.15, output: 0.60}           # optional USD per 1M tokens override
         base_url: http://127.0.0.1:11434/v1          # optional (openai-compatible: required
                                                      #   unless OPENAI_BASE_URL is set)
+        cache: false                                 # optional: never answer from the response cache
+                                                     #   (backend.cache; default true)
 
 A version is immutable: change the instruction or the model and you make a new
 id, so that every prediction in Label Studio can be traced to exactly what
@@ -33,7 +35,7 @@ import yaml
 from backend.providers import PROVIDERS
 from core.errors import VersionError
 
-_ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description"}
+_ALLOWED_KEYS = {"id", "provider", "model", "instruction", "params", "price", "base_url", "description", "cache"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class PromptVersion:
     price: Price | None = None
     base_url: str | None = None
     description: str = ""
+    cache: bool = True          # answers may come from / go to the response cache (backend.cache)
 
     @property
     def fields(self) -> list[str]:
@@ -142,6 +145,8 @@ def _parse_version(raw: Any, index: int, source: str) -> PromptVersion:
     base_url = raw.get("base_url")
     if base_url is not None and (not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))):
         raise VersionError(f"{where}: `base_url` must be an http(s) URL")
+    if not isinstance(raw.get("cache", True), bool):
+        raise VersionError(f"{where}: `cache` must be true or false")
     try:
         list(string.Formatter().parse(raw["instruction"]))
     except ValueError as exc:
@@ -156,6 +161,7 @@ def _parse_version(raw: Any, index: int, source: str) -> PromptVersion:
         price=price,
         base_url=base_url,
         description=str(raw.get("description") or ""),
+        cache=raw.get("cache", True),
     )
 
 

@@ -17,7 +17,8 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from backend.ledger import RedisLedger, SQLiteLedger, UsageRecord  # noqa: E402
+from backend.ledger import SQLiteLedger, UsageRecord  # noqa: E402
+from backend.ledger_redis import RedisLedger  # noqa: E402
 from core.stores import delete_keys, key  # noqa: E402
 
 

@@ -72,7 +72,8 @@ def make_tasks(n: int, seed: int = 0) -> list[dict]:
             length = rng.randint(3, 15)
             ref_spans.append((rng.choice(ents), pos, pos + length))
             pos += length
-        pred_spans = [(lab if rng.random() < 0.9 else rng.choice(ents), max(0, s + rng.randint(-2, 2)), e + rng.randint(-2, 2))
+        pred_spans = [(lab if rng.random() < 0.9 else rng.choice(ents),
+                       max(0, s + rng.randint(-2, 2)), e + rng.randint(-2, 2))
                       for lab, s, e in ref_spans if rng.random() < 0.9]
         pred_spans = [(lab, s, max(s, e)) for lab, s, e in pred_spans]
         if rng.random() < 0.2:
@@ -81,7 +82,8 @@ def make_tasks(n: int, seed: int = 0) -> list[dict]:
         tasks.append({
             "id": i + 1,
             "data": {"text": f"task {i}"},
-            "annotations": [{"id": 10 * i + 1, "ground_truth": True, "result": _result(ref_choice, ref_spans, summary)}],
+            "annotations": [{"id": 10 * i + 1, "ground_truth": True,
+                             "result": _result(ref_choice, ref_spans, summary)}],
             "predictions": [{"id": 10 * i + 2, "model_version": "v1", "score": 0.5,
                              "result": _result(pred_choice, pred_spans, _perturb(rng, summary))}],
         })

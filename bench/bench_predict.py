@@ -25,10 +25,10 @@ import yaml  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from backend.app import create_app  # noqa: E402
-from core.settings import Settings  # noqa: E402
 from backend.versions import load_versions  # noqa: E402
-from fakellm.dataset import LABEL_CONFIG, make_tasks  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from fakellm import FakeLLM  # noqa: E402
+from fakellm.dataset import LABEL_CONFIG, make_tasks  # noqa: E402
 
 
 def main() -> None:
@@ -55,7 +55,8 @@ def main() -> None:
             with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}", timeout=120) as http:
                 http.post("/setup", json={"project": "1.1", "schema": LABEL_CONFIG})
                 t0 = time.perf_counter()
-                results = http.post("/predict", json={"tasks": tasks, "project": "1.1", "label_config": LABEL_CONFIG}).json()["results"]
+                body = {"tasks": tasks, "project": "1.1", "label_config": LABEL_CONFIG}
+                results = http.post("/predict", json=body).json()["results"]
                 wall = time.perf_counter() - t0
             server.shutdown()
             done = sum(1 for r in results if r)

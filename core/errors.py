@@ -15,7 +15,8 @@ library and re-raised as one of these, with the original kept as
     │   ├── MediaError          an image URL is not allowed or cannot be fetched
     │   ├── OutputError         the model answered, but the answer is unusable
     │   │   ├── RefusalError    the model refused to answer
-    │   │   └── TruncatedError  the answer was cut off (max tokens reached)
+    │   │   ├── TruncatedError  the answer was cut off (max tokens reached)
+    │   │   └── AllDroppedError the answer named regions, but every one was dropped
     │   └── ProviderError       the provider call failed after its retries
     │       ├── AuthError       bad or missing API key
     │       ├── RateLimitError  429 from the provider, retries exhausted
@@ -85,6 +86,17 @@ class RefusalError(OutputError):
 
 class TruncatedError(OutputError):
     reason = "truncated"
+
+
+class AllDroppedError(OutputError):
+    """Every region the answer named was dropped (passages not in the text, unknown labels, paths
+    not in the taxonomy...).  ``stats`` keeps the counts of what was dropped (``backend.controls.base``)."""
+
+    reason = "all_dropped"
+
+    def __init__(self, message: str, *, usage=None, stats: dict | None = None):
+        super().__init__(message, usage=usage)
+        self.stats = stats or {}
 
 
 class ProviderError(TaskError):

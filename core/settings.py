@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from core.errors import ConfigError
+
 
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
@@ -22,35 +24,32 @@ def _bool(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _parsed(env: Mapping[str, str], name: str, default, parse, what: str):
+    """``parse(env[name])``, ``default`` when unset or empty; ConfigError naming the variable otherwise.
+
+    >>> _parsed({"N": "3"}, "N", 1, int, "a whole number"), _parsed({}, "N", 1, int, "a whole number")
+    (3, 1)
+    """
     raw = env.get(name, "")
     if raw == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError:
-        from core.errors import ConfigError
+        raise ConfigError(f"{name}={raw!r} is not {what}; set it to e.g. {default}") from None
 
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_parsed(env, name, default, int, "a whole number"))
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    if raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        from core.errors import ConfigError
-
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+    return float(_parsed(env, name, default, float, "a number"))
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
     if not value > 0:
-        from core.errors import ConfigError
-
         raise ConfigError(f"{name}={value:g} must be more than 0; set it to e.g. {default:g}")
     return value
 
@@ -58,8 +57,6 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     raw = (env.get(name) or allowed[0]).strip().lower()
     if raw not in allowed:
-        from core.errors import ConfigError
-
         raise ConfigError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
     return raw
 
@@ -97,6 +94,22 @@ class Settings:
     # --- backend HTTP limits -----------------------------------------------
     max_request_mb: float = 20.0                # MAX_REQUEST_MB: largest /predict and /webhook body (413 above)
     max_setup_mb: float = 5.0                   # MAX_SETUP_MB: largest /setup body, i.e. label config (413 above)
+    # --- response cache and runs ---
+    response_cache: bool = True                 # RESPONSE_CACHE: reuse LLM answers to identical requests (on|off)
+    response_cache_ttl_days: float = 30.0       # RESPONSE_CACHE_TTL_DAYS: days a cached answer is kept (0 = forever)
+    # --- media (image fetching) ---
+    media_fetch_timeout: float = 30.0           # MEDIA_FETCH_TIMEOUT total seconds per image fetch, redirects + body
+    media_fetch_concurrency: int = 8            # MEDIA_FETCH_CONCURRENCY image fetches at once per process (pool size)
+    media_max_bytes: int = 20 * 1024 * 1024     # MEDIA_MAX_BYTES largest image fetched or inlined
+    media_max_redirects: int = 5                # MEDIA_MAX_REDIRECTS redirects followed per image fetch
+    allow_internal_image_urls: bool = False     # ALLOW_INTERNAL_IMAGE_URLS: allow loopback/private/bare-name hosts
+    # --- Redis outages (core.spool) ---------------------------------------
+    spool_dir: str | None = None                # SPOOL_DIR: writes kept while Redis is down (default DATA_DIR/spool)
+    redis_timeout: float = 1.0                  # REDIS_TIMEOUT s to connect to / hear from Redis before it is "down"
+    redis_retry_after: float = 5.0              # REDIS_RETRY_AFTER s a down Redis is left alone before a new try
+    # --- worker recovery ---------------------------------------------------
+    worker_dead_after: float = 30.0             # WORKER_DEAD_AFTER seconds without a heartbeat before the job of a
+                                                # killed worker is retried and its scheduler taken over (min 3)
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -127,6 +140,21 @@ class Settings:
             # --- backend HTTP limits ---
             max_request_mb=_positive(env, "MAX_REQUEST_MB", 20.0),
             max_setup_mb=_positive(env, "MAX_SETUP_MB", 5.0),
+            # --- response cache and runs ---
+            response_cache=_bool(env.get("RESPONSE_CACHE"), True),
+            response_cache_ttl_days=max(0.0, _float(env, "RESPONSE_CACHE_TTL_DAYS", 30.0)),
+            # --- media (image fetching) ---
+            media_fetch_timeout=_float(env, "MEDIA_FETCH_TIMEOUT", 30.0),
+            media_fetch_concurrency=max(1, _int(env, "MEDIA_FETCH_CONCURRENCY", 8)),
+            media_max_bytes=max(1, _int(env, "MEDIA_MAX_BYTES", 20 * 1024 * 1024)),
+            media_max_redirects=max(0, _int(env, "MEDIA_MAX_REDIRECTS", 5)),
+            allow_internal_image_urls=_bool(env.get("ALLOW_INTERNAL_IMAGE_URLS"), False),
+            # --- Redis outages ---
+            spool_dir=get("SPOOL_DIR"),
+            redis_timeout=_positive(env, "REDIS_TIMEOUT", 1.0),
+            redis_retry_after=_positive(env, "REDIS_RETRY_AFTER", 5.0),
+            # --- worker recovery ---
+            worker_dead_after=_positive(env, "WORKER_DEAD_AFTER", 30.0),
         )
 
     def replace(self, **changes) -> "Settings":

@@ -2,7 +2,8 @@
 
 Three small stores have a Redis form and a SQLite form -- the project map
 (``backend.projects``), the usage ledger (``backend.ledger``) and the run history
-(``scoring.history``); the scoring jobs' locks live in Redis only.  They share:
+(``scoring.history``); the write-back locks (``core.locks``) live in Redis when it is
+set, else in files under ``DATA_DIR/locks``.  They share:
 
 * **one key prefix**: every Redis key this project writes starts with
   :data:`KEY_PREFIX` (``llm-prelabel:``), built by :func:`key`.  RQ's own keys keep
@@ -21,6 +22,14 @@ Three small stores have a Redis form and a SQLite form -- the project map
   writer, one connection shared by the threads (serialised by a lock), autocommit
   (a row written by another process is seen by the next read) and, by default, WAL
   (readers never wait for a writer).
+
+* **one way through a Redis outage**: the stores that write to Redis while serving
+  (ledger, history, project map, webhook hand-off) share one :class:`core.spool.RedisLink`
+  per process (:func:`core.spool.redis_link`): a short timeout and a back-off while Redis
+  is down, and the writes that could not be made kept in a local spool under
+  ``SPOOL_DIR`` and replayed when Redis is back.  Extra keys::
+
+      llm-prelabel:ledger:ids:<version>   set of record ids already counted (replays are idempotent)
 
 >>> key("ledger"), key("lock", "7", "v2", "ground_truth")
 ('llm-prelabel:ledger', 'llm-prelabel:lock:7:v2:ground_truth')
@@ -53,21 +62,32 @@ SQLITE_TIMEOUT = 30.0   # s a SQLite write waits for another process's write bef
 
 
 # --------------------------------------------------------------------------- Redis
-def redis_connection(url_or_settings: str | Settings | None, what: str, *, ping: bool = False):
+def redis_connection(url_or_settings: str | Settings | None, what: str, *, ping: bool = False,
+                     timeout: float | None = None):
     """A ``redis.Redis`` for ``REDIS_URL`` (a URL or the settings holding it).
 
     ``what`` names the user of the connection in errors ("the usage ledger", "the
     worker"...).  Without a URL: ``ConfigError`` saying to set ``REDIS_URL``.  With
     ``ping``, the server is asked once now, so an unreachable one fails at start-up
-    with a ``ConfigError`` rather than at the first write.
+    with a ``ConfigError`` rather than at the first write.  With ``timeout`` (seconds),
+    connecting and each reply wait at most that long and a failed call is retried once
+    (redis-py's default retries a refused connection for seconds): for the stores that
+    spool their writes while Redis is down (``core.spool``), not for the RQ worker,
+    whose blocking reads wait for minutes.
     """
     import redis
 
     url = url_or_settings.redis_url if isinstance(url_or_settings, Settings) else url_or_settings
     if not url:
         raise ConfigError(f"{what} needs Redis: set REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        options = dict(socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 1))
     try:
-        connection = redis.Redis.from_url(url)
+        connection = redis.Redis.from_url(url, **options)
         if ping:
             connection.ping()
     except (redis.RedisError, ValueError) as exc:
@@ -99,7 +119,7 @@ class SQLiteFile:
     """
 
     def __init__(self, path: str, schema: str = "", *, what: str = "a store", wal: bool = True,
-                 timeout: float = SQLITE_TIMEOUT):
+                 timeout: float = SQLITE_TIMEOUT, synchronous: str = "NORMAL"):
         self.path = path
         self._lock = threading.Lock()
         try:
@@ -107,7 +127,7 @@ class SQLiteFile:
             self._db = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
             if wal:
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(f"PRAGMA synchronous={synchronous}")   # FULL: fsync at every commit
             if schema:
                 self._db.executescript(schema)
         except (OSError, sqlite3.Error) as exc:

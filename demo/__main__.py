@@ -27,20 +27,20 @@ import time
 
 import httpx
 import yaml
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from backend.app import create_app
 from backend.ledger import open_ledger
 from backend.schema import plan_for
-from core.settings import Settings
 from backend.versions import load_versions
+from core.settings import Settings
+from fakellm import FakeLLM, TableAnswer
 from fakellm.dataset import LABEL_CONFIG, make_tasks
 from fakellm.oracle import answer_from_regions
 from scoring.compare import PairOptions, paired_comparison
 from scoring.cost import compare_table, cost_section
 from scoring.engine import evaluate
 from scoring.report_html import ReportOptions, render_html
-from fakellm import FakeLLM, TableAnswer
 
 INSTRUCTION = "You label customer reviews for a shop. Read the review and fill in every field.\n<text>{text}</text>\n"
 VERSIONS = [
@@ -52,7 +52,7 @@ VERSIONS = [
 ERROR_RATES = {"gpt-4o": 0.05, "gpt-4o-mini": 0.12, "claude-haiku-4-5": 0.30}
 
 
-def _serve(app) -> tuple[str, object]:
+def _serve(app) -> tuple[str, BaseWSGIServer]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}", server
@@ -60,7 +60,7 @@ def _serve(app) -> tuple[str, object]:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def _money(x) -> str:
@@ -70,7 +70,8 @@ def _money(x) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=60, help="number of review tasks (default 60)")
-    ap.add_argument("--project-size", type=int, default=10_000, help="tasks in the imagined full project, for the cost projection")
+    ap.add_argument("--project-size", type=int, default=10_000,
+                    help="tasks in the imagined full project, for the cost projection")
     ap.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -82,14 +83,16 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = make_tasks(args.tasks)
     plan = plan_for(LABEL_CONFIG)
-    table = {t["data"]["text"]: answer_from_regions(t["annotations"][0]["result"], plan, t["data"]["text"]) for t in tasks}
+    table = {t["data"]["text"]: answer_from_regions(t["annotations"][0]["result"], plan, t["data"]["text"])
+             for t in tasks}
 
     with FakeLLM(TableAnswer(table, error_rates=ERROR_RATES, seed=1)) as fake:
         prompts = os.path.join(args.out, "prompts.yaml")
         with open(prompts, "w") as fh:
             yaml.safe_dump(
                 {"default": VERSIONS[0][0], "versions": [
-                    {"id": vid, "provider": prov, "model": model, "instruction": INSTRUCTION, "params": {"max_tokens": 1024} if prov == "anthropic" else {"temperature": 0, "max_tokens": 1024}}
+                    {"id": vid, "provider": prov, "model": model, "instruction": INSTRUCTION,
+                     "params": {"max_tokens": 1024} if prov == "anthropic" else {"temperature": 0, "max_tokens": 1024}}
                     for vid, prov, model in VERSIONS]},
                 fh, sort_keys=False,
             )
@@ -106,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(base_url=url, timeout=120) as http:
             assert http.get("/health").json()["status"] == "UP"
             for vid, _, model in VERSIONS:
-                setup = http.post("/setup", json={"project": "1.1700000000", "schema": LABEL_CONFIG, "extra_params": {"version": vid}}).json()
+                setup = http.post("/setup", json={"project": "1.1700000000", "schema": LABEL_CONFIG,
+                                                  "extra_params": {"version": vid}}).json()
                 t = time.perf_counter()
-                reply = http.post("/predict", json={"tasks": tasks, "project": "1.1700000000", "label_config": LABEL_CONFIG}).json()
+                reply = http.post("/predict", json={"tasks": tasks, "project": "1.1700000000",
+                                                    "label_config": LABEL_CONFIG}).json()
                 results = reply["results"]
                 assert len(results) == len(tasks)
-                for task, res in zip(tasks, results):
+                for task, res in zip(tasks, results, strict=True):
                     if isinstance(res, dict):
                         task.setdefault("predictions", []).append(dict(res, model_version=setup["model_version"]))
                 print(f"  predicted {len(tasks)} tasks with {vid} ({model}) in {time.perf_counter() - t:.2f} s")
@@ -139,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         rep = next(r for r in reports if r["version"] == row["version"])
         lines.append([
-            row["version"], f"{row['score']:.3f}", *[f"{rep['per_control'][c]['score']:.3f}" for c in best["per_control"]],
+            row["version"], f"{row['score']:.3f}",
+            *[f"{rep['per_control'][c]['score']:.3f}" for c in best["per_control"]],
             _money(row["usd_per_task"]), _money(row["projected_usd"]),
             "-" if row["relative_cost"] is None else f"{row['relative_cost']:.2f}x",
         ])

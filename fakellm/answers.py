@@ -138,43 +138,60 @@ class SchemaAnswer:
                 return self.build(_non_null(schema[key]), root, quote)
         if "allOf" in schema and schema["allOf"]:
             return self.build(schema["allOf"][0], root, quote)
-        kind = schema.get("type")
-        if isinstance(kind, list):
-            kind = next((k for k in kind if k != "null"), "null")
-        if kind is None:
-            kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+        kind = _kind(schema)
         if kind == "object":
             return {k: self.build(v, root, quote) for k, v in (schema.get("properties") or {}).items()}
         if kind == "array":
-            n = max(1, int(schema.get("minItems", 0)))
-            if "maxItems" in schema:
-                n = min(n, int(schema["maxItems"]))
-            items = _resolve(schema.get("items") or {}, root)
-            if isinstance(items, dict) and "enum" in items:
-                values = [v for v in items["enum"] if v is not None]
-                return values[:n]
-            return [self.build(items, root, quote) for _ in range(n)]
-        if kind == "integer":
-            if "minimum" in schema:
-                lo = schema["minimum"]
-            elif "exclusiveMinimum" in schema:
-                lo = math.floor(schema["exclusiveMinimum"]) + 1
-            else:
-                lo = 0
-            hi = schema.get("maximum")
-            return int(min(lo, hi) if hi is not None else lo)
-        if kind == "number":
-            lo, hi = schema.get("minimum"), schema.get("maximum")
-            if lo is not None and hi is not None:
-                return lo + (hi - lo) / 4
-            if lo is not None:
-                return lo
-            return min(0, hi) if hi is not None else 0
-        if kind == "boolean":
-            return False
-        if kind == "null":
-            return None
-        return quote
+            return self._array(schema, root, quote)
+        return _scalar(kind, schema, quote)
+
+    def _array(self, schema: dict, root: dict, quote: str) -> list:
+        n = max(1, int(schema.get("minItems", 0)))
+        if "maxItems" in schema:
+            n = min(n, int(schema["maxItems"]))
+        items = _resolve(schema.get("items") or {}, root)
+        if isinstance(items, dict) and "enum" in items:
+            values = [v for v in items["enum"] if v is not None]
+            return values[:n]
+        return [self.build(items, root, quote) for _ in range(n)]
+
+
+def _kind(schema: dict) -> str:
+    """The JSON type a schema asks for (first non-null of a type list; guessed when absent)."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    return kind
+
+
+def _scalar(kind: str, schema: dict, quote: str) -> Any:
+    """SchemaAnswer's value of a scalar type (see its docstring)."""
+    if kind == "integer":
+        if "minimum" in schema:
+            lo = schema["minimum"]
+        elif "exclusiveMinimum" in schema:
+            lo = math.floor(schema["exclusiveMinimum"]) + 1
+        else:
+            lo = 0
+        hi = schema.get("maximum")
+        return int(min(lo, hi) if hi is not None else lo)
+    if kind == "number":
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if lo is not None and hi is not None:
+            return lo + (hi - lo) / 4
+        if lo is not None:
+            return lo
+        return min(0, hi) if hi is not None else 0
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    return quote
+
+
+_SCHEMA_ANSWER = SchemaAnswer()  # TableAnswer's default fallback (stateless, shared)
 
 
 def _unit(*parts: Any) -> float:
@@ -206,7 +223,7 @@ class TableAnswer:
 
     def __init__(self, table: Mapping[str, Any], *, error_rates: Mapping[str, float] | None = None,
                  default_error_rate: float = 0.0, seed: int = 0,
-                 fallback: AnswerSource | None = SchemaAnswer()):
+                 fallback: AnswerSource | None = _SCHEMA_ANSWER):
         self.table = dict(table)
         self.keys = sorted(self.table, key=len, reverse=True)
         self.error_rates = dict(error_rates or {})
@@ -253,45 +270,62 @@ def worsen(answer: Any, schema: dict | None, rng: random.Random) -> Any:
     >>> worsen({"n": 3, "tags": ["a", "b"]}, None, random.Random(1)) != {"n": 3, "tags": ["a", "b"]}
     True
     """
-    sites: list[Callable[[], None]] = []
-    root = schema or {}
+    sites = _MistakeSites(schema or {}, rng)
+    sites.visit(answer, schema or {}, None, None)
+    if sites.sites:
+        rng.choice(sites.sites)()
+    return answer
 
-    def visit(value: Any, sch: Any, parent: Any, key: Any) -> None:
-        sch = _resolve(sch, root) if isinstance(sch, dict) else {}
+
+class _MistakeSites:
+    """Every single change ``worsen`` could make to an answer, in a fixed order (one callable each)."""
+
+    def __init__(self, root: dict, rng: random.Random):
+        self.root, self.rng = root, rng
+        self.sites: list[Callable[[], None]] = []
+
+    def _schema(self, sch: Any) -> dict:
+        sch = _resolve(sch, self.root) if isinstance(sch, dict) else {}
         for k in ("anyOf", "oneOf"):
             if k in sch:
                 sch = _non_null(sch[k])
-                sch = _resolve(sch, root) if isinstance(sch, dict) else {}
+                sch = _resolve(sch, self.root) if isinstance(sch, dict) else {}
+        return sch
+
+    def visit(self, value: Any, sch: Any, parent: Any, key: Any) -> None:
+        sch, rng = self._schema(sch), self.rng
         if parent is not None and "enum" in sch:
             others = [v for v in sch["enum"] if v != value and v is not None]
             if others:
-                sites.append(lambda: parent.__setitem__(key, rng.choice(others)))
+                self.sites.append(lambda: parent.__setitem__(key, rng.choice(others)))
             return
         if isinstance(value, dict):
             props = sch.get("properties") or {}
             for k, v in value.items():
-                visit(v, props.get(k, {}), value, k)
+                self.visit(v, props.get(k, {}), value, k)
         elif isinstance(value, list):
-            if value:
-                sites.append(lambda: value.pop(rng.randrange(len(value))))
-            items = sch.get("items") or {}
-            if not (isinstance(items, dict) and "enum" in items):
-                for i, v in enumerate(value):
-                    visit(v, items, value, i)
+            self._list(value, sch)
         elif isinstance(value, bool):
             if parent is not None:
-                sites.append(lambda: parent.__setitem__(key, not value))
+                self.sites.append(lambda: parent.__setitem__(key, not value))
         elif isinstance(value, (int, float)) and parent is not None:
-            lo, hi = sch.get("minimum"), sch.get("maximum")
-            step = 1 if isinstance(value, int) else ((hi - lo) / 10 if lo is not None and hi is not None else 1.0)
-            new = value + step if hi is None or value + step <= hi else value - step
-            if lo is None or new >= lo:
-                sites.append(lambda: parent.__setitem__(key, new))
+            self._number(value, sch, parent, key)
 
-    visit(answer, schema or {}, None, None)
-    if sites:
-        rng.choice(sites)()
-    return answer
+    def _list(self, value: list, sch: dict) -> None:
+        rng = self.rng
+        if value:
+            self.sites.append(lambda: value.pop(rng.randrange(len(value))))
+        items = sch.get("items") or {}
+        if not (isinstance(items, dict) and "enum" in items):
+            for i, v in enumerate(value):
+                self.visit(v, items, value, i)
+
+    def _number(self, value: float, sch: dict, parent: Any, key: Any) -> None:
+        lo, hi = sch.get("minimum"), sch.get("maximum")
+        step = 1 if isinstance(value, int) else ((hi - lo) / 10 if lo is not None and hi is not None else 1.0)
+        new = value + step if hi is None or value + step <= hi else value - step
+        if lo is None or new >= lo:
+            self.sites.append(lambda: parent.__setitem__(key, new))
 
 
 def load_answer_source(spec: str) -> AnswerSource:
@@ -303,7 +337,7 @@ def load_answer_source(spec: str) -> AnswerSource:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--answers {spec!r}: expected pkg.module:factory")
-    factory = importlib.import_module(module_name)
+    factory: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         factory = getattr(factory, part)
     source = factory()

@@ -26,7 +26,8 @@ LABEL_CONFIG = """<View>
 </View>"""
 
 ORGS = ["Acme", "Globex", "Initech", "Umbrella Corp", "Stark Industries", "Wayne Enterprises", "Hooli", "Soylent"]
-PRODUCTS = ["kettle", "headphones", "vacuum cleaner", "laptop stand", "coffee grinder", "desk lamp", "backpack", "blender"]
+PRODUCTS = ["kettle", "headphones", "vacuum cleaner", "laptop stand", "coffee grinder", "desk lamp", "backpack",
+            "blender"]
 PLACES = ["Berlin", "Lisbon", "Toronto", "Osaka", "Nairobi", "Lyon", "Austin", "Krakow"]
 TEMPLATES = {
     "Positive": [
@@ -70,7 +71,8 @@ def make_tasks(n: int = 60, seed: int = 7) -> list[dict]:
                 {"id": f"t{i}s{j}", "from_name": "entities", "to_name": "text", "type": "labels", "value": s}
                 for j, s in enumerate(sorted(spans, key=lambda s: s["start"]))
             ],
-            {"from_name": "summary", "to_name": "text", "type": "textarea", "value": {"text": [summary.format(org=org, product=product)]}},
+            {"from_name": "summary", "to_name": "text", "type": "textarea",
+             "value": {"text": [summary.format(org=org, product=product)]}},
         ]
         tasks.append({"id": i + 1, "data": {"text": text}, "annotations": [{"result": result, "ground_truth": True}]})
     return tasks

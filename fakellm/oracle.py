@@ -20,7 +20,8 @@ def answer_from_regions(result: list[dict], plan, text: str) -> dict:
     """The answer (keyed by control name, as ``plan.schema`` asks) that ``result`` encodes.
 
     >>> from backend.schema import plan_for
-    >>> plan = plan_for('<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="A"/><Choice value="B"/></Choices></View>')
+    >>> plan = plan_for('<View><Text name="t" value="$t"/>'
+    ...                 '<Choices name="c" toName="t"><Choice value="A"/><Choice value="B"/></Choices></View>')
     >>> answer_from_regions([{"from_name": "c", "type": "choices", "value": {"choices": ["B"]}}], plan, "x")
     {'c': 'B'}
     """
@@ -34,7 +35,8 @@ def answer_from_regions(result: list[dict], plan, text: str) -> dict:
             answer[name] = chosen if prop.get("type") == "array" else (chosen[0] if chosen else None)
         elif tag == "labels":
             answer[name] = [
-                {"text": r["value"]["text"], "label": lab, "occurrence": _occurrence(text, r["value"]["start"], r["value"]["text"])}
+                {"text": r["value"]["text"], "label": lab,
+                 "occurrence": _occurrence(text, r["value"]["start"], r["value"]["text"])}
                 for r in mine
                 for lab in r["value"].get("labels", [])
             ]

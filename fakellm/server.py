@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from fakellm.answers import AnswerSource, RequestInfo, SchemaAnswer
 
@@ -143,7 +143,7 @@ class FakeLLM:
         self._ids = itertools.count(1)
         self._rng = random.Random(self.options.seed)
         self._stopping = threading.Event()
-        self._server = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.app = self._make_app()
 
@@ -160,16 +160,18 @@ class FakeLLM:
     def anthropic_base_url(self) -> str:
         return self.url
 
-    def _bind(self) -> None:
+    def _bind(self) -> BaseWSGIServer:
         """Listen on ``host:port`` (port 0 = a free port, then recorded in ``self.port``)."""
-        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
-        self.port = self._server.server_port
+        self._server = server = make_server(self.host, self.port, self.app, threaded=True,
+                                            request_handler=_QuietHandler)
+        self.port = server.server_port
+        return server
 
     def start(self) -> "FakeLLM":
         """Bind (port 0 = a free port) and serve in a daemon thread."""
         self._stopping.clear()
-        self._bind()
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+        server = self._bind()
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name=f"fakellm:{self.port}", daemon=True)
         self._thread.start()
         return self
@@ -206,14 +208,14 @@ class FakeLLM:
 
     def serve_forever(self, ready=None) -> None:
         """Serve in the calling thread until interrupted (the CLI); ``ready(url)`` is called once bound."""
-        self._bind()
+        server = self._bind()
         if ready is not None:
             ready(self.url)
         try:
-            self._server.serve_forever()
+            server.serve_forever()
         finally:
             self._stopping.set()
-            self._server.server_close()
+            server.server_close()
 
     # --- HTTP -----------------------------------------------------------------
     def _make_app(self) -> Flask:
@@ -270,6 +272,7 @@ class FakeLLM:
             entry["status"] = f.status
             entry["fault"] = entry["fault"] or f.kind
             self._log(entry)
+            err: dict[str, Any]
             if api == "openai":
                 err = {"error": {"message": f.message, "type": f.kind, "param": None, "code": f.kind}}
             else:
@@ -305,45 +308,59 @@ class FakeLLM:
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs:
             raise HTTPFault(400, "invalid_request_error", "messages: at least one message is required")
-        system_texts, user_texts, images = [], [], []
-        schema = None
-        if api == "openai":
-            for m in msgs:
-                texts, imgs = _text_of(m.get("content"))
-                (system_texts if m.get("role") in ("system", "developer") else user_texts).extend(texts)
-                images.extend(imgs)
-            rf = body.get("response_format") or {}
-            if rf.get("type") in ("json_schema", "json_object") and not getattr(self.options, rf["type"]):
-                raise HTTPFault(400, "invalid_request_error",
-                                f"response_format type {rf['type']!r} is not supported by this server")
-            if rf.get("type") == "json_schema":
-                schema = (rf.get("json_schema") or {}).get("schema")
-        else:
-            if not isinstance(body.get("max_tokens"), int):
-                raise HTTPFault(400, "invalid_request_error", "max_tokens: Field required")
-            if request.headers.get("anthropic-version", "2026-10-21") >= "2026-10-21":
-                for name in ("temperature", "top_p", "top_k"):
-                    if name in body:  # API version 2026-10-21 dropped sampling parameters
-                        raise HTTPFault(400, "invalid_request_error", f"{name}: Extra inputs are not permitted")
-            system_texts.extend(_text_of(body.get("system") or "")[0])
-            for m in msgs:
-                texts, imgs = _text_of(m.get("content"))
-                user_texts.extend(texts)
-                images.extend(imgs)
-            if "output_config" in body:
-                if not self.options.output_config:
-                    raise HTTPFault(400, "invalid_request_error", "output_config: Extra inputs are not permitted")
-                schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
-            choice = body.get("tool_choice") or {}
-            if schema is None and choice.get("type") == "tool":
-                tool = next((t for t in body.get("tools") or [] if t.get("name") == choice.get("name")), None)
-                if tool is None:
-                    raise HTTPFault(400, "invalid_request_error", f"tool_choice names unknown tool {choice.get('name')!r}")
-                schema = tool.get("input_schema")
+        parse = self._parse_openai if api == "openai" else self._parse_anthropic
+        system_texts, user_texts, images, schema = parse(body, msgs)
         system, user = "\n\n".join(system_texts), "\n\n".join(user_texts)
         if schema is None:
             schema = schema_from_text(system)
         return RequestInfo(api=api, model=model, system=system, user=user, schema=schema, images=images, body=body)
+
+    def _parse_openai(self, body: dict, msgs: list) -> tuple[list, list, list, Any]:
+        """System texts, user texts, images and the response schema (or None) of a chat completion."""
+        system_texts: list = []
+        user_texts: list = []
+        images: list = []
+        schema = None
+        for m in msgs:
+            texts, imgs = _text_of(m.get("content"))
+            (system_texts if m.get("role") in ("system", "developer") else user_texts).extend(texts)
+            images.extend(imgs)
+        rf = body.get("response_format") or {}
+        if rf.get("type") in ("json_schema", "json_object") and not getattr(self.options, rf["type"]):
+            raise HTTPFault(400, "invalid_request_error",
+                            f"response_format type {rf['type']!r} is not supported by this server")
+        if rf.get("type") == "json_schema":
+            schema = (rf.get("json_schema") or {}).get("schema")
+        return system_texts, user_texts, images, schema
+
+    def _parse_anthropic(self, body: dict, msgs: list) -> tuple[list, list, list, Any]:
+        """System texts, user texts, images and the answer schema (or None) of an Anthropic message."""
+        if not isinstance(body.get("max_tokens"), int):
+            raise HTTPFault(400, "invalid_request_error", "max_tokens: Field required")
+        if request.headers.get("anthropic-version", "2026-10-21") >= "2026-10-21":
+            for name in ("temperature", "top_p", "top_k"):
+                if name in body:  # API version 2026-10-21 dropped sampling parameters
+                    raise HTTPFault(400, "invalid_request_error", f"{name}: Extra inputs are not permitted")
+        system_texts = list(_text_of(body.get("system") or "")[0])
+        user_texts: list = []
+        images: list = []
+        for m in msgs:
+            texts, imgs = _text_of(m.get("content"))
+            user_texts.extend(texts)
+            images.extend(imgs)
+        schema = None
+        if "output_config" in body:
+            if not self.options.output_config:
+                raise HTTPFault(400, "invalid_request_error", "output_config: Extra inputs are not permitted")
+            schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
+        choice = body.get("tool_choice") or {}
+        if schema is None and choice.get("type") == "tool":
+            tool = next((t for t in body.get("tools") or [] if t.get("name") == choice.get("name")), None)
+            if tool is None:
+                raise HTTPFault(400, "invalid_request_error",
+                                f"tool_choice names unknown tool {choice.get('name')!r}")
+            schema = tool.get("input_schema")
+        return system_texts, user_texts, images, schema
 
     def _fault(self, api: str, info: RequestInfo) -> str | None:
         """The fault to apply: an HTTP fault is raised here, others are returned by name."""
@@ -399,7 +416,8 @@ class FakeLLM:
         if isinstance(limit, int) and count_tokens(content) > limit:
             content, truncated = content[: limit * 4], True
         output_tokens = max(1, count_tokens(REFUSAL_TEXT if refusal else content))
-        tool = api == "anthropic" and "output_config" not in body and (body.get("tool_choice") or {}).get("type") == "tool"
+        tool = (api == "anthropic" and "output_config" not in body
+                and (body.get("tool_choice") or {}).get("type") == "tool")
         if api == "openai":
             return {
                 "id": f"chatcmpl-{request_id}",

@@ -1,5 +1,7 @@
+"""``python -m scoring``: the scoring CLI (also installed as the ``llm-prelabel`` command)."""
 import sys
 
 from scoring.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

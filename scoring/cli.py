@@ -23,6 +23,7 @@ COMMANDS = {
     "compare": "scoring.commands.compare",     # several versions side by side: quality and cost
     "history": "scoring.commands.history",     # past scoring runs of a project
     "suggest": "scoring.commands.suggest",     # which tasks to annotate next: a Data Manager tab
+    "run": "scoring.commands.run",             # run a version on a project's tasks (in-process): plan, write
     "worker": "scoring.commands.worker",       # run the RQ worker (with its cron schedule)
 }
 

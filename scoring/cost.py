@@ -16,7 +16,14 @@ The cost section (``cost_section``)::
      "usd_partial": None,
      "errors": {"timeout": 2}, "error_rate": 0.0167,
      "latency": {"p50": 0.81, "p95": 2.3},
-     "complete": True, "notes": []}
+     "complete": True, "notes": [],
+     "dropped": {"spans": 3, "labels": 1}, "repaired": 2}
+
+``dropped`` totals the answer regions the backend dropped, per kind (``spans``: passages
+not found in the text; ``labels``: unknown labels and taxonomy paths; ``boxes``: boxes with
+no area in the image; ``values``: regions Label Studio would reject); ``repaired`` counts
+answers the backend rewrote by a documented rule (a taxonomy path guessed from its last
+name, a box clipped to the image).  Both come from the ledger (empty when it has none).
 
 ``usd_per_task`` divides by the number of tasks the ledger saw for the version
 (``tasks``), not by the number scored: a version may have pre-labelled tasks
@@ -84,6 +91,7 @@ def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: in
     if 0 < tasks < n_scored:
         notes.append(f"the ledger has usage for {tasks} tasks but {n_scored} were scored: some predictions were made "
                      "outside this backend")
+    quality = _quality(s, notes)
     usd, usd_partial = _usd(s, tasks > 0 or calls > 0, notes)
     usd_per_task = usd / tasks if usd is not None and tasks > 0 else None
     projected = usd_per_task * n_project_tasks if usd_per_task is not None and n_project_tasks >= 0 else None
@@ -106,7 +114,34 @@ def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: in
         "latency": {"p50": _num(s.get("latency_p50")), "p95": _num(s.get("latency_p95"))},
         "complete": usd is not None and tasks > 0,
         "notes": notes,
+        **quality,
     }
+
+
+def _quality(summary: dict, notes: list[str]) -> dict:
+    """``{"dropped": {kind: n}, "repaired": n}`` from a ledger summary (a note in ``notes`` when not zero)."""
+    dropped = {str(k): _int(v) for k, v in (summary.get("dropped") or {}).items() if _int(v)}
+    repaired = _int(summary.get("repaired"))
+    if dropped or repaired:
+        notes.append(_quality_note(dropped, repaired))
+    return {"dropped": dropped, "repaired": repaired}
+
+
+def _quality_note(dropped: dict[str, int], repaired: int) -> str:
+    """The note saying what the backend dropped from or guessed in the answers.
+
+    >>> _quality_note({"spans": 3}, 1)
+    'the backend dropped 3 answer regions (spans: 3) and repaired 1 answer (e.g. a taxonomy path guessed from its \
+last name); the backend log and the ledger notes say which'
+    """
+    parts = []
+    if dropped:
+        kinds = ", ".join(f"{k}: {n}" for k, n in dropped.items())
+        parts.append(f"dropped {sum(dropped.values())} answer regions ({kinds})")
+    if repaired:
+        parts.append(f"repaired {repaired} answer{'s' if repaired != 1 else ''} "
+                     "(e.g. a taxonomy path guessed from its last name)")
+    return f"the backend {' and '.join(parts)}; the backend log and the ledger notes say which"
 
 
 def _usd(summary: dict, used: bool, notes: list[str]) -> tuple[float | None, float | None]:

@@ -9,6 +9,7 @@ predictions as ids only)::
 from __future__ import annotations
 
 import json
+import sys
 
 from core.errors import ExportError
 
@@ -21,7 +22,9 @@ def load_export(path: str) -> list[dict]:
     """Load and check a Label Studio JSON export; return its task dicts.
 
     Raises ``ExportError`` (one line) when the file cannot be read, is not JSON,
-    or is not a JSON export of tasks with full predictions.
+    is nested too deeply for the JSON parser (Python's recursion limit, about 1,000
+    levels; a real export is about 10 deep), or is not a JSON export of tasks with
+    full predictions.
     """
     try:
         with open(path, "rb") as fh:
@@ -33,6 +36,9 @@ def load_export(path: str) -> list[dict]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise ExportError(f"{path} is not JSON{where}: export the project as JSON from Label Studio") from None
+    except RecursionError:
+        raise ExportError(f"{path} is nested too deeply to read (lists or objects nested near Python's limit of "
+                          f"{sys.getrecursionlimit()} levels): it is not a Label Studio export") from None
     check_export(data, path)
     return data
 

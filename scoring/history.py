@@ -18,6 +18,11 @@ finish time) and ``<prefix>:run:<run_id>`` (the run as JSON), default prefix
 ``llm-prelabel:history`` (``core.stores``); they never expire, so history lasts as long as Redis
 persists its data (RDB/AOF).  SQLite: one table ``runs`` in
 ``{DATA_DIR}/history.sqlite3``.
+
+Redis down: :func:`open_history` gives a history on the process's ``core.spool.RedisLink``;
+a run that cannot reach Redis is kept in the local spool (``SPOOL_DIR``) and written
+when Redis is back (keyed by run id, so a replay twice stores it once); ``add`` still
+returns its run id.  Reads need Redis.
 """
 from __future__ import annotations
 
@@ -26,8 +31,9 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from core import spool
 from core.settings import Settings
-from core.stores import HISTORY_PREFIX, SQLiteFile, redis_connection, sqlite_path
+from core.stores import HISTORY_PREFIX, SQLiteFile, sqlite_path
 from scoring.export import GROUND_TRUTH
 
 
@@ -132,12 +138,23 @@ class History(Protocol):
     def trend(self, project) -> Trend: ...
 
 
-class RedisHistory:
-    """Run history in Redis (see the module docstring for the keys)."""
+def _run_commands(prefix: str, run: dict) -> dict:
+    """The Redis commands that store a normalised run (idempotent: keyed by run id), as a spool payload."""
+    ts = _to_datetime(run["finished_at"]).timestamp()
+    return {"commands": [["SET", f"{prefix}:run:{run['run_id']}", _dumps(run)],
+                         ["ZADD", f"{prefix}:{run['project']}:runs", ts, run["run_id"]]]}
 
-    def __init__(self, connection, prefix: str = HISTORY_PREFIX):
+
+class RedisHistory:
+    """Run history in Redis (see the module docstring for the keys).
+
+    With ``link`` (``core.spool.RedisLink``) a run that cannot reach Redis is spooled.
+    """
+
+    def __init__(self, connection, prefix: str = HISTORY_PREFIX, *, link: spool.RedisLink | None = None):
         self.r = connection
         self.prefix = prefix
+        self.link = link
 
     def _project_key(self, project) -> str:
         return f"{self.prefix}:{project}:runs"
@@ -146,13 +163,14 @@ class RedisHistory:
         return f"{self.prefix}:run:{run_id}"
 
     def add(self, run: dict) -> str:
-        """Store one run; returns its run id."""
+        """Store one run; returns its run id (kept in the spool when Redis is down and there is a link)."""
         run = _normalize(run)
-        ts = _to_datetime(run["finished_at"]).timestamp()
-        with self.r.pipeline() as pipe:
-            pipe.set(self._run_key(run["run_id"]), _dumps(run))
-            pipe.zadd(self._project_key(run["project"]), {run["run_id"]: ts})
-            pipe.execute()
+        payload = _run_commands(self.prefix, run)
+        if self.link is None:
+            spool.run_commands(self.r, None, [payload])
+        else:   # spool kind "history" is replayed by core.spool itself: the backend can replay it too
+            key = f"{self.prefix}:{run['run_id']}"
+            self.link.write_or_keep("history", [(key, payload)], lambda: spool.run_commands(self.r, None, [payload]))
         return run["run_id"]
 
     def _iter(self, project):
@@ -245,7 +263,8 @@ class SQLiteHistory:
 def open_history(settings: Settings, *, prefix: str = HISTORY_PREFIX) -> RedisHistory | SQLiteHistory:
     """The run history for these settings: Redis if ``REDIS_URL`` is set, else ``{DATA_DIR}/history.sqlite3``."""
     if settings.redis_url:
-        return RedisHistory(redis_connection(settings, "the scoring history"), prefix=prefix)
+        link = spool.redis_link(settings)
+        return RedisHistory(link.connection, prefix=prefix, link=link)
     return SQLiteHistory(sqlite_path(settings, "history.sqlite3"))
 
 

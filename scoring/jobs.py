@@ -39,10 +39,11 @@ queued or deferred: it has not read Label Studio yet, so it will see the
 newest data).  A request that arrives while that job runs gets one follow-up
 slot, ``<id>-next`` (``core.queue.enqueue_unique`` with the ids ``[<id>,
 <id>-next]``; the same function folds the backend's rescore).  Inside
-``score_job`` a Redis lock per (project, version, reference)
-(``llm-prelabel:lock:...``), kept alive by a heartbeat and expiring ``LOCK_TTL`` s after a
-crashed worker stops renewing it, makes sure two runs of the same scoring
-never overlap (the follow-up waits for it).
+``score_job`` with write-back, ``scoring.pipeline.score_project`` takes the lock per
+(project, version, reference) (``llm-prelabel:lock:...``, ``core.locks``; the same one
+``python -m scoring score --write-back`` takes), kept alive by a heartbeat and expiring
+``LOCK_TTL`` s after a crashed worker stops renewing it, so two write-backs of the same
+scoring never overlap (the follow-up waits for it); ``score_job`` itself takes no lock.
 """
 from __future__ import annotations
 
@@ -50,10 +51,7 @@ import functools
 import hashlib
 import logging
 import re
-import threading
 import time
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -66,8 +64,9 @@ from backend.jobs import (  # noqa: F401  (re-exported: the rescore's contract, 
     is_ground_truth_event,
     rescore_job_id,
 )
-from core.errors import ConfigError, ExportError, NoReferenceError, ScoringConfigError, ScoringError
-from core.queue import current_connection, enqueue_unique, queue_for
+from core.errors import ConfigError, ExportError, NoReferenceError, ScoringConfigError
+from core.locks import LOCK_TTL, LOCK_WAIT, LockBusy, exclusive  # noqa: F401  (moved to core.locks; re-exported)
+from core.queue import enqueue_unique, queue_for
 from core.settings import Settings
 from core.stores import LOCK_PREFIX
 
@@ -79,17 +78,12 @@ SCORE_TIMEOUT = 1800          # s: one scoring run (pull, score, write back)
 SCORE_RETRY = (3, [30, 120, 600])
 RESULT_TTL = 86400            # s: keep a finished job's summary a day
 FAILURE_TTL = 7 * 86400       # s: keep a failed job (and its traceback) a week
-LOCK_TTL = 60                 # s: a lock lives this long after its holder stops renewing it
-LOCK_WAIT = 600               # s: how long a run waits for an identical one to finish before giving up (then retried)
 
 # errors a retry will not fix: fail the job at once
 FINAL_ERRORS: tuple[type[BaseException], ...] = (ConfigError, ExportError, NoReferenceError, ScoringConfigError)
 
 
-class JobBusy(ScoringError):
-    """An identical scoring run holds the lock for longer than we wait; the job is retried later."""
-
-    reason = "busy"
+JobBusy = LockBusy  # an identical scoring run holds the lock for longer than LOCK_WAIT; the job is retried later
 
 
 # --------------------------------------------------------------------------- ids
@@ -189,45 +183,6 @@ def enqueue_rescore(settings: Settings, project_id, event: dict | None = None, *
 
 
 # --------------------------------------------------------------------------- exclusion and failure policy
-@contextmanager
-def exclusive(connection, key: str, *, ttl: float = LOCK_TTL, wait: float = LOCK_WAIT):
-    """Hold the Redis lock ``key`` for the block; renewed every ``ttl/3`` s so it outlives slow work
-    but not a dead process.
-
-    Waits up to ``wait`` seconds for a current holder, then raises
-    :class:`JobBusy`.  With ``connection=None`` (no Redis) the block runs
-    unguarded.
-    """
-    if connection is None:
-        yield
-        return
-    lock = connection.lock(key, timeout=ttl, blocking=True, blocking_timeout=wait, thread_local=False)
-    if not lock.acquire(token=uuid.uuid4().hex.encode()):
-        raise JobBusy(f"an identical scoring run ({key}) has been running for over {wait:.0f} s; "
-                      "this job will be retried")
-    stop = threading.Event()
-
-    def heartbeat():
-        while not stop.wait(ttl / 3):
-            try:
-                lock.reacquire()
-            except Exception:  # lost the lock (expired): nothing sensible to do but stop renewing
-                log.warning("lost the lock %s while running", key)
-                return
-
-    beat = threading.Thread(target=heartbeat, name=f"lock-heartbeat {key}", daemon=True)
-    beat.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        beat.join(timeout=5)
-        try:
-            lock.release()
-        except Exception:
-            pass  # expired or taken over: it is not ours to release any more
-
-
 def fail_fast(func: Callable) -> Callable:
     """Decorator for job functions: errors in ``FINAL_ERRORS`` fail the job without using its retries.
 
@@ -257,19 +212,17 @@ def score_job(project_id, version: str, against: str = "ground_truth", write_bac
     """RQ job: score ``version`` of a project against ``against`` (and write back); returns a summary.
 
     ``settings`` is for direct calls; in a worker it is built from the
-    environment (``Settings.from_env()``).  Runs under :func:`exclusive` so
-    identical runs never overlap.
+    environment (``Settings.from_env()``).  With ``write_back``, ``score_project``
+    runs under the lock :func:`lock_key` so identical write-backs never overlap.
     """
     settings = settings or Settings.from_env()
     if not (settings.label_studio_url and settings.label_studio_api_key):
         raise ConfigError("scoring jobs need LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the worker's environment")
     from scoring.pipeline import ScoreOptions, score_project
 
-    connection = current_connection(settings, required=False)  # no Redis: the run is unguarded
-    with exclusive(connection, lock_key(project_id, version, against)):
-        started = time.monotonic()
-        options = ScoreOptions(against=against, write_back=write_back, progress=False)
-        report = score_project(settings, project_id, version, options)
+    started = time.monotonic()  # the lock (lock_key) is taken by score_project when it writes back: not here
+    options = ScoreOptions(against=against, write_back=write_back, progress=False)
+    report = score_project(settings, project_id, version, options)
     summary = {
         "project": str(project_id), "version": version, "reference": report.get("reference", against),
         "score": report.get("score"), "n_tasks": report.get("n_tasks"),

@@ -2,7 +2,11 @@
 
 Shared by ``evaluate``, ``score`` and ``compare`` (a command never imports another
 command).  Both writers turn a file-system problem into one ``ScoringError`` line.
+A command calls :func:`check_outputs` with all its output paths *before* it does
+anything else, so a bad ``--html`` never leaves a ``--json`` written (or agreement
+written back into Label Studio) behind an error.
 
+    check_outputs({"--json": "out/v2.json", "--html": "out/v2.html"})
     write_json("out/v2.json", report)
     write_html("out/v2.html", report, settings)                                  # the project's history, task links
     write_html("out/cmp.html", best, settings, comparison=rows, tolerance=0.03)  # plus quality vs cost
@@ -21,6 +25,45 @@ from scoring.cost import TOLERANCE
 def quiet_http() -> None:
     """Keep httpx at warnings: one log line per HTTP request to Label Studio is noise on a terminal."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def output_problem(path: str) -> str | None:
+    """Why a file cannot be written at ``path`` (its missing parents created), or None when it can.
+
+    >>> output_problem("/"), output_problem("/proc/version/x.json")
+    ('it is a directory', '/proc/version is not a directory')
+    """
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        return "it is a directory"
+    if os.path.lexists(path):
+        return None if os.access(path, os.W_OK) else "permission denied"
+    parent = os.path.dirname(path) or "."
+    while not os.path.lexists(parent):  # the nearest existing ancestor: where the missing ones would be created
+        parent = os.path.dirname(parent) or "."
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return None
+
+
+def check_outputs(outputs: dict[str, str | None]) -> None:
+    """Check every output path (``{"--json": path, "--html": None, ...}``) before anything is written.
+
+    ``ScoringError`` naming the option and the path when one cannot be written (a directory, a
+    parent that is a file, no permission) or when two options name the same file.
+    """
+    seen: dict[str, str] = {}
+    for option, path in outputs.items():
+        if not path:
+            continue
+        problem = output_problem(path)
+        if problem:
+            raise ScoringError(f"cannot write {option} {path}: {problem}; nothing was written")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ScoringError(f"{seen[real]} and {option} name the same file {path}; give each its own")
+        seen[real] = option
 
 
 def write_json(path: str, data) -> None:

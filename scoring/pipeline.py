@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 from core.errors import ScoringError
 from core.labelstudio import LabelStudioClient
+from core.locks import LOCK_WAIT
 from core.settings import Settings
 from scoring.compare import project_estimate
 from scoring.cost import MARGIN, cost_section
@@ -58,6 +59,7 @@ class ScoreOptions:
     record: bool = True                     # store the run in the history
     intervals: IntervalOptions = IntervalOptions()  # level and seed of the report's intervals
     proxy: str | None = None                # a strong version run on all tasks: adds the project-wide "ppi" estimate
+    lock_wait: float = LOCK_WAIT            # s to wait for an identical run writing to Label Studio; 0: do not wait
 
 
 @dataclass(frozen=True)
@@ -163,11 +165,39 @@ def score_project(settings: Settings, project_id, version: str, options: ScoreOp
     ``options`` (:class:`ScoreOptions`) says against what, with which scoring config, and
     what else to do (write back, make current, ground-truth candidates, record the run).
     ``client`` reuses a Label Studio client; ``pulled`` = ``(tasks, label_config)`` reuses
-    a pull (``compare_versions``).
+    a pull (``compare_versions``; never with write-back: the pull must happen under the lock).
+
+    A run that writes into Label Studio (write-back or candidates) holds the lock of
+    (project, version, reference) from the pull to the history record (:func:`run_lock`),
+    so an identical run -- the worker's ``score_job`` or another CLI run -- waits for it
+    (``options.lock_wait`` s at most, then ``core.locks.LockBusy``).
     """
     opts = options or ScoreOptions()
     if opts.candidates and opts.against == GROUND_TRUTH:
         raise ScoringError("--candidates needs --against VERSION_B: candidates come from two versions that agree")
+    if not (opts.write_back or opts.candidates):
+        return _score(settings, project_id, version, opts, client=client, pulled=pulled)
+    if pulled is not None:
+        raise ScoringError("a run that writes to Label Studio pulls the project itself, under its lock")
+    with run_lock(settings, project_id, version, opts.against, wait=opts.lock_wait):
+        return _score(settings, project_id, version, opts, client=client, pulled=None)
+
+
+def run_lock(settings: Settings, project_id, version: str, against: str, *, wait: float = LOCK_WAIT):
+    """The lock of one (project, version, reference): ``core.locks.hold`` on ``scoring.jobs.lock_key``,
+    in Redis inside an RQ job or with ``REDIS_URL``, else a file lock under ``DATA_DIR``."""
+    from core.locks import hold
+    from core.queue import current_connection
+    from scoring.jobs import lock_key
+
+    what = f"scoring run of project {project_id} version {version} against {against}"
+    return hold(lock_key(project_id, version, against), wait=wait, what=what, directory=settings.data_dir,
+                connection=current_connection(settings, "the scoring lock", required=False))
+
+
+def _score(settings: Settings, project_id, version: str, opts: ScoreOptions, *,
+           client: LabelStudioClient | None, pulled: tuple | None) -> dict:
+    """:func:`score_project` without the lock."""
     started = datetime.now(timezone.utc)
     client = client or LabelStudioClient(settings)
     pid = int(project_id)

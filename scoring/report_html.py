@@ -158,12 +158,22 @@ def _cost(report: dict) -> str:
          f"{num(cost.get('input_tokens_per_task'), ',.0f')} / {num(cost.get('output_tokens_per_task'), ',.0f')}"],
         ["LLM calls (tasks)", f"{num(cost.get('calls'), ',d')} ({num(cost.get('tasks'), ',d')})"],
         ["errors", _e(", ".join(f"{k}: {v}" for k, v in errors.items()) or "none")],
+        ["answer regions dropped / answers repaired", _quality(cost)],
         ["latency p50 / p95 (s)", f"{num(latency.get('p50'), '.2f')} / {num(latency.get('p95'), '.2f')}"],
     ]
     html_ = _table(["cost", "value"], rows, {1})
     for note in cost.get("notes") or []:
         html_ += f'<p class="note">{_e(note)}</p>'
     return html_
+
+
+def _quality(cost: dict) -> str:
+    """What the backend dropped from / guessed in the answers (ledger totals); reports made before the
+    ledger kept them say so rather than showing 0."""
+    if "dropped" not in cost and "repaired" not in cost:
+        return "not recorded"
+    dropped = ", ".join(f"{k}: {num(v, ',d')}" for k, v in (cost.get("dropped") or {}).items())
+    return f"{_e(dropped or 'none')} / {num(cost.get('repaired'), ',d', '0')}"
 
 
 def _comparison(rows: list[dict], current, tolerance: float, paired: dict | None = None) -> str:

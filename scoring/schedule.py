@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import yaml
+from rq.cron import CronScheduler
 
 from core.errors import ScoringConfigError
 
@@ -130,16 +131,29 @@ def register_schedules(scheduler, schedules: list[Schedule], queue_name: str) ->
     return jobs
 
 
+class ScoringCron(CronScheduler):
+    """RQ's cron scheduler, whose stop signal also ends a wait for Redis (``scoring.worker.RedisWait``)."""
+
+    def _request_stop(self, signum, frame):
+        from scoring.worker import stop_waiting
+
+        stop_waiting(self.connection)
+        super()._request_stop(signum, frame)
+
+
 def build_cron(settings, path: str, connection=None):
     """A ``CronScheduler`` on ``connection`` (default ``REDIS_URL``) with the file's schedules
-    on ``settings.queue_name``."""
-    from rq.cron import CronScheduler
+    on ``settings.queue_name``.
 
+    With a connection that waits out Redis outages (``scoring.worker.waiting_connection``,
+    what the worker's cron child uses), a stop signal also ends that waiting, so the
+    scheduler can stop while Redis is unreachable.
+    """
     if connection is None:
         from core.stores import redis_connection
 
         connection = redis_connection(settings, "scheduled scoring")
-    scheduler = CronScheduler(connection=connection, logging_level=settings.log_level)
+    scheduler = ScoringCron(connection=connection, logging_level=settings.log_level)
     scheduler.config_file = path
     register_schedules(scheduler, load_schedules(path), settings.queue_name)
     return scheduler

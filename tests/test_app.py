@@ -440,3 +440,67 @@ def _ignore_errors(fn, *args, **kwargs):
         fn(*args, **kwargs)
     except OSError:
         pass
+
+
+# --- issue 8 findings 18/19: answers that miss the schema, all-dropped answers, visible drops ------------
+
+def _answer_by_text(fake_llm, answers: dict) -> None:
+    """The stand-in LLM answers ``answers[key]`` for the task whose text contains ``key``."""
+    fake_llm.set_answers(lambda info: next(a for k, a in answers.items() if k in info.user))
+
+
+def test_answers_that_miss_the_schema_or_lose_every_region_get_no_prediction(make_client, fake_llm, tmp_path,
+                                                                              caplog):
+    nothing = {"sentiment": "Neutral", "entities": [], "summary": ""}
+    _answer_by_text(fake_llm, {
+        "task-empty": {},                                                       # every key missing
+        "task-partial": {"sentiment": "Positive"},                              # keys missing
+        "task-lost": {"sentiment": "Positive", "entities": [{"text": "Zorg", "label": "ORG", "occurrence": 0}],
+                      "summary": "x"},                                           # kept: the choice and the text
+        "task-nothing": nothing,
+        "task-good": nothing | {"entities": [{"text": "Acme", "label": "ORG", "occurrence": 0},
+                                             {"text": "Zorg", "label": "ORG", "occurrence": 0}]},
+    })
+    c = make_client()
+    _setup(c)
+    names = ["task-empty", "task-partial", "task-lost", "task-nothing", "task-good"]
+    tasks = [{"id": 100 + i, "data": {"text": f"{name}: Acme is fine."}} for i, name in enumerate(names)]
+    res = _predict(c, tasks).get_json()["results"]
+    assert res[0] == [] and res[1] == []  # was: {"result": [], ...}, which Label Studio never asks for again
+    assert [r["from_name"] for r in res[2]["result"]] == ["sentiment", "summary"]
+    assert [r["from_name"] for r in res[3]["result"]] == ["sentiment"]
+    assert [r["value"].get("text") for r in res[4]["result"]] == [None, "Acme"]
+    records = {r.task_id: r for r in open_ledger(Settings(data_dir=str(tmp_path / "var"))).records("oa-v1", "7")}
+    assert [records[t["id"]].status for t in tasks] == ["invalid_output", "invalid_output", "ok", "ok", "ok"]
+    assert records[102].dropped == {"spans": 1} and records[104].dropped == {"spans": 1}
+    assert records[102].notes == ["entities: passage not found in the text: 'Zorg'"]
+    assert "no key 'sentiment'" in caplog.text and "task 104, version oa-v1: dropped 1 spans" in caplog.text
+
+
+def test_an_answer_whose_every_region_is_dropped_is_all_dropped(make_client, fake_llm, tmp_path, caplog):
+    multi_tax = MULTI_CONFIG.replace('<Choice value="Plant"/>', '<Choice value="Plant"><Choice value="Fern"/></Choice>')
+    nothing = {"topic": [], "ner": [], "note": "", "stars": 0, "count": None, "tax": [], "box": []}
+    _answer_by_text(fake_llm, {
+        "task-lost": nothing | {"ner": [{"text": "Zorg", "label": "PER", "occurrence": 0}], "topic": ["Cooking"]},
+        "task-nothing": nothing,
+        "task-guess": nothing | {"tax": [["Animal", "Fern"]]},
+    })
+    c = make_client()
+    _setup(c, version="img-v1", schema=multi_tax)
+    image = "https://example.org/cat.png"
+    tasks = [{"id": i, "data": {"text": f"{name}: Bob met Acme.", "image": image}}
+             for i, name in enumerate(["task-lost", "task-nothing", "task-guess"], start=1)]
+    res = _predict(c, tasks, config=multi_tax).get_json()["results"]
+    assert res[0] == []  # no prediction: Label Studio asks again, the ledger says why
+    assert res[1] == {"result": [], "score": None, "model_version": "img-v1"}  # "nothing" is a correct answer
+    assert res[2]["result"][0]["value"] == {"taxonomy": [["Plant", "Fern"]]} and res[2]["score"] is None
+    led = open_ledger(Settings(data_dir=str(tmp_path / "var")))
+    records = {r.task_id: r for r in led.records("img-v1", "7")}
+    assert records[1].status == "all_dropped" and records[1].dropped == {"spans": 1, "labels": 1}
+    assert records[2].status == "ok" and records[2].dropped == {} and records[2].repaired == 0
+    assert records[3].status == "ok" and records[3].repaired == 1
+    assert "guessed as ['Plant', 'Fern']" in records[3].notes[0]
+    s = led.summary("img-v1", "7")
+    assert s["errors"] == {"all_dropped": 1} and s["dropped"] == {"labels": 1, "spans": 1} and s["repaired"] == 1
+    assert "every region of the answer was dropped" in caplog.text and "(all_dropped)" in caplog.text
+    assert "task 3, version img-v1: repaired 1; tax: path ['Animal', 'Fern']" in caplog.text

@@ -66,10 +66,27 @@ def test_webhook_route_enqueues(queue_settings, tmp_path):
     assert job.func_name == PRELABEL_JOB and job.args == ("9", [3], "v1")
 
 
-def test_doctests():
-    import doctest
 
-    import backend.jobs
+def test_events_while_redis_is_down_are_spooled_then_enqueued_once(queue_settings, tmp_path):
+    """Issue 8 finding 17: a webhook event that cannot reach Redis is kept and enqueued when it is back."""
+    from core.spool import KINDS, RedisLink
 
-    result = doctest.testmod(backend.jobs)
-    assert result.attempted >= 3 and result.failed == 0
+    down = queue_settings.replace(redis_url="redis://127.0.0.1:1/0", spool_dir=str(tmp_path / "spool"),
+                                  redis_timeout=0.3, redis_retry_after=60)
+    jq = JobQueue(down)
+    gt = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "ground_truth": True}}
+    done = jq.submit("ANNOTATION_CREATED", "5", gt, "v1")
+    assert done.job_id is None and "kept in" in (done.spooled or "")
+    assert jq.handle_event("TASKS_CREATED", "5", {"tasks": [{"id": i} for i in range(1, 151)]}, "v1") is None
+    assert jq.link is not None and jq.link.spool.counts() == {"event": 2}
+    payloads = [p for _, _, p in jq.link.spool.take(["event"])]
+    up = RedisLink(queue_settings.replace(spool_dir=str(tmp_path / "spool")))
+    assert up.replay() == 0 and up.replayed == 2
+    conn = Redis.from_url(REDIS_URL)
+    KINDS["event"].replay(conn, queue_settings, payloads)        # replayed twice: nothing queued twice
+    queue = Queue(queue_settings.queue_name, connection=conn)
+    scheduled = ScheduledJobRegistry(queue=queue).get_job_ids()
+    assert scheduled == [rescore_job_id("5")]
+    prelabel = sorted(queue.job_ids)
+    assert len(prelabel) == 2 and all(i.startswith("prelabel-") for i in prelabel)
+    assert sorted(len(Job.fetch(i, connection=conn).args[1]) for i in prelabel) == [50, 100]

@@ -6,38 +6,58 @@ import json
 import pytest
 
 from backend.controls import HANDLERS
-from core.errors import MissingDataError, OutputError
+from backend.controls.base import NOTE_CHARS, NOTES_KEPT, describe, dropped, new_stats, note, quality
 from backend.schema import build_plan, strict_violations
+from core.errors import AllDroppedError, MissingDataError, OutputError
 
 TEXT = "Anna Smith met Bob in Paris. Later Bob flew to Berlin."
 
-CHOICES = """<View><Text name="text" value="$text"/>
-<Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices>
-</View>"""
-CHOICES_MULTI = """<View><Text name="text" value="$text"/>
-<Choices name="topics" toName="text" choice="multiple"><Choice value="Travel"/><Choice value="Sport"/><Choice value="Food"/></Choices>
-</View>"""
-CHOICES_ALIAS = """<View><Text name="text" value="$text"/>
-<Choices name="sentiment" toName="text"><Choice value="Positive review" alias="pos"/><Choice value="Negative review" alias="neg"/></Choices>
-</View>"""
+CHOICES = (
+    '<View><Text name="text" value="$text"/>\n'
+    '<Choices name="sentiment" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices>\n'
+    '</View>'
+)
+CHOICES_MULTI = (
+    '<View><Text name="text" value="$text"/>\n'
+    '<Choices name="topics" toName="text" choice="multiple">'
+    '<Choice value="Travel"/><Choice value="Sport"/><Choice value="Food"/></Choices>\n'
+    '</View>'
+)
+CHOICES_ALIAS = (
+    '<View><Text name="text" value="$text"/>\n'
+    '<Choices name="sentiment" toName="text">'
+    '<Choice value="Positive review" alias="pos"/><Choice value="Negative review" alias="neg"/></Choices>\n'
+    '</View>'
+)
 LABELS = """<View><Labels name="ner" toName="text"><Label value="PER"/><Label value="LOC"/></Labels>
 <Text name="text" value="$text"/></View>"""
-LABELS_MULTI = """<View><Labels name="ner" toName="text" choice="multiple"><Label value="PER"/><Label value="VIP"/></Labels>
-<Text name="text" value="$text"/></View>"""
+LABELS_MULTI = (
+    '<View><Labels name="ner" toName="text" choice="multiple"><Label value="PER"/><Label value="VIP"/></Labels>\n'
+    '<Text name="text" value="$text"/></View>'
+)
 HYPER_LABELS = """<View><HyperText name="page" value="$html"/>
 <Labels name="ner" toName="page"><Label value="PER"/><Label value="LOC"/></Labels></View>"""
 HYPERTEXTLABELS = """<View><HyperText name="page" value="$html"/>
 <HyperTextLabels name="ents" toName="page"><Label value="PER"/><Label value="LOC"/></HyperTextLabels></View>"""
 TEXTAREA = """<View><Text name="text" value="$text"/><TextArea name="summary" toName="text"/></View>"""
 RATING = """<View><Text name="text" value="$text"/><Rating name="stars" toName="text" maxRating="10"/></View>"""
-RATING_REQUIRED = """<View><Text name="text" value="$text"/><Rating name="stars" toName="text" required="true"/></View>"""
+RATING_REQUIRED = (
+    '<View><Text name="text" value="$text"/><Rating name="stars" toName="text" required="true"/></View>'
+)
 NUMBER = """<View><Text name="text" value="$text"/><Number name="people" toName="text" min="0" max="100"/></View>"""
-NUMBER_STEP = """<View><Text name="text" value="$text"/><Number name="score" toName="text" min="0" max="1" step="0.1" required="true"/></View>"""
-TAXONOMY = """<View><Text name="text" value="$text"/>
-<Taxonomy name="topic" toName="text">
-  <Choice value="Places"><Choice value="Europe"><Choice value="Paris"/><Choice value="Berlin"/></Choice><Choice value="Asia"/></Choice>
-  <Choice value="People"/>
-</Taxonomy></View>"""
+NUMBER_STEP = (
+    '<View><Text name="text" value="$text"/>'
+    '<Number name="score" toName="text" min="0" max="1" step="0.1" required="true"/></View>'
+)
+TAXONOMY = (
+    '<View><Text name="text" value="$text"/>\n'
+    '<Taxonomy name="topic" toName="text">\n'
+    '  <Choice value="Places"><Choice value="Europe"><Choice value="Paris"/><Choice value="Berlin"/></Choice>'
+    '<Choice value="Asia"/></Choice>\n'
+    '  <Choice value="People"/>\n'
+    '</Taxonomy></View>'
+)
 TAXONOMY_LEAFS = TAXONOMY.replace('toName="text">', 'toName="text" leafsOnly="true" maxUsages="2">')
 RECTANGLES = """<View><Image name="img" value="$image"/>
 <RectangleLabels name="boxes" toName="img"><Label value="Car"/><Label value="Person"/></RectangleLabels></View>"""
@@ -54,7 +74,9 @@ MULTI = """<View>
   <TextArea name="summary" toName="body"/>
   <Rating name="stars" toName="body"/>
   <Number name="count" toName="photo"/>
-  <Taxonomy name="topic" toName="body"><Choice value="Travel"><Choice value="City"/></Choice><Choice value="Other"/></Taxonomy>
+  <Taxonomy name="topic" toName="body">
+    <Choice value="Travel"><Choice value="City"/></Choice><Choice value="Other"/>
+  </Taxonomy>
 </View>"""
 
 ALL_CONFIGS = {
@@ -84,7 +106,9 @@ def values(regions, name=None):
 
 def test_registry_is_a_plain_dict_of_modules():
     assert isinstance(HANDLERS, dict)
-    assert set(HANDLERS) == {"Choices", "Labels", "HyperTextLabels", "TextArea", "Rating", "Number", "Taxonomy", "RectangleLabels"}
+    assert set(HANDLERS) == {
+        "Choices", "Labels", "HyperTextLabels", "TextArea", "Rating", "Number", "Taxonomy", "RectangleLabels"
+    }
     for tag, module in HANDLERS.items():
         assert module.TAG == tag
         for fn in ("schema", "describe", "to_regions"):
@@ -182,27 +206,34 @@ def test_labels_not_found_and_unknown_label_are_dropped_and_counted():
 
 
 def test_labels_duplicates_collapse_and_multiple_merges():
-    answer = {"ner": [{"text": "Bob", "label": "PER", "occurrence": 1}, {"text": "Bob", "label": "PER", "occurrence": 1}]}
+    answer = {"ner": [
+        {"text": "Bob", "label": "PER", "occurrence": 1}, {"text": "Bob", "label": "PER", "occurrence": 1}
+    ]}
     regions, _ = convert(LABELS, answer, {"text": TEXT})
     assert len(regions) == 1
-    answer = {"ner": [{"text": "Bob", "label": "PER", "occurrence": 1}, {"text": "Bob", "label": "VIP", "occurrence": 1}]}
+    answer = {"ner": [
+        {"text": "Bob", "label": "PER", "occurrence": 1}, {"text": "Bob", "label": "VIP", "occurrence": 1}
+    ]}
     regions, _ = convert(LABELS_MULTI, answer, {"text": TEXT})
     assert values(regions) == [{"start": 15, "end": 18, "text": "Bob", "labels": ["PER", "VIP"]}]
 
 
 def test_labels_unicode_offsets_are_code_points():
     text = "🎉 Zoë visited 東京 today"
-    answer = {"ner": [{"text": "Zoë", "label": "PER", "occurrence": 0}, {"text": "東京", "label": "LOC", "occurrence": 0}]}
+    answer = {"ner": [
+        {"text": "Zoë", "label": "PER", "occurrence": 0}, {"text": "東京", "label": "LOC", "occurrence": 0}
+    ]}
     regions, _ = convert(LABELS, answer, {"text": text})
     for v in values(regions):
         assert text[v["start"]:v["end"]] == v["text"]
     assert values(regions)[0]["start"] == 2
 
 
-def test_labels_empty_list_and_missing_key_give_no_regions():
+def test_labels_empty_list_gives_no_regions_but_a_missing_key_is_invalid_output():
     assert convert(LABELS, {"ner": []}, {"text": TEXT})[0] == []
-    regions, stats = convert(LABELS, {}, {"text": TEXT})
-    assert regions == [] and "no key 'ner'" in stats["notes"][0]
+    with pytest.raises(OutputError, match="no key 'ner'") as err:  # was: treated as "no answer"
+        convert(LABELS, {}, {"text": TEXT})
+    assert err.value.reason == "invalid_output"
 
 
 @pytest.mark.parametrize("bad", [
@@ -244,7 +275,9 @@ def test_labels_on_hypertext_use_xpaths():
 
 
 def test_hypertextlabels_store_labels_under_their_own_key():
-    answer = {"ents": [{"text": "Bob", "label": "PER", "occurrence": 0}, {"text": "Rome", "label": "LOC", "occurrence": 0}]}
+    answer = {"ents": [
+        {"text": "Bob", "label": "PER", "occurrence": 0}, {"text": "Rome", "label": "LOC", "occurrence": 0}
+    ]}
     regions, stats = convert(HYPERTEXTLABELS, answer, {"html": HTML})
     assert regions[0]["type"] == "hypertextlabels"
     assert values(regions)[0]["hypertextlabels"] == ["PER"]
@@ -360,7 +393,9 @@ def test_rectangles():
     answer = {"boxes": [{"label": "Car", "x": 10, "y": 20, "width": 30, "height": 15.5}]}
     regions, stats = convert(RECTANGLES, answer, {"image": "https://example.com/a.jpg"})
     assert regions[0]["type"] == "rectanglelabels" and regions[0]["to_name"] == "img"
-    assert values(regions) == [{"x": 10.0, "y": 20.0, "width": 30.0, "height": 15.5, "rotation": 0, "rectanglelabels": ["Car"]}]
+    assert values(regions) == [
+        {"x": 10.0, "y": 20.0, "width": 30.0, "height": 15.5, "rotation": 0, "rectanglelabels": ["Car"]}
+    ]
 
 
 def test_rectangles_clipped_and_degenerate_dropped():
@@ -371,7 +406,9 @@ def test_rectangles_clipped_and_degenerate_dropped():
         {"label": "Truck", "x": 10, "y": 10, "width": 5, "height": 5},   # unknown label
     ]}
     regions, stats = convert(RECTANGLES, answer, {"image": "https://example.com/a.jpg"})
-    assert values(regions) == [{"x": 0.0, "y": 90.0, "width": 15.0, "height": 10.0, "rotation": 0, "rectanglelabels": ["Car"]}]
+    assert values(regions) == [
+        {"x": 0.0, "y": 90.0, "width": 15.0, "height": 10.0, "rotation": 0, "rectanglelabels": ["Car"]}
+    ]
     assert stats["boxes_dropped"] == 2 and stats["labels_dropped"] == 1
 
 
@@ -392,7 +429,9 @@ def test_multi_object_multi_control():
     answer = {
         "sentiment": "Positive",
         "photo_ok": ["Sharp"],
-        "ner": [{"text": "Anna Smith", "label": "PER", "occurrence": 0}, {"text": "Paris", "label": "LOC", "occurrence": 1}],
+        "ner": [
+            {"text": "Anna Smith", "label": "PER", "occurrence": 0}, {"text": "Paris", "label": "LOC", "occurrence": 1}
+        ],
         "title_ner": [{"text": "Paris", "label": "LOC", "occurrence": 0}],
         "boxes": [{"label": "Car", "x": 1, "y": 2, "width": 3, "height": 4}],
         "summary": "A trip.",
@@ -476,3 +515,129 @@ def test_real_label_studio_imports_every_region_kind(label_studio):
     stored = prediction.result
     assert prediction.model_version == "controls-test"
     assert {r["id"]: r["value"] for r in stored} == {r["id"]: r["value"] for r in regions}
+
+
+# --- issue 8 finding 18: answers that do not match the schema; answers whose every region is dropped ----
+
+EMPTY_ANSWER = {  # "nothing" for every control of MULTI, where the schema allows it
+    "ner": [], "title_ner": [], "photo_ok": [], "boxes": [], "summary": "", "stars": 0, "count": None, "topic": [],
+}
+MULTI_DATA = {"title": "Paris", "text": TEXT, "image": "https://example.com/a.jpg"}
+
+
+def test_an_empty_object_is_invalid_output_naming_every_missing_key():
+    for config in ALL_CONFIGS.values():
+        with pytest.raises(OutputError, match="no key") as err:
+            build_plan(config).to_result({}, MULTI_DATA | {"html": "<p>x</p>"})
+        assert err.value.reason == "invalid_output"
+    with pytest.raises(OutputError, match="'stars' \\(Rating 'stars'\\).*'count' \\(Number 'count'\\)"):
+        build_plan(MULTI).to_result({"sentiment": "Positive", "ner": []}, MULTI_DATA)
+
+
+def test_nothing_for_every_control_is_a_correct_empty_prediction():
+    regions, stats = convert(MULTI.replace('<Choices name="sentiment" toName="body"><Choice value="Positive"/>'
+                                           '<Choice value="Negative"/></Choices>', ""), EMPTY_ANSWER, MULTI_DATA)
+    assert regions == [] and not any(stats[f"{k}_dropped"] for k in ("spans", "labels", "boxes", "values"))
+
+
+@pytest.mark.parametrize("config, answer", [
+    (LABELS, {"ner": [{"text": "Carol", "label": "PER", "occurrence": 0}]}),            # passage not in the text
+    (LABELS, {"ner": [{"text": "Bob", "label": "ORG", "occurrence": 0}]}),              # unknown label
+    (CHOICES_MULTI, {"topics": ["Politics"]}),
+    (TAXONOMY, {"topic": [["Mars"]]}),
+    (TAXONOMY_LEAFS, {"topic": [["Places"]]}),
+    (RECTANGLES, {"boxes": [{"label": "Car", "x": 120, "y": 0, "width": 5, "height": 5}]}),
+])
+def test_every_region_dropped_is_all_dropped_not_an_empty_prediction(config, answer):
+    with pytest.raises(AllDroppedError, match="every region of the answer was dropped") as err:
+        build_plan(config).to_result(answer, {"text": TEXT, "image": "https://example.com/a.jpg"})
+    assert err.value.reason == "all_dropped" and dropped(err.value.stats)
+
+
+def test_all_dropped_counts_even_when_other_controls_answered_nothing():
+    answer = EMPTY_ANSWER | {"sentiment": "Positive"}
+    assert convert(MULTI, answer, MULTI_DATA)[0]  # the single choice is a region
+    no_choice = MULTI.replace('<Choices name="sentiment" toName="body"><Choice value="Positive"/>'
+                              '<Choice value="Negative"/></Choices>', "")
+    answer = EMPTY_ANSWER | {"ner": [{"text": "Zed", "label": "PER", "occurrence": 0}]}
+    with pytest.raises(AllDroppedError):
+        build_plan(no_choice).to_result(answer, MULTI_DATA)
+
+
+def test_some_regions_dropped_keeps_the_rest_and_counts_the_drops():
+    answer = {"ner": [{"text": "Carol", "label": "PER", "occurrence": 0},
+                      {"text": "Paris", "label": "LOC", "occurrence": 0}]}
+    regions, stats = convert(LABELS, answer, {"text": TEXT})
+    assert len(regions) == 1 and quality(stats) == {
+        "dropped": {"spans": 1}, "repaired": 0, "notes": ["ner: passage not found in the text: 'Carol'"]}
+    assert describe(stats) == "dropped 1 spans; ner: passage not found in the text: 'Carol'"
+
+
+NUMBER_DEFAULT = """<View><Text name="text" value="$text"/><Number name="n" toName="text"/></View>"""
+NUMBER_ODD = """<View><Text name="text" value="$text"/>
+<Number name="n" toName="text" min="1" max="9" step="2"/></View>"""
+
+
+@pytest.mark.parametrize("config, answer", [
+    (NUMBER, 2.5),            # a whole-number Number (default step 1) answered 2.5
+    (NUMBER_DEFAULT, 0.5),
+    (NUMBER_STEP, 0.25),      # step 0.1
+    (NUMBER_ODD, 4),          # steps of 2 from min 1: 1, 3, 5, 7, 9
+    (NUMBER_ODD, 11),         # above max
+])
+def test_number_off_its_step_or_range_is_invalid_output(config, answer):
+    name = build_plan(config).controls[0].name
+    with pytest.raises(OutputError, match="not an allowed value|outside the allowed range") as err:
+        convert(config, {name: answer}, {"text": TEXT})
+    assert err.value.reason == "invalid_output"
+
+
+def test_number_on_its_step_is_kept_and_float_noise_is_snapped():
+    assert values(convert(NUMBER_STEP, {"score": 0.1 + 0.2}, {"text": TEXT})[0]) == [{"number": 0.3}]
+    assert values(convert(NUMBER_ODD, {"n": 7}, {"text": TEXT})[0]) == [{"number": 7}]
+    assert values(convert(NUMBER_ODD, {"n": "3"}, {"text": TEXT})[0]) == [{"number": 3}]  # a numeric string
+    assert "in steps of 0.1 from 0" in build_plan(NUMBER_STEP).instructions
+
+
+@pytest.mark.parametrize("bad", [2.5, "2.5", [3], {"stars": 3}, None])
+def test_required_rating_off_the_integer_grid_or_wrong_type_is_invalid_output(bad):
+    with pytest.raises(OutputError) as err:
+        convert(RATING_REQUIRED, {"stars": bad}, {"text": TEXT})
+    assert err.value.reason == "invalid_output"
+
+
+# --- issue 8 finding 19: repairs are counted, not silent ---------------------------------------------
+
+TAXONOMY_SCIENCE = """<View><Text name="text" value="$text"/>
+<Taxonomy name="topic" toName="text">
+  <Choice value="Science"><Choice value="Physics"><Choice value="Optics"/></Choice><Choice value="Biology"/></Choice>
+  <Choice value="Sport"><Choice value="Football"/></Choice>
+</Taxonomy></View>"""
+
+
+def test_taxonomy_path_rewritten_to_the_only_node_of_that_name_is_counted_as_repaired():
+    regions, stats = convert(TAXONOMY_SCIENCE, {"topic": [["Sport", "Optics"]]}, {"text": TEXT})
+    assert values(regions) == [{"taxonomy": [["Science", "Physics", "Optics"]]}]
+    assert stats["repaired"] == 1 and quality(stats)["repaired"] == 1
+    assert "guessed as ['Science', 'Physics', 'Optics']" in stats["notes"][0]
+    assert describe(stats).startswith("repaired 1; topic: path ['Sport', 'Optics'] is not in the taxonomy")
+
+
+def test_taxonomy_case_only_differences_are_not_guesses():
+    regions, stats = convert(TAXONOMY_SCIENCE, {"topic": [["science", "PHYSICS"]]}, {"text": TEXT})
+    assert values(regions) == [{"taxonomy": [["Science", "Physics"]]}]
+    assert stats["repaired"] == 0 and describe(stats) == ""
+
+
+def test_clipped_boxes_are_counted_as_repaired():
+    answer = {"boxes": [{"label": "Car", "x": -5, "y": 90, "width": 20, "height": 20}]}
+    regions, stats = convert(RECTANGLES, answer, {"image": "https://example.com/a.jpg"})
+    assert len(regions) == 1 and stats["repaired"] == 1 and "clipped" in stats["notes"][0]
+
+
+def test_ledger_notes_are_capped():
+    stats = new_stats()
+    for i in range(20):
+        note(stats, f"note {i} " + "x" * 500)
+    kept = quality(stats)["notes"]
+    assert len(kept) == NOTES_KEPT and all(len(n) == NOTE_CHARS for n in kept)

@@ -1,9 +1,6 @@
 """Cost section and quality-vs-cost comparison (pure functions, hand-worked numbers)."""
-import doctest
-
 import pytest
 
-import scoring.cost
 from core.errors import ScoringError
 from scoring.cost import cheapest_good_enough, compare_table, cost_section
 
@@ -16,11 +13,6 @@ def summary(**over):
     }
     base.update(over)
     return base
-
-
-def test_doctests():
-    result = doctest.testmod(scoring.cost)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_cost_section_hand_worked():
@@ -146,3 +138,38 @@ def test_cheapest_non_inferior_uses_the_interval_not_the_point():
     from scoring.stats import PairedDiff
 
     assert cheapest_non_inferior(rows, "best", {"a": PairedDiff(0, None, None, None)}, 0.02) == (None, ["a"])
+
+
+# --- issue 8 finding 19: what the backend dropped or guessed shows in the report -----------------------
+
+def test_dropped_and_repaired_totals_are_reported_with_a_note():
+    s = cost_section(summary(dropped={"spans": 3, "labels": 1, "boxes": 0}, repaired=2,
+                             errors={"all_dropped": 1}), n_scored=80, n_project_tasks=2_000)
+    assert s["dropped"] == {"spans": 3, "labels": 1} and s["repaired"] == 2
+    assert s["errors"] == {"all_dropped": 1}
+    assert s["notes"] == ["the backend dropped 4 answer regions (spans: 3, labels: 1) and repaired 2 answers "
+                          "(e.g. a taxonomy path guessed from its last name); the backend log and the ledger notes "
+                          "say which"]
+    clean = cost_section(summary(), n_scored=80, n_project_tasks=2_000)  # a ledger without these totals
+    assert clean["dropped"] == {} and clean["repaired"] == 0 and clean["notes"] == []
+
+
+def test_ledger_totals_reach_the_json_and_html_reports(tmp_path):
+    from backend.ledger import SQLiteLedger, UsageRecord
+    from scoring.report_html import build_html
+
+    led = SQLiteLedger(str(tmp_path / "ledger.sqlite3"))
+    recs = [UsageRecord(version="v1", task_id=i, project="7", provider="openai", model="gpt-4o-mini", usd=0.001,
+                        latency_s=0.5) for i in range(3)]
+    recs[0].dropped, recs[1].repaired, recs[2].status = {"spans": 2}, 1, "all_dropped"
+    recs[2].dropped = {"labels": 1}
+    led.record_many(recs)
+    section = cost_section(led.summary("v1", "7"), n_scored=3, n_project_tasks=10)
+    led.close()
+    assert section["dropped"] == {"labels": 1, "spans": 2} and section["repaired"] == 1
+    page = build_html({"version": "v1", "reference": "ground_truth", "score": 0.5, "n_tasks": 3, "cost": section})
+    assert "answer regions dropped / answers repaired</td><td" in page and "labels: 1, spans: 2 / 1</td>" in page
+    assert "all_dropped: 1" in page
+    old = build_html({"version": "v1", "reference": "ground_truth", "score": 0.5, "n_tasks": 3,
+                      "cost": {k: v for k, v in section.items() if k not in ("dropped", "repaired")}})
+    assert "not recorded" in old  # a report made before these totals existed does not claim 0

@@ -162,6 +162,10 @@ CASES = {
     "label config not xml": (dict(config_text="<View><Choices"), "label config cannot be parsed"),
     "label config empty": (dict(config_text="  "), "is empty"),
     "label config missing": (dict(**{"--label-config": "/nonexistent/config.xml"}), "cannot read label config"),
+    # issue 8 finding 10: these printed a RecursionError traceback and exited 1
+    "nested too deeply": (dict(content=b"[" * 100_000 + b"]" * 100_000), "is nested too deeply to read"),
+    "task data nested too deeply": (dict(content=json.dumps(make_tasks()).replace(
+        '{"text": "a"}', '{"text": "a", "deep": ' + "[" * 3000 + "]" * 3000 + "}").encode()), "nested too deeply"),
 }
 
 
@@ -242,3 +246,66 @@ def test_intervals_level_and_the_project_wide_estimate(files):
 def test_bad_proxy_or_level(files, extra, message):
     p = run(*base(files), *extra)
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+# --------------------------------------------------------------------------- output paths (issue 8 finding 10)
+def one_error_line(p) -> str:
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    return lines[0]
+
+
+def output_cases(d: Path) -> dict:
+    """name -> (--json, --html, expected message); ``d/afile`` is a file, ``d/adir`` a directory."""
+    return {
+        "html under a file": (d / "r.json", d / "afile" / "r.html",
+                              f"cannot write --html {d / 'afile' / 'r.html'}: {d / 'afile'} is not a directory"),
+        "json under a file, deeper": (d / "afile" / "x" / "r.json", d / "r.html", f"{d / 'afile'} is not a directory"),
+        "json is a directory": (d / "adir", d / "r.html", f"cannot write --json {d / 'adir'}: it is a directory"),
+        "html ends with a slash": (d / "r.json", f"{d / 'new'}/", "it is a directory"),
+        "the same file twice": (d / "r.json", d / "." / "r.json", "--json and --html name the same file"),
+    }
+
+
+@pytest.mark.parametrize("case", list(output_cases(Path("/d"))))
+def test_every_output_path_is_checked_before_anything_is_written(files, case):
+    d = files["dir"]
+    (d / "afile").write_text("x")
+    (d / "adir").mkdir()
+    json_out, html_out, message = output_cases(d)[case]
+    p = run(*base(files, **{"--json": str(json_out), "--html": str(html_out)}))
+    line = one_error_line(p)
+    assert message in line, line
+    assert sorted(x.name for x in d.iterdir()) == ["adir", "afile", "config.xml", "export.json"]  # nothing new
+    assert list((d / "adir").iterdir()) == []
+
+
+def test_missing_output_parents_are_created(files):
+    d = files["dir"]
+    json_out, html_out = d / "a" / "b" / "r.json", d / "c" / "r.html"
+    p = run(*base(files, **{"--json": str(json_out), "--html": str(html_out)}))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(json_out.read_text())["version"] == "v1" and html_out.read_text().startswith("<!doctype html>")
+
+
+@pytest.mark.parametrize("command", [["score", "--project", "1", "--version", "v1", "--write-back"],
+                                     ["compare", "--project", "1", "--versions", "v1", "v2"]])
+def test_score_and_compare_check_their_outputs_before_asking_label_studio(files, command):
+    """Label Studio at a closed port: had the command asked it anything, the error would be about that."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    d = files["dir"]
+    (d / "afile").write_text("x")
+    env = {**os.environ, "LABEL_STUDIO_URL": f"http://127.0.0.1:{closed}", "LABEL_STUDIO_API_KEY": "secret-key-123",
+           "DATA_DIR": str(d / "var")}
+    env.pop("REDIS_URL", None)
+    html = d / "afile" / "r.html"
+    p = subprocess.run([PYTHON, "-m", "scoring", *command, "--json", str(d / "r.json"), "--html", str(html)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert one_error_line(p) == (f"error: cannot write --html {html}: {d / 'afile'} is not a directory; "
+                                 "nothing was written")
+    assert not (d / "r.json").exists() and not (d / "var").exists()   # no lock file, no history either

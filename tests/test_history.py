@@ -1,5 +1,4 @@
 """Run history: SQLite and Redis stores, ordering, trends, persistence across processes, and the command."""
-import doctest
 import json
 import subprocess
 import sys
@@ -10,7 +9,6 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-import scoring.history
 from core.settings import Settings
 from scoring.commands import history as history_cmd
 from scoring.history import RedisHistory, SQLiteHistory, open_history, run_from_report, with_deltas
@@ -38,11 +36,6 @@ def store(request, tmp_path):
     keys = list(conn.scan_iter(f"{prefix}:*"))
     if keys:
         conn.delete(*keys)
-
-
-def test_doctests():
-    result = doctest.testmod(scoring.history)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_add_list_newest_first_and_filters(store):
@@ -171,3 +164,27 @@ def test_history_command_table_and_json(tmp_path, capsys):
 
     code, out = _cli(tmp_path, capsys, "--project", "nope")
     assert code == 0 and "no scoring runs" in out
+
+
+def test_a_run_added_while_redis_is_down_is_spooled_and_replayed_once(tmp_path):
+    """Issue 8 finding 14: a history entry that cannot reach Redis is kept and replayed, not lost."""
+    from core.spool import KINDS, RedisLink, redis_link
+
+    prefix = f"test:history:{uuid.uuid4().hex}"
+    down = Settings(redis_url="redis://127.0.0.1:1/0", spool_dir=str(tmp_path / "spool"), redis_timeout=0.3,
+                    redis_retry_after=60)
+    run_id = open_history(down, prefix=prefix).add(run("v1", 0.8, 1))
+    spool = redis_link(down).spool
+    assert run_id and spool.counts() == {"history": 1}
+    payloads = [p for _, _, p in spool.take(["history"])]
+    conn = Redis.from_url(REDIS_URL)
+    try:
+        up = RedisLink(Settings(redis_url=REDIS_URL, spool_dir=str(tmp_path / "spool")))
+        assert up.replay() == 0 and up.replayed == 1 and spool.counts() == {}
+        KINDS["history"].replay(conn, None, payloads)      # a second replay changes nothing
+        runs = RedisHistory(conn, prefix=prefix).list("p1")
+        assert [(r["run_id"], r["score"]) for r in runs] == [(run_id, 0.8)]
+    finally:
+        keys = list(conn.scan_iter(f"{prefix}:*"))
+        if keys:
+            conn.delete(*keys)

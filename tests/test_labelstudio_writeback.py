@@ -4,10 +4,12 @@ Expected numbers are the hand-computed ones of tests/fixtures/ls_export/README.m
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 
 from core.errors import LabelStudioError
 from core.labelstudio import LabelStudioClient
+from core.settings import Settings
 from scoring.engine import evaluate
 from scoring.writeback import WriteOptions, write_back
 from tests.fixtures.ls_export import make_fixture
@@ -162,12 +165,121 @@ def test_label_studio_failing_mid_write_leaves_nothing_partial(project, label_st
 
     with FaultyProxy(label_studio.url, fail) as proxy:
         flaky = LabelStudioClient(label_studio.settings().replace(label_studio_url=proxy.url), attempts=2, backoff=0.01)
-        with pytest.raises(LabelStudioError, match="503"):
+        with pytest.raises(LabelStudioError, match="503") as err:
             score_and_write(flaky, pid, chunk=5)
+    assert f"Label Studio at {proxy.url}" in str(err.value) and label_studio.token not in str(err.value)
     assert len(imports) == 4  # chunks 1 and 2 stored, chunk 3 tried twice
     assert client.model_version_counts(pid) == before  # the 10 stored in this run were removed again
     assert scores_by_ref(client, pid, ids) == before_scores
     assert client.project(pid)["model_version"] == CHEAP
+
+
+def test_label_studio_stopping_mid_write_then_rerun_repairs(project, label_studio):
+    """Label Studio goes away during the third import chunk (that request dropped, then connections refused):
+    one error naming its URL, and the next run, once it is back, leaves exactly one prediction per task."""
+    pid, ids, client = project
+    score_and_write(client, pid, make_current=True)
+    make_cheap_like_good(label_studio.sdk(), pid, ids)   # 18 of 19 evaluation predictions change: incremental
+    imports, box = [], []
+
+    def fail(n, method, path):
+        if imports and len(imports) >= 3:
+            raise ConnectionResetError("stopped")  # a request that was still on its way in
+        if method == "POST" and "/import/predictions" in path:
+            imports.append(n)
+            if len(imports) == 3:
+                threading.Thread(target=box[0].close).start()  # stop listening: later connections are refused
+                raise ConnectionResetError("Label Studio stopped")
+        return None
+
+    proxy = FaultyProxy(label_studio.url, fail)
+    box.append(proxy)
+    flaky = LabelStudioClient(label_studio.settings().replace(label_studio_url=proxy.url), attempts=2, backoff=0.01)
+    with pytest.raises(LabelStudioError) as err:
+        score_and_write(flaky, pid, chunk=5)
+    message = str(err.value)
+    assert f"Label Studio at {proxy.url}" in message and label_studio.token not in message
+    assert client.model_version_counts(pid)[CHEAP] == 19 + 10   # chunks 1 and 2 stored; the rollback could not run
+    _, repaired = score_and_write(client, pid)
+    assert client.model_version_counts(pid)[CHEAP] == repaired["written"] == 19
+    assert scores_by_ref(client, pid, ids) == pytest.approx({ref: GOOD_SCORES.get(ref, 1.0) for ref in CHEAP_SCORES})
+
+
+def scoring_cli(label_studio, url: str, data_dir: Path, *args: str, **popen) -> subprocess.Popen:
+    """``python -m scoring ...`` against Label Studio at ``url`` (no Redis: history and lock under ``data_dir``)."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(LABEL_STUDIO_URL=url, LABEL_STUDIO_API_KEY=label_studio.token, DATA_DIR=str(data_dir))
+    return subprocess.Popen([sys.executable, "-m", "scoring", *args], cwd=REPO, env=env, text=True, **popen)
+
+
+def test_score_cli_with_label_studio_answering_5xx_fails_in_one_line_and_records_nothing(project, label_studio,
+                                                                                         tmp_path):
+    pid, ids, client = project
+    score_and_write(client, pid, make_current=True)
+    make_cheap_like_good(label_studio.sdk(), pid, ids)
+    before = client.model_version_counts(pid)
+
+    def fail(n, method, path):
+        return 500 if method == "POST" and "/import/predictions" in path else None
+
+    with FaultyProxy(label_studio.url, fail) as proxy:
+        p = scoring_cli(label_studio, proxy.url, tmp_path / "var", "score", "--project", str(pid), "--version",
+                        "v-cheap", "--write-back", "--no-progress", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"Label Studio at {proxy.url}" in errors[0] and "HTTP 500" in errors[0], err
+    assert label_studio.token not in out + err
+    assert client.model_version_counts(pid) == before                # nothing partial, nothing duplicated
+    from scoring.history import open_history
+
+    assert open_history(Settings(data_dir=str(tmp_path / "var"))).list(pid) == []   # a failed run is not recorded
+
+
+# ---------------------------------------------------------------- two write-backs at once (issue 8 finding 16)
+def test_identical_write_backs_started_together_run_one_after_the_other(project, label_studio, tmp_path):
+    """Two ``score --write-back`` processes and the worker's ``score_job`` start while the lock is held (a gate,
+    so that all three really contend); released, they run one at a time: the evaluation predictions are created
+    once (by whichever goes first), the others find them unchanged, and the history holds three runs that do not
+    overlap in time (each really ran, after the previous one finished)."""
+    from core.locks import hold
+    from scoring.history import open_history
+    from scoring.jobs import lock_key, score_job
+
+    pid, ids, client = project
+    data_dir = tmp_path / "var"
+    settings = label_studio.settings(data_dir=str(data_dir))
+    waiting = (f"waiting for the scoring run of project {pid} version v-cheap against ground_truth that holds the "
+               f"lock {lock_key(pid, 'v-cheap', 'ground_truth')}")
+    logs, procs, job = [tmp_path / "a.log", tmp_path / "b.log"], [], {}
+    with hold(lock_key(pid, "v-cheap", "ground_truth"), connection=None, directory=str(data_dir), wait=0):
+        for i, log_path in enumerate(logs):
+            procs.append(scoring_cli(label_studio, label_studio.url, data_dir, "score", "--project", str(pid),
+                                     "--version", "v-cheap", "--write-back", "--no-progress", "--json",
+                                     str(tmp_path / f"{i}.json"), stdout=subprocess.DEVNULL,
+                                     stderr=log_path.open("w")))
+        worker = threading.Thread(target=lambda: job.update(score_job(pid, "v-cheap", settings=settings)))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not all(log_path.exists() and waiting in log_path.read_text() for log_path in logs):
+            assert time.monotonic() < deadline, [log_path.read_text() for log_path in logs]
+            time.sleep(0.1)
+        time.sleep(0.5)   # the worker's job is blocked on the gate too
+        assert not job and all(p.poll() is None for p in procs)
+    for p in procs:
+        assert p.wait(300) == 0, [log_path.read_text() for log_path in logs]
+    worker.join(300)
+    assert job["write_back"] and job["n_compared"] == 19     # the job took the lock once: no deadlock
+
+    written = [json.loads((tmp_path / f"{i}.json").read_text())["write_back"] for i in range(2)]
+    created = sorted(w["created"] for w in written)
+    assert created in ([0, 0], [0, 19]) and {w["deleted"] for w in written} == {0}   # [0, 0]: the job went first
+    assert all(w["written"] == 19 for w in written)
+    assert client.model_version_counts(pid) == {CHEAP: 19, "v-good": 19, "v-cheap": 20}   # created once
+    runs = sorted(open_history(settings).list(pid), key=lambda r: r["started_at"])
+    assert len(runs) == 3 and {r["version"] for r in runs} == {"v-cheap"}
+    for first, second in zip(runs, runs[1:], strict=False):
+        assert first["finished_at"] <= second["started_at"]   # one after the other, never overlapping
 
 
 # ---------------------------------------------------------------- crash

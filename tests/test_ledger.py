@@ -7,8 +7,10 @@ import uuid
 from types import MappingProxyType
 
 import pytest
+from redis import Redis
 
-from backend.ledger import RedisLedger, SQLiteLedger, UsageRecord, make_record, open_ledger
+from backend.ledger import SQLiteLedger, UsageRecord, make_record, open_ledger
+from backend.ledger_redis import RedisLedger
 from backend.pricing import PRICES, cost_usd, lookup, price_for
 from backend.providers.base import Usage
 from backend.versions import Price, PromptVersion
@@ -214,3 +216,117 @@ def test_cost_usd():
     assert cost_usd(Usage(1_000_000, 1_000_000), Price(2.5, 10.0)) == 12.5
     assert cost_usd(Usage(1234, 567), Price(0.15, 0.60)) == pytest.approx(0.0005253)
     assert cost_usd(Usage(10, 10), None) is None
+
+
+# --- issue 8 finding 19: what each answer lost or had guessed is kept and totalled ----------------
+
+def test_dropped_and_repaired_are_recorded_and_totalled(backend):
+    open_, _ = backend
+    led = open_()
+    recs = [rec(1, 0.1), rec(2, 0.2), rec(3, 0.3, project="8"), rec(4, 0.4, status="all_dropped")]
+    recs[0].dropped, recs[0].notes = {"spans": 2, "labels": 1}, ["ner: passage not found in the text: 'Carol'"]
+    recs[1].repaired, recs[1].notes = 1, ["topic: path ['Sport', 'Optics'] is not in the taxonomy; guessed as ..."]
+    recs[2].dropped, recs[2].repaired = {"boxes": 1}, 2
+    recs[3].dropped = {"labels": 3}
+    led.record_many(recs)
+    led.close()
+    again = open_()
+    assert again.records("v1") == recs  # the fields survive a restart, in both stores
+    s = again.summary("v1")
+    assert s["dropped"] == {"boxes": 1, "labels": 4, "spans": 2} and s["repaired"] == 3
+    assert s["errors"] == {"all_dropped": 1}
+    p7 = again.summary("v1", project="7")
+    assert p7["dropped"] == {"labels": 4, "spans": 2} and p7["repaired"] == 1
+    assert again.summary("nothing")["dropped"] == {} and again.summary("nothing")["repaired"] == 0
+    again.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE usage (id INTEGER PRIMARY KEY, version TEXT NOT NULL, task_id, project TEXT, provider TEXT NOT NULL,
+    model TEXT NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, usd REAL,
+    latency_s REAL NOT NULL, status TEXT NOT NULL, ts REAL NOT NULL);
+INSERT INTO usage (version, task_id, project, provider, model, input_tokens, output_tokens, usd, latency_s, status, ts)
+    VALUES ('v1', 1, '7', 'openai', 'gpt-4o-mini', 100, 20, 0.001, 0.5, 'ok', 1000.0);
+"""
+
+
+def test_an_older_sqlite_ledger_gets_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = str(tmp_path / "ledger.sqlite3")
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    led = SQLiteLedger(path)
+    assert led.records("v1") == [rec(1, 0.5, tin=100, tout=20, ts=1000.0)]  # old rows: nothing dropped
+    new = rec(2, 0.1)
+    new.dropped, new.repaired, new.notes = {"spans": 1}, 1, ["a note"]
+    led.record(new)
+    s = led.summary("v1")
+    assert s["calls"] == 2 and s["dropped"] == {"spans": 1} and s["repaired"] == 1
+    led.close()
+    again = SQLiteLedger(path)  # the migration is idempotent
+    assert again.records("v1")[1] == new
+    columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(usage)")]
+    assert columns[-4:] == ["dropped", "repaired", "notes", "rid"]
+    again.close()
+
+
+# --- Redis down: spooled records, replayed once (issue 8 findings 4 and 14) --------------------
+DOWN_URL = "redis://127.0.0.1:1/0"   # nothing listens there: connection refused at once
+
+
+def _down(tmp_path) -> Settings:
+    return Settings(redis_url=DOWN_URL, spool_dir=str(tmp_path / "spool"), redis_timeout=0.3, redis_retry_after=60)
+
+
+def _replay_into_shared_redis(tmp_path) -> int:
+    """Replay the spool under ``tmp_path`` into the shared Redis (the entries carry their key prefix)."""
+    from core.spool import RedisLink
+
+    link = RedisLink(Settings(redis_url=REDIS_URL, spool_dir=str(tmp_path / "spool"), redis_retry_after=0.1))
+    assert link.replay() == 0
+    return link.replayed
+
+
+def test_a_record_written_twice_counts_once(redis_prefix):
+    led = _redis(redis_prefix)
+    r = rec(1, 0.5)
+    led.record(r)
+    led.record_many([r, rec(2, 0.5)])      # r again: a replay of a write that reached Redis after all
+    assert led.summary("v1")["calls"] == 2 and [x.task_id for x in led.records("v1")] == [1, 2]
+
+
+def test_records_written_while_redis_is_down_are_spooled_and_replayed_once(tmp_path, redis_prefix):
+    from core.spool import KINDS, redis_link
+
+    led = open_ledger(_down(tmp_path), prefix=redis_prefix)     # starts although Redis is unreachable
+    written = [rec(i, 0.1 * i) for i in range(5)]
+    led.record(written[0])
+    led.record_many(written[1:])                                 # no error: kept on disk
+    spool = redis_link(_down(tmp_path)).spool
+    assert spool.counts() == {"ledger": 5}
+    payloads = [p for _, _, p in spool.take(["ledger"])]
+    assert _replay_into_shared_redis(tmp_path) == 5 and spool.counts() == {}
+    KINDS["ledger"].replay(Redis.from_url(REDIS_URL), None, payloads)   # replayed again (crash before removal)
+    assert _redis(redis_prefix).records("v1") == written
+    assert _redis(redis_prefix).summary("v1")["calls"] == 5
+
+
+def test_sqlite_ledger_keeps_record_ids_and_opens_files_without_them(tmp_path):
+    import sqlite3
+
+    path = str(tmp_path / "old.sqlite3")
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE usage (id INTEGER PRIMARY KEY, version TEXT NOT NULL, task_id, project TEXT, "
+                "provider TEXT NOT NULL, model TEXT NOT NULL, input_tokens INTEGER NOT NULL, "
+                "output_tokens INTEGER NOT NULL, usd REAL, latency_s REAL NOT NULL, status TEXT NOT NULL, "
+                "ts REAL NOT NULL)")
+    old.execute("INSERT INTO usage VALUES (1, 'v1', 1, '7', 'openai', 'm', 1, 1, NULL, 0.1, 'ok', 1.0)")
+    old.commit()
+    old.close()
+    led = SQLiteLedger(path)
+    new = rec(2, 0.2)
+    led.record(new)
+    got = led.records("v1")
+    assert [r.task_id for r in got] == [1, 2] and got[1].rid == new.rid and got[0].rid
+    led.close()

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.errors import MediaError
 from backend.media import MediaResolver
+from core.errors import MediaError
 from core.settings import Settings
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
@@ -19,42 +19,55 @@ TOKEN = "legacy-token-123"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
 
 
-class _Server:
-    """A loopback HTTP server whose handler records every request."""
+class Server:
+    """A quiet loopback HTTP server recording every request; ``routes(method, path, headers, body)`` returns
+    ``(status, headers, body bytes or an iterable of chunks)``.  ``peak``: most requests handled at once."""
 
     def __init__(self, routes):
         self.requests: list[dict] = []
-        self.routes = routes
+        self.active = 0
+        self.peak = 0
+        self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
-            def _handle(self, method):
+            def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                server.requests.append({"method": method, "path": self.path, "headers": dict(self.headers), "body": body})
-                status, headers, payload = server.routes(method, self.path, self.headers, body)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                if isinstance(payload, (bytes, bytearray)):
-                    self.wfile.write(payload)
-                else:  # a generator of chunks (no Content-Length)
-                    for chunk in payload:
+                server.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                        "body": body})
+                with server.lock:
+                    server.active += 1
+                    server.peak = max(server.peak, server.active)
+                try:
+                    status, headers, payload = routes(self.command, self.path, self.headers, body)
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    for chunk in [payload] if isinstance(payload, bytes) else payload:
                         self.wfile.write(chunk)
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the client hung up
+                finally:
+                    with server.lock:
+                        server.active -= 1
 
-            def do_GET(self):
-                self._handle("GET")
+            do_GET = do_POST = _handle
 
-            def do_POST(self):
-                self._handle("POST")
+        class Quiet(ThreadingHTTPServer):
+            daemon_threads = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+            def handle_error(self, request, client_address):
+                pass
+
+        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -74,8 +87,21 @@ def _image(data, ctype):
 @pytest.fixture
 def other():
     """A second origin, to see what a redirect away from Label Studio carries."""
-    with _Server(lambda m, p, h, b: _image(PNG, "image/png")) as srv:
+    with Server(lambda m, p, h, b: _image(PNG, "image/png")) as srv:
         yield srv
+
+
+STATIC = {
+    "/data/upload/1/cat.png": _image(PNG, "image/png"),
+    "/data/upload/1/slow.png": _image(PNG, "image/png"),
+    "/data/local-files/?d=images/dog.jpg": _image(JPEG, "image/jpeg"),
+    "/data/upload/1/with-cookie.png": (
+        200, {"Content-Type": "image/png", "Content-Length": str(len(PNG)), "Set-Cookie": "sessionid=s1; Path=/"}, PNG
+    ),
+    "/data/upload/1/untyped": _image(JPEG, "application/octet-stream"),
+    "/data/upload/1/big.png": _image(PNG + b"\x00" * 5000, "image/png"),
+    "/data/upload/1/page": (200, {"Content-Type": "text/html"}, b"<html>login</html>"),
+}
 
 
 @pytest.fixture
@@ -89,35 +115,25 @@ def ls(other):
                 return 200, {"Content-Type": "application/json"}, json.dumps({"access": access["token"]}).encode()
             return 401, {"Content-Type": "application/json"}, b'{"detail": "bad token"}'
         if auth not in (f"Token {TOKEN}", f"Bearer {access['token']}"):
-            return 401, {"Content-Type": "application/json"}, b'{"detail": "Authentication credentials were not provided."}'
-        if path == "/data/upload/1/cat.png":
-            return _image(PNG, "image/png")
-        if path == "/data/local-files/?d=images/dog.jpg":
-            return _image(JPEG, "image/jpeg")
-        if path == "/data/upload/1/with-cookie.png":
-            return 200, {"Content-Type": "image/png", "Content-Length": str(len(PNG)), "Set-Cookie": "sessionid=s1; Path=/"}, PNG
-        if path == "/data/upload/1/untyped":
-            return _image(JPEG, "application/octet-stream")
-        if path == "/data/upload/1/big.png":
-            return _image(PNG + b"\x00" * 5000, "image/png")
+            return 401, {"Content-Type": "application/json"}, b'{"detail": "no credentials"}'
         if path == "/data/upload/1/streamed.png":
             return 200, {"Content-Type": "image/png"}, (PNG + b"\x00" * 1000 for _ in range(10))
-        if path == "/data/upload/1/page":
-            return 200, {"Content-Type": "text/html"}, b"<html>login</html>"
         if path == "/data/upload/1/slow.png":
             time.sleep(1.5)
-            return _image(PNG, "image/png")
         if path == "/tasks/1/presign/?fileuri=czM6Ly9i":
             return 302, {"Location": f"{other.url}/bucket/cat.png", "Content-Length": "0"}, b""
-        return 404, {"Content-Length": "0"}, b""
+        return STATIC.get(path) or (404, {"Content-Length": "0"}, b"")
 
-    with _Server(routes) as srv:
+    with Server(routes) as srv:
         srv.access = access
         yield srv
 
 
-def resolver(ls, key=TOKEN, **kw):
-    return MediaResolver(Settings(label_studio_url=ls.url + "/", label_studio_api_key=key), **kw)
+def resolver(ls, key=TOKEN, allow_internal=False, **kw):
+    settings = Settings(
+        label_studio_url=ls.url + "/", label_studio_api_key=key, allow_internal_image_urls=allow_internal
+    )
+    return MediaResolver(settings, **kw)
 
 
 # --- passed through, never fetched --------------------------------------------------
@@ -228,7 +244,8 @@ def test_timeout(ls):
 
 
 def test_redirect_to_storage_does_not_carry_the_token(ls, other):
-    part = resolver(ls).resolve("/tasks/1/presign/?fileuri=czM6Ly9i")
+    # storage on this network (e.g. MinIO on 127.0.0.1) needs ALLOW_INTERNAL_IMAGE_URLS
+    part = resolver(ls, allow_internal=True).resolve("/tasks/1/presign/?fileuri=czM6Ly9i")
     assert part.data == PNG
     (req,) = other.requests
     assert "Authorization" not in req["headers"]
@@ -243,7 +260,8 @@ def test_personal_access_token_is_refreshed_then_sent_as_bearer(ls):
     # the access token expires: one 401, one refresh, one retry
     ls.access["token"] = "access-2"
     assert r.resolve("/data/upload/1/cat.png").data == PNG
-    assert [q["path"] for q in ls.requests[2:]] == ["/data/upload/1/cat.png", "/api/token/refresh", "/data/upload/1/cat.png"]
+    paths = [q["path"] for q in ls.requests[2:]]
+    assert paths == ["/data/upload/1/cat.png", "/api/token/refresh", "/data/upload/1/cat.png"]
     assert ls.requests[-1]["headers"]["Authorization"] == "Bearer access-2"
 
 

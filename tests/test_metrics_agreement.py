@@ -7,14 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-import scoring.agreement
 from scoring.agreement import cohen_kappa, krippendorff_alpha
-
-
-def test_doctests():
-    import doctest
-    result = doctest.testmod(scoring.agreement)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_kappa_by_hand():

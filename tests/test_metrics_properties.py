@@ -35,16 +35,20 @@ def span_region(draw):
 @st.composite
 def box_region(draw):
     return {"original_width": 640, "original_height": 480,
-            "value": {"x": draw(pct), "y": draw(pct), "width": draw(st.floats(0, 50)), "height": draw(st.floats(0, 50)),
-                      "rotation": draw(st.sampled_from([0, 0, 30, 90])), "rectanglelabels": draw(st.lists(label, min_size=1, max_size=2))}}
+            "value": {"x": draw(pct), "y": draw(pct),
+                      "width": draw(st.floats(0, 50)), "height": draw(st.floats(0, 50)),
+                      "rotation": draw(st.sampled_from([0, 0, 30, 90])),
+                      "rectanglelabels": draw(st.lists(label, min_size=1, max_size=2))}}
 
 
 REGION = {
     "Choices": st.builds(lambda cs: {"value": {"choices": cs}}, st.lists(label, max_size=3)),
-    "Taxonomy": st.builds(lambda ps: {"value": {"taxonomy": ps}}, st.lists(st.lists(label, min_size=1, max_size=3), max_size=3)),
+    "Taxonomy": st.builds(lambda ps: {"value": {"taxonomy": ps}},
+                          st.lists(st.lists(label, min_size=1, max_size=3), max_size=3)),
     "Labels": span_region(),
     "RectangleLabels": box_region(),
-    "TextArea": st.builds(lambda ts: {"value": {"text": ts}}, st.lists(st.text(alphabet="ab c.\n", max_size=12), max_size=3)),
+    "TextArea": st.builds(lambda ts: {"value": {"text": ts}},
+                          st.lists(st.text(alphabet="ab c.\n", max_size=12), max_size=3)),
     "Rating": st.builds(lambda r: {"value": {"rating": r}}, st.integers(1, 5)),
     "Number": st.builds(lambda x: {"value": {"number": x}}, st.floats(-5, 15, allow_nan=False)),
 }
@@ -95,14 +99,16 @@ def test_label_stats_account_for_every_item(tag, data):
     a = data.draw(side(tag) | st.just(record.empty))
     b = data.draw(side(tag) | st.just(record.empty))
     stats = record.label_stats(a, b)
-    count = (lambda v: len(v))
-    assert sum(tp + fp for tp, fp, fn in stats.values()) == count(a)   # every predicted item is a TP or FP
-    assert sum(tp + fn for tp, fp, fn in stats.values()) == count(b)   # every reference item is a TP or FN
+    assert sum(tp + fp for tp, fp, fn in stats.values()) == len(a)   # every predicted item is a TP or FP
+    assert sum(tp + fn for tp, fp, fn in stats.values()) == len(b)   # every reference item is a TP or FN
     flipped = record.label_stats(b, a)
     assert {k: (tp, fn, fp) for k, (tp, fp, fn) in stats.items()} == flipped
 
 
-@pytest.mark.parametrize("tag,name", [m for m in METRICS if m[0] in ("Choices", "Taxonomy", "Labels", "RectangleLabels", "TextArea")])
+SET_TAGS = ("Choices", "Taxonomy", "Labels", "RectangleLabels", "TextArea")
+
+
+@pytest.mark.parametrize("tag,name", [m for m in METRICS if m[0] in SET_TAGS])
 def test_two_empty_values_score_one(tag, name):
     record = REGISTRY[tag]
     assert record.metrics[name](record.empty, record.empty, SPECS[tag]) == 1.0

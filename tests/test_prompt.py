@@ -5,13 +5,13 @@ import base64
 
 import pytest
 
-from core.errors import MediaError, MissingDataError
 from backend.media import MediaResolver
 from backend.prompt import ANSWER_RULE, render
 from backend.providers.base import ImagePart, TextPart
 from backend.schema import build_plan
-from core.settings import Settings
 from backend.versions import parse_versions
+from core.errors import MediaError, MissingDataError
+from core.settings import Settings
 from tests.test_controls import CHOICES, HYPER_LABELS, LABELS, MULTI, RECTANGLES
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
@@ -79,13 +79,17 @@ def test_nested_and_non_string_values():
 
 def test_literal_braces_and_format_specs():
     plan = build_plan(CHOICES)
-    _, parts = render(version('Answer {{"sentiment": ...}} for: {text:.5}'), plan, {"data": {"text": "abcdefgh"}}, MEDIA)
+    _, parts = render(
+        version('Answer {{"sentiment": ...}} for: {text:.5}'), plan, {"data": {"text": "abcdefgh"}}, MEDIA
+    )
     assert parts[0].text.startswith('Answer {"sentiment": ...} for: abcde')
 
 
 def test_image_field_becomes_marker_and_part():
     plan = build_plan(RECTANGLES)
-    _, parts = render(version("Box the cars in {image}."), plan, {"data": {"image": "https://example.com/c.jpg"}}, MEDIA)
+    _, parts = render(
+        version("Box the cars in {image}."), plan, {"data": {"image": "https://example.com/c.jpg"}}, MEDIA
+    )
     assert parts[0] == TextPart("Box the cars in [image: image].")
     assert parts[1] == ImagePart(url="https://example.com/c.jpg")
     assert len(parts) == 2
@@ -101,7 +105,9 @@ def test_unreferenced_image_object_is_appended():
 
 def test_image_referenced_twice_is_sent_once():
     plan = build_plan(RECTANGLES)
-    _, parts = render(version("{image} and again {image}"), plan, {"data": {"image": "https://example.com/c.jpg"}}, MEDIA)
+    _, parts = render(
+        version("{image} and again {image}"), plan, {"data": {"image": "https://example.com/c.jpg"}}, MEDIA
+    )
     assert parts[0].text == "[image: image] and again [image: image]"
     assert len(parts) == 2
 

@@ -5,8 +5,8 @@ import copy
 
 import pytest
 
-from core.errors import LabelConfigError
 from backend.schema import build_plan, plan_for, strict_violations
+from core.errors import LabelConfigError
 from tests.test_controls import ALL_CONFIGS, CHOICES, MULTI, TAXONOMY
 
 # --- strict_violations itself --------------------------------------------------------
@@ -88,7 +88,7 @@ def test_size_limits():
     schema = {"type": "object", "properties": unions, "required": list(unions), "additionalProperties": False}
     assert any("nullable/anyOf" in p for p in strict_violations(schema))
     deep = {"type": "string"}
-    for i in range(11):
+    for _ in range(11):
         deep = {"type": "object", "properties": {"d": deep}, "required": ["d"], "additionalProperties": False}
     assert any("nested more than" in p for p in strict_violations(deep))
 
@@ -159,11 +159,13 @@ def test_unsupported_controls_are_skipped_and_listed():
      "Skipped: PolygonLabels 'p'"),
     ("<View><Image name='i' value='$img'/><Labels name='l' toName='i'><Label value='A'/></Labels></View>",
      "Labels 'l' points at the Image 'i'"),
-    ("<View><Text name='t' value='$text'/><RectangleLabels name='r' toName='t'><Label value='A'/></RectangleLabels></View>",
+    ("<View><Text name='t' value='$text'/>"
+     "<RectangleLabels name='r' toName='t'><Label value='A'/></RectangleLabels></View>",
      "RectangleLabels only on Image"),
     ("<View><Audio name='a' value='$audio'/><Choices name='c' toName='a'><Choice value='A'/></Choices></View>",
      "points at the Audio 'a'"),
-    ("<View><Text name='t' value='$url' valueType='url'/><Choices name='c' toName='t'><Choice value='A'/></Choices></View>",
+    ("<View><Text name='t' value='$url' valueType='url'/>"
+     "<Choices name='c' toName='t'><Choice value='A'/></Choices></View>",
      "valueType=\"url\""),
     ("<View><Text name='t' value='$text'/><Choices name='c' toName='missing'><Choice value='A'/></Choices></View>",
      "missing"),
@@ -184,7 +186,10 @@ def test_too_many_choices_is_a_clear_error():
 
 def test_large_taxonomy_drops_the_enum_but_stays_usable():
     leaves = "".join(f"<Choice value='leaf {i}'/>" for i in range(300))
-    config = f"<View><Text name='t' value='$text'/><Taxonomy name='tax' toName='t'><Choice value='root'>{leaves}</Choice></Taxonomy></View>"
+    config = (
+        "<View><Text name='t' value='$text'/>"
+        f"<Taxonomy name='tax' toName='t'><Choice value='root'>{leaves}</Choice></Taxonomy></View>"
+    )
     plan = build_plan(config)
     assert "enum" not in plan.schema["properties"]["tax"]["items"]["items"]
     assert strict_violations(plan.schema) == []

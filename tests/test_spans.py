@@ -174,7 +174,7 @@ def test_any_exact_substring_is_found_at_a_matching_place(text, data):
 @given(st.lists(st.text(alphabet=string.ascii_letters, min_size=1, max_size=6), min_size=1, max_size=8), st.data())
 def test_whitespace_and_case_variants_map_back_to_the_same_words(words, data):
     seps = [data.draw(st.sampled_from([" ", "  ", "\n", "\t ", " \n "])) for _ in words]
-    text = "".join(w + s for w, s in zip(words, seps)).rstrip()
+    text = "".join(w + s for w, s in zip(words, seps, strict=True)).rstrip()
     i = data.draw(st.integers(0, len(words) - 1))
     j = data.draw(st.integers(i + 1, len(words)))
     quote = " ".join(words[i:j]).swapcase()

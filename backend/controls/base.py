@@ -86,14 +86,65 @@ class Control:
         return f"{self.tag} {self.name!r}"
 
 
+DROP_KINDS = ("spans", "labels", "boxes", "values")  # stats["<kind>_dropped"]; the ledger's ``dropped`` keys
+NOTES_KEPT = 5          # notes kept per task in the ledger ...
+NOTE_CHARS = 160        # ... each cut to this many characters
+
+
 def new_stats() -> dict:
-    """The stats dict ``to_regions`` updates: counts of what was dropped, and notes."""
-    return {"spans_dropped": 0, "labels_dropped": 0, "boxes_dropped": 0, "values_dropped": 0, "notes": []}
+    """The stats dict ``to_regions`` updates: counts of what was dropped and repaired, and notes."""
+    return {"spans_dropped": 0, "labels_dropped": 0, "boxes_dropped": 0, "values_dropped": 0, "repaired": 0,
+            "notes": []}
 
 
 def note(stats: dict, message: str) -> None:
     if len(stats["notes"]) < 50:
         stats["notes"].append(message)
+
+
+def repaired(stats: dict, message: str) -> None:
+    """Count one answer rewritten by a documented repair rule (a guess), and say what it became."""
+    stats["repaired"] = stats.get("repaired", 0) + 1
+    note(stats, message)
+
+
+def dropped(stats: dict) -> dict[str, int]:
+    """``{kind: count}`` of what was dropped, non-zero kinds only.
+
+    >>> s = new_stats(); s["spans_dropped"] = 2
+    >>> dropped(s)
+    {'spans': 2}
+    """
+    return {k: int(stats.get(f"{k}_dropped", 0)) for k in DROP_KINDS if stats.get(f"{k}_dropped")}
+
+
+def quality(stats: dict | None) -> dict:
+    """What the usage ledger keeps about one task's answer: ``dropped`` (:func:`dropped`),
+    ``repaired`` (count) and the first :data:`NOTES_KEPT` notes, each at most :data:`NOTE_CHARS` long.
+
+    >>> s = new_stats(); repaired(s, "topic: path ['Optics'] guessed as ['Science', 'Physics', 'Optics']")
+    >>> quality(s)["repaired"], quality(s)["dropped"]
+    (1, {})
+    """
+    stats = stats or {}
+    notes = [str(n)[:NOTE_CHARS] for n in (stats.get("notes") or [])[:NOTES_KEPT]]
+    return {"dropped": dropped(stats), "repaired": int(stats.get("repaired", 0)), "notes": notes}
+
+
+def describe(stats: dict | None) -> str:
+    """One line naming what was dropped and repaired ('' when nothing was).
+
+    >>> s = new_stats(); s["labels_dropped"] = 1; note(s, "ner: dropped label 'X'")
+    >>> describe(s)
+    "dropped 1 labels; ner: dropped label 'X'"
+    """
+    q = quality(stats)
+    parts = [f"dropped {', '.join(f'{n} {k}' for k, n in q['dropped'].items())}"] if q["dropped"] else []
+    if q["repaired"]:
+        parts.append(f"repaired {q['repaired']}")
+    if not parts:
+        return ""
+    return "; ".join([" and ".join(parts), *q["notes"]])
 
 
 def region(control: Control, value: dict, index: int = 0) -> dict:

@@ -9,7 +9,10 @@ Example::
     <Rating name="quality" toName="text" maxRating="10"/>
     answer 7  ->  [{"type": "rating", "value": {"rating": 7}, ...}]
 
-A value outside 0..maxRating (or 0 for a required rating) is an OutputError.
+Rules: a whole number given as ``7.0`` or ``"7"`` is read as 7; anything else that is
+not a whole number (``2.5``, a list, ``true``) is an OutputError (``invalid_output``),
+never rounded; so is a value outside 0..maxRating, or 0 (or null) for a required
+rating.  0 or null for a rating that is not required means "cannot rate": no region.
 """
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ Schema::
 
 ``x``/``y`` is the top-left corner; all four are percentages (0-100) of the
 image width/height, which is what Label Studio stores.  Boxes are clipped to
-the image; a box with no area left is dropped and counted in
-``stats["boxes_dropped"]``, an unknown label in ``stats["labels_dropped"]``.
+the image (a repair rule: counted in ``stats["repaired"]`` and noted); a box with no
+area left is dropped and counted in ``stats["boxes_dropped"]``, an unknown label in
+``stats["labels_dropped"]``.  A coordinate that is not a number is an OutputError.
 
 Example::
 
@@ -32,6 +33,7 @@ from backend.controls.base import (
     note,
     prepare_labels,
     region,
+    repaired,
 )
 
 TAG = "RectangleLabels"
@@ -81,7 +83,7 @@ def to_regions(control: Control, value, data, stats) -> list[dict]:
             note(stats, f"{control.name}: dropped a box with no area inside the image: {item!r}")
             continue
         if (x0, y0, x1, y1) != (x, y, x + w, y + h):
-            note(stats, f"{control.name}: clipped a box to the image")
+            repaired(stats, f"{control.name}: clipped a box to the image: {item!r}")
         value = {
             "x": round(x0, 4),
             "y": round(y0, 4),

@@ -13,15 +13,25 @@ Example::
     </Taxonomy>
     answer [["Science", "Physics"]]  ->  [{"type": "taxonomy", "value": {"taxonomy": [["Science", "Physics"]]}, ...}]
 
-A path that is not in the tree is repaired when its last name identifies exactly
-one node (``[["Physics"]]`` -> ``["Science", "Physics"]``, noted), otherwise it is
-dropped and counted in ``stats["labels_dropped"]``; so is a non-leaf path when
-the tag says ``leafsOnly="true"``.  ``maxUsages`` caps the number of paths.
+Repair rules (each visible: counted, noted, logged and kept in the usage ledger):
+
+* a path whose names differ from the tree only in case or spacing is read as the
+  tree's path (``["science", "physics"]`` -> ``["Science", "Physics"]``; noted, not
+  counted: nothing is guessed);
+* a path that is not in the tree is **guessed** from its last name when that name
+  identifies exactly one node: ``[["Physics"]]`` -> ``["Science", "Physics"]``, and
+  ``[["Sport", "Optics"]]`` -> ``["Science", "Physics", "Optics"]`` when Optics is
+  the only node of that name.  The guess is counted in ``stats["repaired"]`` and
+  noted ("guessed as");
+* otherwise the path is dropped and counted in ``stats["labels_dropped"]``; so is
+  a non-leaf path when the tag says ``leafsOnly="true"``, and every path past
+  ``maxUsages``.
+
 Node names are the ``alias`` of a ``<Choice>`` when it has one, else its ``value``.
 """
 from __future__ import annotations
 
-from backend.controls.base import Control, allowed, bad, match_label, note, region
+from backend.controls.base import Control, allowed, bad, match_label, note, region, repaired
 from core.labelconfig import ControlInfo, is_true
 
 TAG = "Taxonomy"
@@ -66,7 +76,8 @@ def describe(control: Control) -> str:
     )
 
 
-def _resolve(control: Control, raw: list[str]) -> tuple[str, ...] | None:
+def _resolve(control: Control, raw: list[str]) -> tuple[tuple[str, ...] | None, bool]:
+    """(the tree path ``raw`` names, whether it was guessed from its last name); (None, False) if none."""
     paths = control.extra["paths"]
     known = set(paths)
     # walk down from the root, matching each step among the children of the previous one
@@ -79,14 +90,37 @@ def _resolve(control: Control, raw: list[str]) -> tuple[str, ...] | None:
         prefix = prefix + (hit,)
     else:
         if prefix in known:
-            return prefix
+            return prefix, False
     # repair: the last name alone, if it names exactly one node
     hit = match_label(control.extra["names"], raw[-1])
     if hit is not None:
         candidates = [p for p in paths if p[-1] == hit]
         if len(candidates) == 1:
-            return candidates[0]
-    return None
+            return candidates[0], True
+    return None, False
+
+
+def _read_path(control: Control, item, stats) -> tuple[str, ...] | None:
+    """The tree path one answered item names, after the repair rules; None (counted) when dropped."""
+    if isinstance(item, str):
+        item = [s.strip() for s in item.split("/")] if "/" in item else [item]
+    if not isinstance(item, list) or not item or not all(isinstance(s, str) for s in item):
+        raise bad(control, f"each path must be a non-empty list of node names, got {item!r}")
+    path, guessed = _resolve(control, item)
+    if path is None:
+        stats["labels_dropped"] += 1
+        nodes = allowed(control.extra["names"], 10)
+        note(stats, f"{control.name}: dropped path not in the taxonomy {item!r}; nodes: {nodes}")
+        return None
+    if guessed:
+        repaired(stats, f"{control.name}: path {item!r} is not in the taxonomy; guessed as {list(path)!r}")
+    elif list(path) != item:
+        note(stats, f"{control.name}: path {item!r} read as {list(path)!r}")
+    if control.extra["leafs_only"] and path not in control.extra["leaves"]:
+        stats["labels_dropped"] += 1
+        note(stats, f"{control.name}: dropped non-leaf path {list(path)!r} (leafsOnly)")
+        return None
+    return path
 
 
 def to_regions(control: Control, value, data, stats) -> list[dict]:
@@ -96,23 +130,8 @@ def to_regions(control: Control, value, data, stats) -> list[dict]:
         raise bad(control, f"expected a list of paths (lists of node names), got {type(value).__name__}")
     chosen: list[tuple[str, ...]] = []
     for item in value:
-        if isinstance(item, str):
-            item = [s.strip() for s in item.split("/")] if "/" in item else [item]
-        if not isinstance(item, list) or not item or not all(isinstance(s, str) for s in item):
-            raise bad(control, f"each path must be a non-empty list of node names, got {item!r}")
-        path = _resolve(control, item)
-        if path is None:
-            stats["labels_dropped"] += 1
-            nodes = allowed(control.extra["names"], 10)
-            note(stats, f"{control.name}: dropped path not in the taxonomy {item!r}; nodes: {nodes}")
-            continue
-        if list(path) != item:
-            note(stats, f"{control.name}: path {item!r} read as {list(path)!r}")
-        if control.extra["leafs_only"] and path not in control.extra["leaves"]:
-            stats["labels_dropped"] += 1
-            note(stats, f"{control.name}: dropped non-leaf path {list(path)!r} (leafsOnly)")
-            continue
-        if path not in chosen:
+        path = _read_path(control, item, stats)
+        if path is not None and path not in chosen:
             chosen.append(path)
     cap = control.extra["max_usages"]
     if cap and len(chosen) > cap:

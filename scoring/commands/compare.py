@@ -21,7 +21,7 @@ from core.errors import ScoringError
 from core.fmt import num, usd_fixed
 from scoring.cost import MARGIN
 from scoring.engine import GROUND_TRUTH
-from scoring.output import quiet_http, write_html, write_json
+from scoring.output import check_outputs, quiet_http, write_html, write_json
 from scoring.uncertainty import IntervalOptions, interval_text, parse_level
 
 HELP = "compare versions on the tasks they share (live project or export file): differences, cost, a verdict"
@@ -113,6 +113,7 @@ def _offline(args) -> tuple[dict, list[dict]]:
 
 
 def run(args, settings) -> int:
+    check_outputs({"--json": args.json_out, "--html": args.html_out})  # before anything is written
     if args.export:
         result, reports = _offline(args)
         table = None

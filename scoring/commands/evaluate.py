@@ -12,6 +12,8 @@ status 2.  Tasks whose result does not fit the label config are skipped and list
 "skipped"; the report is still written, and the command ends with one ``error: ...`` line and
 exit status 1 (``--allow-mismatch`` turns that into a warning and exit 0, e.g. for a config
 that changed since some tasks were labelled).  If no task can be scored it is exit 2.
+Both output paths are checked before anything is read or written (a directory, a parent that
+is a file, no permission, the same file twice: one ``error:`` line, exit 2, nothing written).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import sys
 from scoring.config import load_scoring_config
 from scoring.engine import GROUND_TRUTH, SKIP_RESULT_MISMATCH, evaluate
 from scoring.export import load_export
-from scoring.output import write_html, write_json
+from scoring.output import check_outputs, write_html, write_json
 from scoring.schema import read_label_config
 from scoring.uncertainty import IntervalOptions, interval_text, parse_level, ppi_text
 
@@ -47,6 +49,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, settings) -> int:
+    check_outputs({"--json": args.json_out, "--html": args.html_out})  # before anything is written
     tasks = load_export(args.export)
     label_config = read_label_config(args.label_config)
     config = load_scoring_config(args.config)

@@ -10,7 +10,12 @@ Needs ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``.  Prints a summary table
 (overall score and per control with their intervals, kappa/alpha, cost, the lowest-agreement
 tasks with links; with ``--proxy`` the project-wide estimate).  ``--json`` writes the report
 (the ``evaluate`` contract plus ``cost``, ``lowest``, ``write_back``, ``candidates``, ``run_id``,
-``ppi``); ``--html`` the HTML report.
+``ppi``); ``--html`` the HTML report.  Both paths are checked before Label Studio is asked anything.
+
+With ``--write-back`` (or ``--candidates``) the run holds the lock of (project, version,
+reference) -- the one the worker's jobs take -- from the pull to the history record; an
+identical run waits for it (``--wait SECONDS``, default 600) or, with ``--no-wait``, says
+that one is running and exits 2.
 """
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ import sys
 
 from core.errors import ScoringError
 from core.fmt import num, usd_fixed
+from core.locks import LOCK_WAIT
 from scoring.engine import GROUND_TRUTH, SKIP_RESULT_MISMATCH
-from scoring.output import quiet_http, write_html, write_json
+from scoring.output import check_outputs, quiet_http, write_html, write_json
 from scoring.uncertainty import IntervalOptions, interval_text, parse_level, ppi_text
 
 HELP = "pull a Label Studio project, score a version against ground truth or another version, write agreement back"
@@ -48,6 +54,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", help="write the report as JSON")
     parser.add_argument("--html", dest="html_out", metavar="OUT.html", help="write the HTML report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    wait = parser.add_mutually_exclusive_group()
+    wait.add_argument("--wait", type=float, default=LOCK_WAIT, metavar="SECONDS",
+                      help="with --write-back or --candidates: wait at most this long for an identical run (same "
+                           f"project, version and reference) that is writing to Label Studio (default {LOCK_WAIT})")
+    wait.add_argument("--no-wait", action="store_true",
+                      help="with --write-back or --candidates: if an identical run is writing, say so and exit 2")
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -113,6 +125,7 @@ def _write_back_lines(wb: dict) -> list[str]:
 
 
 def run(args, settings) -> int:
+    check_outputs({"--json": args.json_out, "--html": args.html_out})  # before anything is written
     quiet_http()
     from scoring.config import load_scoring_config
     from scoring.pipeline import ScoreOptions, score_project
@@ -121,6 +134,7 @@ def run(args, settings) -> int:
         raise ScoringError("--make-current needs --write-back")
     options = ScoreOptions(against=args.against, config=load_scoring_config(args.config), write_back=args.write_back,
                            make_current=args.make_current, candidates=args.candidates, progress=not args.no_progress,
+                           lock_wait=0 if args.no_wait else max(0.0, args.wait),
                            intervals=IntervalOptions(level=args.level), proxy=args.proxy)
     report = score_project(settings, args.project, args.version, options)
     if args.json_out:

@@ -13,6 +13,10 @@ runs in a child process next to the worker, and stops with it.  With
 schedule then gets one pass: interval schedules fire once, cron ones only if
 due).  ``--simple`` runs jobs in the worker process instead of a forked child
 (for debugging).  Stop it with Ctrl+C (finishes the current job) or SIGTERM.
+
+It outlives a Redis outage (every process waits, logging one line per back-off
+step, and carries on when Redis answers again) and repairs what a killed worker
+left behind within about ``4/3 * WORKER_DEAD_AFTER`` seconds: see ``scoring.worker``.
 """
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ import logging
 import multiprocessing
 
 from core.settings import Settings
-from core.stores import redis_connection
 
 HELP = "run the RQ worker that executes scoring and pre-labelling jobs (and the cron schedule)"
 log = logging.getLogger(__name__)
@@ -34,20 +37,30 @@ def add_arguments(parser) -> None:
 
 
 def _run_cron(settings: Settings, path: str) -> None:  # the child process (spawned: nothing is inherited)
+    from redis.exceptions import RedisError
+    from rq.exceptions import StopRequested
+
     from core.secrets import install_log_filter
     from scoring.schedule import build_cron
+    from scoring.worker import waiting_connection
 
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     install_log_filter(settings)
-    build_cron(settings, path).start()
+    try:
+        build_cron(settings, path, waiting_connection(settings, "the cron schedule")).start()
+    except (RedisError, StopRequested) as exc:  # asked to stop while Redis was unreachable (or starting up)
+        log.warning("cron schedule stopped while Redis was unreachable (%s)", str(exc) or type(exc).__name__)
 
 
 def run(args, settings: Settings) -> int:
     """Run the worker until stopped (or until the queue is empty with ``--burst``); returns 0."""
-    from rq import Queue, SimpleWorker, Worker
+    from redis.exceptions import RedisError
+    from rq import Queue
 
     from scoring.schedule import build_cron, load_schedules
+    from scoring.worker import make_worker, waiting_connection
 
-    connection = redis_connection(settings, "the worker")
+    connection = waiting_connection(settings, "the worker")
     queue = Queue(settings.queue_name, connection=connection)
     cron_process = None
     if args.schedules:
@@ -63,12 +76,26 @@ def run(args, settings: Settings) -> int:
             cron_process.start()
             log.info("cron scheduler started (pid %s) with %d schedules from %s",
                      cron_process.pid, len(schedules), args.schedules)
-    worker_class = SimpleWorker if args.simple else Worker
-    worker = worker_class([queue], connection=connection)
+    worker = make_worker(settings, [queue], connection, simple=args.simple)
     try:
         worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level)
+    except RedisError as exc:  # asked to stop while Redis was unreachable: nothing more to record
+        log.warning("worker stopped while Redis was unreachable (%s)", exc)
+        if worker.horse_pid:
+            worker.kill_horse()
+            worker.wait_for_horse()
     finally:
-        if cron_process is not None and cron_process.is_alive():
-            cron_process.terminate()
-            cron_process.join(10)
+        _stop(cron_process)
     return 0
+
+
+def _stop(process) -> None:
+    """Stop the cron child: SIGTERM, then SIGKILL if it has not ended within 10 s."""
+    if process is None or not process.is_alive():
+        return
+    process.terminate()
+    process.join(10)
+    if process.is_alive():
+        log.warning("the cron scheduler (pid %s) did not stop within 10 s; killing it", process.pid)
+        process.kill()
+        process.join(5)

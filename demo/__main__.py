@@ -37,7 +37,8 @@ from core.settings import Settings
 from fakellm import FakeLLM, TableAnswer
 from fakellm.dataset import LABEL_CONFIG, make_tasks
 from fakellm.oracle import answer_from_regions
-from scoring.cost import cheapest_good_enough, compare_table, cost_section
+from scoring.compare import PairOptions, paired_comparison
+from scoring.cost import compare_table, cost_section
 from scoring.engine import evaluate
 from scoring.report_html import ReportOptions, render_html
 
@@ -134,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(report, fh, indent=2)
     rows = compare_table(reports)
     best = next(r for r in reports if r["version"] == rows[0]["version"])
-    render_html(best, os.path.join(args.out, "report.html"), ReportOptions(comparison=rows, tolerance=0.03))
+    paired = paired_comparison(reports, {r["version"]: r["usd_per_task"] for r in rows}, PairOptions(margin=0.03))
+    render_html({**best, "compare": paired}, os.path.join(args.out, "report.html"),
+                ReportOptions(comparison=rows, tolerance=0.03))
 
     print(f"\nQuality against ground truth ({len(tasks)} tasks) and cost (projected to {args.project_size:,} tasks):")
     lines = [["version", "score", *best["per_control"], "usd/task", "projected", "relative cost"]]
@@ -147,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             "-" if row["relative_cost"] is None else f"{row['relative_cost']:.2f}x",
         ])
     print(_table(lines))
-    pick = cheapest_good_enough(rows, tolerance=0.03)
-    if pick:
-        print(f"\nCheapest version within 0.03 of the best score: {pick['version']} "
-              f"(score {pick['score']:.3f}, {_money(pick['usd_per_task'])}/task)")
+    print(f"\nVerdict: {paired['verdict']}")
 
     cheap = rows[-1]["version"]
     mvm = evaluate(tasks, LABEL_CONFIG, cheap, against=rows[0]["version"])

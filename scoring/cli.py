@@ -22,6 +22,7 @@ COMMANDS = {
     "score": "scoring.commands.score",         # pull a project from Label Studio, score, write back
     "compare": "scoring.commands.compare",     # several versions side by side: quality and cost
     "history": "scoring.commands.history",     # past scoring runs of a project
+    "suggest": "scoring.commands.suggest",     # which tasks to annotate next: a Data Manager tab
     "run": "scoring.commands.run",             # run a version on a project's tasks (in-process): plan, write
     "worker": "scoring.commands.worker",       # run the RQ worker (with its cron schedule)
     "calibrate": "scoring.commands.calibrate", # fit confidence -> P(right) on ground truth; store it for the backend

@@ -36,6 +36,7 @@ import math
 from typing import Any
 
 TOLERANCE = 0.02  # a version scoring within this of the best one is "good enough" (cheapest_good_enough)
+MARGIN = TOLERANCE  # non-inferiority margin of the verdict (cheapest_non_inferior); --tolerance is its old name
 
 
 def _num(value: Any) -> float | None:
@@ -237,3 +238,40 @@ def cheapest_good_enough(rows: list[dict], tolerance: float = TOLERANCE) -> dict
     if not candidates:
         return None
     return min(candidates, key=lambda c: (c[0], -c[1]))[2]
+
+
+def cheapest_non_inferior(rows: list[dict], best: str, diffs: dict, margin: float = MARGIN) -> tuple[str | None, list]:
+    """The decision: the cheapest version not worse than ``best`` by more than ``margin``.
+
+    ``rows``: dicts with ``version`` and ``usd_per_task`` (``None`` = unknown); ``diffs``:
+    version -> ``scoring.stats.PairedDiff`` of mean(version) - mean(best) on their shared
+    tasks.  Candidates are the versions other than ``best`` that are not dearer than it,
+    cheapest first, unknown prices last (all of them when ``best``'s price is unknown).
+    A candidate qualifies when the lower end of its difference's interval is above
+    ``-margin`` (non-inferiority), not when its point estimate happens to be close.
+    Returns ``(chosen version or None, the candidates in order)``.
+
+    >>> from scoring.stats import PairedDiff
+    >>> rows = [{"version": "big", "usd_per_task": 0.003}, {"version": "mini", "usd_per_task": 0.0002},
+    ...         {"version": "tiny", "usd_per_task": 0.0001}]
+    >>> diffs = {"mini": PairedDiff(412, -0.006, (-0.015, 0.003), 0.2),
+    ...          "tiny": PairedDiff(412, -0.01, (-0.05, 0.03), 0.6)}
+    >>> cheapest_non_inferior(rows, "big", diffs, 0.02)     # tiny is cheaper, but the data cannot rule out -0.05
+    ('mini', ['tiny', 'mini'])
+    """
+    from scoring.stats import non_inferiority
+
+    top = next((_num(r.get("usd_per_task")) for r in rows if r.get("version") == best), None)
+    order = []
+    for r in rows:
+        price = _num(r.get("usd_per_task"))
+        if r.get("version") == best or r.get("version") not in diffs:
+            continue
+        if top is None or price is None or price <= top:
+            order.append((price is None, price or 0.0, r.get("version")))
+    versions = [v for _, _, v in sorted(order, key=lambda o: (o[0], o[1]))]
+    for v in versions:
+        ci = diffs[v].diff_ci
+        if non_inferiority(ci[0] if ci else None, margin):
+            return v, versions
+    return None, versions

@@ -2,7 +2,7 @@
 
 Public API::
 
-    evaluate(tasks, label_config, version, against="ground_truth", config=None) -> dict
+    evaluate(tasks, label_config, version, against="ground_truth", config=None, *, intervals=INTERVALS) -> dict
     compile_schema(label_config, config=None) -> Schema        # parse the label config once
     pair_results(task, version, against="ground_truth") -> (prediction, reference)
     score_pair(pred_result, ref_result, schema) -> (score, {control: score})
@@ -19,7 +19,10 @@ JSON types; ``None`` where a statistic is undefined)::
      "confusion": {control: {"labels": [...], "matrix": [[...]]}},   # rows = reference
      "kappa": {control: float | None}, "alpha": {control: float | None},
      "tasks": [{"id", "score", "per_control": {name: float}, "prediction_id"}],  # compared tasks
-     "skipped": [{"id", "code", "reason"}], "unscored_controls": [...]}
+     "skipped": [{"id", "code", "reason"}], "unscored_controls": [...],
+     # with intervals (the default; ``intervals=None`` leaves them out), see scoring.uncertainty:
+     "score_ci", "ci_level", "ci_seed", "ci_method", per_control[name]["ci"],
+     per_label[c][l]["precision_ci" | "recall_ci" | "f1_ci"], "kappa_ci": {c: [lo, hi] | None}, "alpha_ci"}
 
 ``code`` is one of :data:`SKIP_CODES` (``no_prediction``, ``no_reference``, ``result_mismatch``,
 ``custom_metric_failed``), for programs; ``reason`` says it in words.
@@ -41,11 +44,12 @@ from scoring.config import ScoringConfig
 from scoring.export import GROUND_TRUTH, ground_truth, prediction_of, versions_in
 from scoring.metrics.spec import ResultMismatch
 from scoring.schema import Control, Schema, compile_schema
+from scoring.uncertainty import IntervalOptions, TaskData, add_intervals
 
 __all__ = [
     "GROUND_TRUTH", "SKIP_CODES", "SKIP_CUSTOM_METRIC", "SKIP_NO_PREDICTION", "SKIP_NO_REFERENCE",
-    "SKIP_RESULT_MISMATCH", "Control", "Schema", "alpha_multi", "compile_schema", "evaluate", "evaluate_schema",
-    "pair_results", "score_pair", "single_choice_values",
+    "SKIP_RESULT_MISMATCH", "INTERVALS", "Control", "IntervalOptions", "Schema", "alpha_multi", "compile_schema",
+    "evaluate", "evaluate_schema", "pair_results", "score_pair", "single_choice_values",
 ]
 
 # Why a task was skipped: the ``code`` of each ``skipped`` entry (its ``reason`` says it in words).
@@ -54,6 +58,7 @@ SKIP_NO_REFERENCE = "no_reference"  # no ground truth / no prediction of the ref
 SKIP_RESULT_MISMATCH = "result_mismatch"  # a result does not fit the label config
 SKIP_CUSTOM_METRIC = "custom_metric_failed"  # a custom metric raised or returned a non-score
 SKIP_CODES = (SKIP_NO_PREDICTION, SKIP_NO_REFERENCE, SKIP_RESULT_MISMATCH, SKIP_CUSTOM_METRIC)
+INTERVALS = IntervalOptions()  # 95% intervals, seed 0
 
 
 # ---------------------------------------------------------------- per task
@@ -185,17 +190,12 @@ def _check_sources(tasks: list[dict], version: str, against: str) -> None:
                                f"(versions found: {', '.join(found)})")
 
 
-def _ratio(a: int, b: int) -> float:
-    return a / b if b else 0.0
-
-
 def evaluate(tasks: list[dict], label_config: str, version: str, against: str = GROUND_TRUTH,
-             config: ScoringConfig | None = None) -> dict:
-    """Score ``version``'s predictions against ``against`` on the tasks; return the report
-    (see the module docstring).  Raises ``ScoringError`` subclasses when nothing can be
+             config: ScoringConfig | None = None, *, intervals: IntervalOptions | None = INTERVALS) -> dict:
+    """Score ``version``'s predictions against ``against`` on the tasks; return the report (module docstring;
+    ``intervals``: level and seed, ``None`` = none).  Raises ``ScoringError`` subclasses when nothing can be
     scored: unknown version, no reference at all, or no task with both sides usable."""
-    schema = compile_schema(label_config, config)
-    return evaluate_schema(tasks, schema, version, against)
+    return evaluate_schema(tasks, compile_schema(label_config, config), version, against, intervals=intervals)
 
 
 class _Skip(Exception):
@@ -215,6 +215,7 @@ class _Tally:
     n_ctrl: dict = field(default_factory=dict)  # control -> tasks scored
     sum_ctrl: dict = field(default_factory=dict)  # control -> sum of its scores
     labels: dict = field(default_factory=dict)  # control -> label -> [tp, fp, fn]
+    label_rows: dict = field(default_factory=dict)  # control -> per task {label: (tp, fp, fn)} (for intervals)
     picks: dict = field(default_factory=dict)  # single-choice control -> ([prediction], [reference])
     rows: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
@@ -225,6 +226,7 @@ class _Tally:
         self.sum_ctrl = {c.name: 0.0 for c in controls}
         self.labels = {c.name: {lab: [0, 0, 0] for lab in c.spec.labels}
                        for c in controls if c.label_stats is not None and c.spec.labels}
+        self.label_rows = {name: [] for name in self.labels}
         self.picks = {c.name: ([], []) for c in controls if c.single_choice}
 
     def skip(self, tid, code: str, reason: str) -> None:
@@ -239,6 +241,7 @@ class _Tally:
             acc = self.labels.get(c.name)
             if acc is None:
                 continue
+            self.label_rows[c.name].append(st)
             for label, (tp, fp, fn) in st.items():
                 cell = acc.get(label)
                 if cell is not None:
@@ -283,7 +286,8 @@ def _compare(task, schema: Schema, version: str, against: str):
     return pred, score, per, stats, picks
 
 
-def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: str = GROUND_TRUTH) -> dict:
+def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: str = GROUND_TRUTH, *,
+                    intervals: IntervalOptions | None = INTERVALS) -> dict:
     """``evaluate`` with an already compiled schema (for repeated runs on one config)."""
     _check_sources(tasks, version, against)
     tally = _Tally(schema)
@@ -297,7 +301,8 @@ def evaluate_schema(tasks: list[dict], schema: Schema, version: str, against: st
         tally.add({"id": tid, "score": score, "per_control": per, "prediction_id": pred.get("id")}, stats, picks)
     if not tally.rows:
         raise ScoringError(f"no task could be scored: {_first_reasons(tally.skipped)}")
-    return _report(tally, len(tasks), version, against)
+    report = _report(tally, len(tasks), version, against)  # then the intervals, from the per-task data kept
+    return report if intervals is None else add_intervals(report, TaskData(tally.label_rows, tally.picks), intervals)
 
 
 def _first_reasons(skipped: list[dict]) -> str:
@@ -311,8 +316,9 @@ def _per_label(tally: _Tally) -> dict:
     for cname, acc in tally.labels.items():
         rows = {}
         for label, (tp, fp, fn) in acc.items():
-            p, r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-            rows[label] = {"precision": p, "recall": r, "f1": _ratio(2 * tp, 2 * tp + fp + fn), "support": tp + fn}
+            rows[label] = {"precision": tp / (tp + fp) if tp + fp else 0.0,
+                           "recall": tp / (tp + fn) if tp + fn else 0.0,
+                           "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0, "support": tp + fn}
         out[cname] = rows
     return out
 

@@ -3,7 +3,7 @@
     report = score_project(settings, 7, "v2")                                          # against ground truth
     report = score_project(settings, 7, "v2", ScoreOptions(against="v1"))              # model vs model
     report = score_project(settings, 7, "v2", ScoreOptions(write_back=True))           # agreement into Label Studio
-    result = compare_versions(settings, 7, ["v1", "v2", "v3"])                         # quality and cost side by side
+    result = compare_versions(settings, 7, ["v1", "v2", "v3"])                         # quality, cost, paired diffs
     ids = create_candidates(client, 7, report, tasks, n=20)                            # ground-truth candidates
 
 The report is the engine's JSON contract (``scoring.engine.evaluate``) plus
@@ -25,8 +25,10 @@ from core.errors import ScoringError
 from core.labelstudio import LabelStudioClient
 from core.locks import LOCK_WAIT
 from core.settings import Settings
-from scoring.cost import TOLERANCE, cost_section
+from scoring.compare import project_estimate
+from scoring.cost import MARGIN, cost_section
 from scoring.engine import GROUND_TRUTH, compile_schema, evaluate_schema
+from scoring.uncertainty import IntervalOptions
 from scoring.writeback import WRITE_CHUNK
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ class ScoreOptions:
     on_chunk: Callable[[int], None] | None = None  # called after each written chunk
     progress: bool = True                   # progress bars on stderr
     record: bool = True                     # store the run in the history
+    intervals: IntervalOptions = IntervalOptions()  # level and seed of the report's intervals
+    proxy: str | None = None                # a strong version run on all tasks: adds the project-wide "ppi" estimate
     lock_wait: float = LOCK_WAIT            # s to wait for an identical run writing to Label Studio; 0: do not wait
 
 
@@ -62,15 +66,21 @@ class ScoreOptions:
 class CompareOptions:
     """How :func:`compare_versions` scores the versions; the defaults compare against ground truth.
 
-    >>> CompareOptions().tolerance
-    0.02
+    >>> CompareOptions().margin, CompareOptions(margin=0.05).tolerance
+    (0.02, 0.05)
     """
 
     against: str = GROUND_TRUTH             # the one reference every version is scored against
     config: ScoringConfig | None = None     # per-control metrics and weights (scoring.config)
-    tolerance: float = TOLERANCE            # "good enough": within this of the best score (cheapest_good_enough)
+    margin: float = MARGIN                  # non-inferiority margin of the verdict (scoring.compare)
     progress: bool = True                   # progress bars on stderr
     record: bool = True                     # store each version's run in the history
+    intervals: IntervalOptions = IntervalOptions()  # level and seed of every interval
+
+    @property
+    def tolerance(self) -> float:
+        """The margin's old name."""
+        return self.margin
 
 
 def _cost(settings: Settings, version: str, project_id, n_scored: int, n_project_tasks: int) -> dict:
@@ -192,7 +202,10 @@ def _score(settings: Settings, project_id, version: str, opts: ScoreOptions, *,
     client = client or LabelStudioClient(settings)
     pid = int(project_id)
     tasks, label_config = pulled or client.pull_project(pid, progress=opts.progress)
-    report = evaluate_schema(tasks, compile_schema(label_config, opts.config), version, opts.against)
+    schema = compile_schema(label_config, opts.config)
+    report = evaluate_schema(tasks, schema, version, opts.against, intervals=opts.intervals)
+    if opts.proxy:
+        report["ppi"] = project_estimate(tasks, schema, report, opts.proxy, opts.intervals.level)
     report["project"] = pid
     report["n_project_tasks"] = len(tasks)
     report["cost"] = _cost(settings, version, pid, report["n_compared"], len(tasks))
@@ -219,10 +232,13 @@ def compare_versions(settings: Settings, project_id, versions: list[str], option
     """Score several versions against the same reference from one pull; quality and cost side by side.
 
     Returns ``{"project", "reference", "reports": [report per version], "table": compare_table rows,
-    "cheapest_good_enough": row | None (within ``options.tolerance`` of the best score), "alpha":
-    {control: alpha across all versions (and the reference)}}``.
+    "cheapest_good_enough": the table row of the version the verdict names (non-inferior within
+    ``options.margin``) or None, "alpha": {control: alpha across all versions (and the reference)}}``
+    plus the paired comparison of ``scoring.compare.paired_comparison`` (``versions``, ``pairs``,
+    ``verdict``, ``margin``, ``level``, ``non_inferior``).
     """
-    from scoring.cost import cheapest_good_enough, compare_table
+    from scoring.compare import PairOptions, paired_comparison
+    from scoring.cost import compare_table
     from scoring.engine import alpha_multi
 
     opts = options or CompareOptions()
@@ -235,12 +251,16 @@ def compare_versions(settings: Settings, project_id, versions: list[str], option
     client = client or LabelStudioClient(settings)
     pid = int(project_id)
     pulled = client.pull_project(pid, progress=opts.progress)
-    each = ScoreOptions(against=against, config=opts.config, progress=opts.progress, record=opts.record)
+    each = ScoreOptions(against=against, config=opts.config, progress=opts.progress, record=opts.record,
+                        intervals=opts.intervals)
     reports = [score_project(settings, pid, v, each, client=client, pulled=pulled) for v in versions]
     tasks, label_config = pulled
     schema = compile_schema(label_config, opts.config)
     sources = versions + [against]
     alpha = {c.name: alpha_multi(tasks, label_config, sources, c.name) for c in schema.controls if c.single_choice}
     rows = compare_table(reports)
+    paired = paired_comparison(reports, {r["version"]: r["usd_per_task"] for r in rows},
+                               PairOptions(opts.margin, opts.intervals.level, opts.intervals.seed))
+    pick = next((r for r in rows if r["version"] == paired["non_inferior"]), None)
     return {"project": pid, "reference": against, "reports": reports, "table": rows,
-            "cheapest_good_enough": cheapest_good_enough(rows, opts.tolerance), "alpha": alpha}
+            "cheapest_good_enough": pick, "alpha": alpha, **paired}

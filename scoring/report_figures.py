@@ -20,6 +20,7 @@ from core.fmt import usd
 
 MAX_LABELS = 40  # per-label bars drawn per control
 _BLUE, _ORANGE, _GREEN = "#2f6db5", "#e08a2c", "#3b9a52"
+_ERR: dict[str, Any] = {"ecolor": "#333333", "elinewidth": 1, "capsize": 2}  # error bars: the intervals
 
 
 def _png(fig: Figure) -> str:
@@ -32,6 +33,20 @@ def _png(fig: Figure) -> str:
 def img(fig: Figure, alt: str) -> str:
     """``fig`` as an ``<img>`` element with the PNG inline (``alt`` is escaped)."""
     return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{_png(fig)}">'
+
+
+def errors(values: list, cis: list) -> list[list[float]]:
+    """Asymmetric error-bar lengths ``[[below...], [above...]]`` for matplotlib's ``xerr``/``yerr``;
+    an undefined interval (``None``) draws no bar (NaN), it is never invented.  Lengths are
+    clipped at 0 (float rounding, or a percentile interval that does not hold the estimate).
+
+    >>> errors([0.5, 0.9], [[0.4, 0.7], None])
+    [[0.09999999999999998, nan], [0.19999999999999996, nan]]
+    """
+    nan = float("nan")
+    lo = [max(0.0, v - ci[0]) if ci else nan for v, ci in zip(values, cis, strict=True)]
+    hi = [max(0.0, ci[1] - v) if ci else nan for v, ci in zip(values, cis, strict=True)]
+    return [lo, hi]
 
 
 def short(text, n: int = 28) -> str:
@@ -66,7 +81,8 @@ def figure_agreement_histogram(report: dict) -> Figure | None:
 
 
 def figure_per_label(control: str, labels: dict) -> Figure | None:
-    """Grouped horizontal bars of precision, recall and F1 per label of one control (support in the tick label)."""
+    """Grouped horizontal bars of precision, recall and F1 per label of one control (support in the tick label),
+    each with its interval as an error bar."""
     items = [(name, v) for name, v in labels.items() if isinstance(v, dict)][:MAX_LABELS]
     if not items:
         return None
@@ -77,13 +93,59 @@ def figure_per_label(control: str, labels: dict) -> Figure | None:
     ys = list(range(n))
     for k, (key, color) in enumerate((("precision", _GREEN), ("recall", _ORANGE), ("f1", _BLUE))):
         vals = [float(v.get(key) or 0.0) for _, v in items]
-        ax.barh([y + (k - 1) * h for y in ys], vals, height=h, color=color, label=key)
+        ax.barh([y + (k - 1) * h for y in ys], vals, height=h, color=color, label=key,
+                xerr=errors(vals, [v.get(f"{key}_ci") for _, v in items]), error_kw=_ERR)
     ax.set_yticks(ys, [f"{short(name)} (n={v.get('support', 0)})" for name, v in items])
     ax.invert_yaxis()
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("score")
     ax.set_title(f"Per label: {short(control, 40)}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def figure_per_control(per_control: dict) -> Figure | None:
+    """Horizontal bars of each control's score with its interval as an error bar (metric in the tick label)."""
+    items = [(name, v) for name, v in per_control.items()
+             if isinstance(v, dict) and isinstance(v.get("score"), (int, float))][:MAX_LABELS]
+    if not items:
+        return None
+    fig = Figure(figsize=(7, 0.9 + 0.42 * len(items)))
+    ax = fig.add_subplot()
+    vals = [float(v["score"]) for _, v in items]
+    ax.barh(range(len(items)), vals, height=0.6, color=_BLUE, xerr=errors(vals, [v.get("ci") for _, v in items]),
+            error_kw=_ERR)
+    ax.set_yticks(range(len(items)), [f"{short(name)} ({v.get('metric')})" for name, v in items])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("score (bars: interval)")
+    ax.set_title("Per control")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def figure_forest(pairs: list[dict], margin: float | None = None) -> Figure | None:
+    """Forest plot of paired differences: one row per pair (b − a on its shared tasks), the point
+    and its interval; a line at 0 and, when given, at ``-margin``."""
+    rows = [p for p in pairs if isinstance(p.get("diff"), (int, float))]
+    if not rows:
+        return None
+    fig = Figure(figsize=(8, 1.2 + 0.5 * len(rows)))
+    ax = fig.add_subplot()
+    ys = list(range(len(rows)))
+    diffs = [float(p["diff"]) for p in rows]
+    colors = [_GREEN if p.get("significant") else _BLUE for p in rows]
+    ax.errorbar(diffs, ys, xerr=errors(diffs, [p.get("diff_ci") for p in rows]), fmt="none", **_ERR)
+    ax.scatter(diffs, ys, s=50, c=colors, zorder=3)
+    ax.axvline(0, color="#555555", linewidth=1)
+    if margin:
+        ax.axvline(-abs(margin), color=_ORANGE, linestyle="--", linewidth=1, label=f"−margin ({abs(margin):g})")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(ys, [f"{short(p['b'], 26)} − {short(p['a'], 26)} (n={p.get('n_shared')})" for p in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("difference in mean score on shared tasks (green: significant after Holm)")
+    ax.set_title("Paired differences")
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -116,11 +178,12 @@ def figure_confusion(control: str, confusion: dict) -> Figure | None:
     return fig
 
 
-def figure_quality_vs_cost(rows: list[dict], current: str | None = None) -> Figure | None:
+def figure_quality_vs_cost(rows: list[dict], current: str | None = None, cis: dict | None = None) -> Figure | None:
     """Scatter of score against USD per 1,000 tasks, one labelled point per version.
 
     The report's own version is orange, the others blue; versions without a
     known price cannot be placed and are left out (the table lists them).
+    ``cis`` (version -> score interval) adds vertical error bars.
     """
     from matplotlib.ticker import FuncFormatter
 
@@ -134,14 +197,17 @@ def figure_quality_vs_cost(rows: list[dict], current: str | None = None) -> Figu
     ys = [r["score"] for r in points]
     colors = [_ORANGE if str(r.get("version")) == str(current) else _BLUE for r in points]
     ax.scatter(xs, ys, s=70, c=colors, zorder=3)
+    if cis:
+        ax.errorbar(xs, ys, yerr=errors(ys, [cis.get(r.get("version")) for r in points]), fmt="none", zorder=2, **_ERR)
     for x, y, r in zip(xs, ys, points, strict=True):
         ax.annotate(f"{short(r.get('version'), 24)}  {usd(x)}", (x, y), textcoords="offset points", xytext=(6, 5),
                     fontsize=9)
     ax.set_xlabel("USD per 1,000 tasks")
     ax.set_ylabel("score")
-    lo, hi = min(ys), max(ys)
+    ends = [e for r in points for e in ((cis or {}).get(r.get("version")) or ())]
+    lo, hi = min(ys + ends), max(ys + ends)
     pad = max(0.02, (hi - lo) * 0.15)
-    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi <= 1 else hi + pad)
+    ax.set_ylim(max(0.0, lo - pad), min(1.01, hi + pad) if hi <= 1 else hi + pad)
     xmax = max(xs)
     ax.set_xlim(0, xmax * 1.35 if xmax > 0 else 1.0)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: usd(v) if v else "$0"))

@@ -5,12 +5,17 @@ writes a single file (no external assets: figures are PNGs embedded as base64, d
 by ``scoring.report_figures`` with matplotlib's Agg canvas without touching pyplot's
 global state):
 
-- summary: score, tasks compared and skipped, per-control metric/score/kappa/alpha, cost;
+- summary: score, tasks compared and skipped, per-control metric/score/kappa/alpha, each with its
+  interval when the report has them (``score_ci`` ..., see ``scoring.uncertainty``), the project-wide
+  estimate (``ppi``) when present, cost; per-control bars with error bars;
 - distribution of per-task agreement (histogram);
-- per-label precision/recall/F1 bars, one chart per control;
+- per-label precision/recall/F1 bars with error bars, one chart per control;
 - confusion matrix heatmap per single-choice control (rows = reference, columns = prediction);
-- quality vs cost across versions (when ``comparison`` rows from ``scoring.cost.compare_table`` are given),
-  naming the cheapest version within ``tolerance`` of the best score;
+- quality vs cost across versions (when ``comparison`` rows from ``scoring.cost.compare_table`` are given);
+- the paired comparison when the report carries a ``compare`` section (``scoring.compare.paired_comparison``:
+  ``versions``, ``pairs``, ``verdict``, ``margin``): a forest plot of the differences, their table and the
+  verdict (which also replaces the "cheapest within ``tolerance``" line under the quality-vs-cost table),
+  and error bars on the quality-vs-cost points;
 - score over time per version (when ``history`` runs from ``scoring.history`` are given);
 - the lowest-agreement tasks (``LOWEST_N`` by default) with links to open them in Label Studio
   (``task_url(task_id) -> str``, e.g. ``core.labelstudio.label_studio_task_url``; only
@@ -37,11 +42,14 @@ from scoring.report_figures import (
     MAX_LABELS,
     figure_agreement_histogram,
     figure_confusion,
+    figure_forest,
     figure_history,
+    figure_per_control,
     figure_per_label,
     figure_quality_vs_cost,
     img,
 )
+from scoring.uncertainty import interval_text, ppi_text
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,8 @@ def _safe_link(url) -> str | None:
 
 def _summary(report: dict) -> str:
     parts = [
-        f'<p><span class="big">{num(report.get("score"))}</span> <span class="muted">overall score</span></p>',
+        f'<p><span class="big">{num(report.get("score"))}</span> <span class="muted">overall score'
+        f'{_ci_note(report)}</span></p>',
         _table(
             ["version", "reference", "tasks", "compared", "skipped"],
             [[_e(report.get("version")), _e(report.get("reference")), num(report.get("n_tasks"), "d"),
@@ -108,14 +117,30 @@ def _summary(report: dict) -> str:
     per_control = report.get("per_control") or {}
     if per_control:
         kappa, alpha = report.get("kappa") or {}, report.get("alpha") or {}
+        kappa_ci, alpha_ci = report.get("kappa_ci") or {}, report.get("alpha_ci") or {}
+        with_ci = "score_ci" in report
         rows = [
-            [_e(name), _e((v or {}).get("metric")), num((v or {}).get("score")), num((v or {}).get("n"), "d"),
-             num(kappa.get(name)), num(alpha.get(name))]
+            [_e(name), _e((v or {}).get("metric")),
+             interval_text((v or {}).get("score"), (v or {}).get("ci")) if with_ci else num((v or {}).get("score")),
+             num((v or {}).get("n"), "d"),
+             interval_text(kappa.get(name), kappa_ci.get(name)) if with_ci else num(kappa.get(name)),
+             interval_text(alpha.get(name), alpha_ci.get(name)) if with_ci and name in alpha else num(alpha.get(name))]
             for name, v in per_control.items()
         ]
         parts.append(_table(["control", "metric", "score", "n", "Cohen's kappa", "Krippendorff's alpha"], rows,
                             {2, 3, 4, 5}))
+    if isinstance(report.get("ppi"), dict):
+        parts.append(f"<p>{_e(ppi_text(report['ppi']))}</p>")
     return "".join(parts)
+
+
+def _ci_note(report: dict) -> str:
+    """`` · 95% interval [lo, hi]`` beside the overall score; nothing when the report has no intervals."""
+    if "score_ci" not in report:
+        return ""
+    ci, level = report.get("score_ci"), report.get("ci_level") or 0.95
+    text = f"[{num(ci[0])}, {num(ci[1])}]" if ci else "undefined (too few tasks or no spread)"
+    return f" · {level:.0%} interval {_e(text)}"
 
 
 def _cost(report: dict) -> str:
@@ -152,7 +177,7 @@ def _quality(cost: dict) -> str:
     return f"{_e(dropped or 'none')} / {num(cost.get('repaired'), ',d', '0')}"
 
 
-def _comparison(rows: list[dict], current, tolerance: float) -> str:
+def _comparison(rows: list[dict], current, tolerance: float, paired: dict | None = None) -> str:
     from scoring.cost import cheapest_good_enough
 
     table = _table(
@@ -165,7 +190,9 @@ def _comparison(rows: list[dict], current, tolerance: float) -> str:
         ],
         {1, 2, 3, 4, 5},
     )
-    pick = cheapest_good_enough(rows, tolerance)
+    pick = None if paired else cheapest_good_enough(rows, tolerance)
+    if paired and paired.get("verdict"):
+        table += f"<p><b>Verdict:</b> {_e(paired['verdict'])}</p>"
     if pick is not None:
         table += (f'<p>Cheapest version within {tolerance:g} of the best score: <b>{_e(pick.get("version"))}</b> '
                   f'(score {num(pick.get("score"))}, {usd(pick.get("usd_per_task"))} per task).</p>')
@@ -206,6 +233,9 @@ def _figures(report: dict) -> list[str]:
     fig = figure_agreement_histogram(report)
     if fig is not None:
         out += ["<h2>Agreement per task</h2>", img(fig, "histogram of per-task agreement")]
+    fig = figure_per_control(report.get("per_control") or {}) if "score_ci" in report else None
+    if fig is not None:
+        out += ["<h2>Per control</h2>", img(fig, "per-control scores with intervals")]
     per_label = report.get("per_label") or {}
     labels = [(c, f) for c, f in ((c, figure_per_label(c, v)) for c, v in per_label.items() if isinstance(v, dict))
               if f is not None]
@@ -229,16 +259,38 @@ def _figures(report: dict) -> list[str]:
 def _versions(report: dict, opts: ReportOptions) -> list[str]:
     """The quality-vs-cost comparison and the score-over-time chart, when given."""
     out = []
+    paired = report.get("compare") if isinstance(report.get("compare"), dict) else None
     if opts.comparison:
         out.append("<h2>Versions: quality and cost</h2>")
-        fig = figure_quality_vs_cost(opts.comparison, current=report.get("version"))
+        cis = {v.get("version"): v.get("score_ci") for v in (paired or {}).get("versions") or ()}
+        fig = figure_quality_vs_cost(opts.comparison, current=report.get("version"), cis=cis)
         if fig is not None:
             out.append(img(fig, "quality versus cost across versions"))
-        out.append(_comparison(opts.comparison, report.get("version"), opts.tolerance))
+        out.append(_comparison(opts.comparison, report.get("version"), opts.tolerance, paired))
+    if paired:
+        out += _paired(paired, with_verdict=not opts.comparison)
     if opts.history:
         fig = figure_history(opts.history)
         if fig is not None:
             out += ["<h2>Score over time</h2>", img(fig, "score over time per version")]
+    return out
+
+
+def _paired(paired: dict, with_verdict: bool) -> list[str]:
+    """The paired comparison: forest plot, one row per pair, and the verdict."""
+    pairs = [p for p in paired.get("pairs") or () if isinstance(p, dict)]
+    out = ["<h2>Paired differences on shared tasks</h2>"]
+    fig = figure_forest(pairs, paired.get("margin"))
+    if fig is not None:
+        out.append(img(fig, "forest plot of the paired differences"))
+    out.append(_table(
+        ["b − a", "shared tasks", "difference [interval]", "p-value", "Holm-adjusted p", "significant"],
+        [[f"{_e(p.get('b'))} − {_e(p.get('a'))}", num(p.get("n_shared"), "d"),
+          _e(interval_text(p.get("diff"), p.get("diff_ci"), "+.3f")), num(p.get("p_value"), ".3g"),
+          num(p.get("p_adjusted"), ".3g"), "yes" if p.get("significant") else "no"] for p in pairs],
+        {1, 2, 3, 4}))
+    if with_verdict and paired.get("verdict"):
+        out.append(f"<p><b>Verdict:</b> {_e(paired['verdict'])}</p>")
     return out
 
 

@@ -111,3 +111,15 @@ def _check_named_controls(config: ScoringConfig, tags: dict[str, str], unscored:
         if name in unscored:
             raise ScoringConfigError(f"{_source(config)}: control '{name}' is a {tags[name]}, "
                                      f"which has no metric (scored tags: {', '.join(REGISTRY)})")
+
+
+def read_label_config(path: str) -> str:
+    """The label config XML text of ``path``; ``LabelConfigError`` when unreadable or empty."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelConfigError(f"cannot read label config {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not text.strip():
+        raise LabelConfigError(f"label config {path} is empty")
+    return text

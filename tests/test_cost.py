@@ -94,7 +94,7 @@ def test_cheapest_ties_go_to_higher_score():
     assert cheapest_good_enough(rows)["version"] == "y"
 
 
-def test_compare_table_lines_state_the_tolerance_used():
+def test_compare_table_lines_show_intervals_pairs_and_the_verdict():
     from scoring.commands.compare import table_lines
 
     rows = compare_table([
@@ -103,11 +103,41 @@ def test_compare_table_lines_state_the_tolerance_used():
         {"version": "small", "reference": "ground_truth", "score": 0.875, "n_tasks": 10,
          "cost": {"usd_per_task": 0.001}},
     ])
-    result = {"project": 1, "reference": "ground_truth", "reports": [{}, {}], "table": rows,
-              "cheapest_good_enough": cheapest_good_enough(rows, tolerance=0.03), "alpha": {}}
-    lines = table_lines(result, 0.03)
-    assert "  small scores within 0.03 of big at 0.33× its cost per task" in lines
-    assert any(line.split()[:2] == ["small", "0.875"] and "$0.0010" in line for line in lines)
+    verdict = "small is not worse than big by more than 0.03 (diff -0.025 [-0.029, -0.021], 10 shared tasks)"
+    result = {"project": 1, "reference": "ground_truth", "reports": [{}, {}], "table": rows, "alpha": {},
+              "level": 0.95, "versions": [{"version": "big", "score_ci": [0.8, 0.95]},
+                                          {"version": "small", "score_ci": None}],
+              "pairs": [{"a": "big", "b": "small", "n_shared": 10, "diff": -0.025, "diff_ci": [-0.029, -0.021],
+                         "p_value": 0.002, "p_adjusted": 0.002, "significant": True}],
+              "verdict": verdict}
+    lines = table_lines(result)
+    assert any(line.split()[:4] == ["big", "0.900", "[0.800,", "0.950]"] for line in lines)
+    assert any(line.split()[:3] == ["small", "0.875", "[–]"] and "$0.0010" in line for line in lines)
+    assert "    diff small − big: -0.025 [-0.029, -0.021] on 10 shared task(s), p = 0.002  significant" in lines
+    assert f"  verdict: {verdict}" in lines
+
+
+def paired(diff, lo, hi, n=400):
+    from scoring.stats import PairedDiff
+
+    return PairedDiff(n, diff, (lo, hi), 0.5, 0.1)
+
+
+def test_cheapest_non_inferior_uses_the_interval_not_the_point():
+    from scoring.cost import cheapest_non_inferior
+
+    rows = [{"version": "best", "usd_per_task": 0.01}, {"version": "a", "usd_per_task": 0.001},
+            {"version": "b", "usd_per_task": 0.002}, {"version": "dear", "usd_per_task": 0.02},
+            {"version": "unpriced", "usd_per_task": None}]
+    diffs = {"a": paired(-0.001, -0.04, 0.038),        # closest point estimate, but the data cannot rule out -0.04
+             "b": paired(-0.015, -0.019, -0.011),      # surely within 0.02
+             "dear": paired(0.0, -0.001, 0.001), "unpriced": paired(0.0, -0.001, 0.001)}
+    pick, order = cheapest_non_inferior(rows, "best", diffs, 0.02)
+    assert (pick, order) == ("b", ["a", "b", "unpriced"])           # dearer than the best: not a candidate
+    assert cheapest_non_inferior(rows, "best", diffs, 0.01)[0] == "unpriced"
+    from scoring.stats import PairedDiff
+
+    assert cheapest_non_inferior(rows, "best", {"a": PairedDiff(0, None, None, None)}, 0.02) == (None, ["a"])
 
 
 # --- issue 8 finding 19: what the backend dropped or guessed shows in the report -----------------------

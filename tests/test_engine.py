@@ -16,6 +16,7 @@ from scoring.engine import (
     SKIP_NO_PREDICTION,
     SKIP_NO_REFERENCE,
     SKIP_RESULT_MISMATCH,
+    IntervalOptions,
     alpha_multi,
     compile_schema,
     evaluate,
@@ -66,6 +67,11 @@ def task(tid, gt=None, **preds):
     return t
 
 
+def no_ci(entry: dict) -> dict:
+    """An entry without the interval keys the engine adds beside each estimate."""
+    return {k: v for k, v in entry.items() if not k.endswith("ci")}
+
+
 def only(report, tid):
     return next(t for t in report["tasks"] if t["id"] == tid)
 
@@ -99,7 +105,7 @@ def test_per_task_score_is_weighted_mean_and_overall_is_mean_of_tasks():
     assert only(r, 1)["score"] == pytest.approx((3 * 0 + 1 + 1 + 1 + 0.75 + 0 * 0.0) / 7)
     assert only(r, 1)["per_control"]["stars"] == 0.0
     assert r["score"] == pytest.approx((only(r, 1)["score"] + 1.0) / 2)
-    assert r["per_control"]["quality"] == {"metric": "linear", "score": 0.875, "n": 2, "weight": 1.0}
+    assert no_ci(r["per_control"]["quality"]) == {"metric": "linear", "score": 0.875, "n": 2, "weight": 1.0}
 
 
 def test_several_regions_of_a_control_are_merged():
@@ -138,11 +144,11 @@ def test_per_label_counts_over_tasks():
     r = evaluate(tasks, CONFIG, "v1")
     ner = r["per_label"]["ner"]
     assert set(ner) == {"PER", "ORG"}          # LOC is not in the config: left out
-    assert ner["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
-    assert ner["ORG"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert no_ci(ner["PER"]) == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+    assert no_ci(ner["ORG"]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     s = r["per_label"]["sentiment"]
-    assert s["Positive"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
-    assert s["Negative"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert no_ci(s["Positive"]) == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
+    assert no_ci(s["Negative"]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert s["Neutral"]["support"] == 0
     assert "topics" in r["per_label"] and "summary" not in r["per_label"]
     # task 2 ner: PER matched (1), LOC unmatched: 2*1/(2+1)
@@ -489,3 +495,61 @@ def test_pair_results_and_prediction_ids_for_write_back():
     assert pair_results(t, "v9") == (None, t["annotations"][0])
     r = evaluate([t], CONFIG, "v1")
     assert r["tasks"][0]["prediction_id"] == 11 and r["tasks"][0]["score"] == 1.0
+
+
+# ---------------------------------------------------------------- intervals (issue 10)
+
+def interval_tasks(n=40):
+    """n tasks: sentiment right 3 times in 4, one PER span shifted every 5th task, a summary off by a word."""
+    out = []
+    for i in range(n):
+        pred = "Positive" if i % 4 else "Negative"
+        shift = 3 if i % 5 == 0 else 0
+        out.append(task(i, [ch("Positive"), sp("PER", 0, 6), ta("kim moved to seoul")],
+                        v1=[ch(pred), sp("PER", shift, 6 + shift), ta("kim moved to seoul" if i % 3 else "kim moved")]))
+    return out
+
+
+def test_every_estimate_gets_an_interval_beside_it():
+    r = evaluate(interval_tasks(), CONFIG, "v1")
+    assert r["ci_level"] == 0.95 and r["ci_seed"] == 0 and r["ci_method"] == "bca"
+    lo, hi = r["score_ci"]
+    assert lo < r["score"] < hi
+    for name, pc in r["per_control"].items():
+        assert set(pc) == {"metric", "score", "n", "weight", "ci"}
+        if pc["ci"] is not None:
+            assert pc["ci"][0] <= pc["score"] <= pc["ci"][1]
+    assert r["per_control"]["sentiment"]["ci"] == pytest.approx([0.59806, 0.85813], abs=1e-5)   # Wilson, 30 of 40 (statsmodels)
+    # no side rated anywhere: 1.0 on all 40 tasks, still an interval (Wilson is defined at 40 of 40)
+    assert r["per_control"]["quality"]["ci"] == pytest.approx([0.91238, 1.0], abs=1e-5)
+    per = r["per_label"]["ner"]["PER"]
+    assert set(per) == {"precision", "recall", "f1", "support", "precision_ci", "recall_ci", "f1_ci"}
+    assert per["f1_ci"][0] < per["f1"] < per["f1_ci"][1]
+    assert r["per_label"]["sentiment"]["Neutral"]["precision_ci"] is None   # never predicted nor present
+    assert set(r["kappa_ci"]) == set(r["kappa"]) == {"sentiment"} and set(r["alpha_ci"]) == {"sentiment"}
+    assert r["kappa"]["sentiment"] == 0.0 and r["kappa_ci"]["sentiment"] is None   # reference never varies
+    json.dumps(r)
+
+
+def test_intervals_are_seeded_and_follow_the_level():
+    tasks = interval_tasks()
+    a, b = evaluate(tasks, CONFIG, "v1"), evaluate(tasks, CONFIG, "v1")
+    assert a["score_ci"] == b["score_ci"] and a["per_label"] == b["per_label"]
+    narrow = evaluate(tasks, CONFIG, "v1", intervals=IntervalOptions(level=0.8))
+    assert narrow["ci_level"] == 0.8
+    assert narrow["score_ci"][1] - narrow["score_ci"][0] < a["score_ci"][1] - a["score_ci"][0]
+
+
+def test_one_task_gives_null_intervals_never_invented_ones():
+    r = evaluate([task(1, [ch("Positive"), sp("PER", 0, 5)], v1=[ch("Negative"), sp("PER", 0, 5)])], CONFIG, "v1")
+    assert r["score_ci"] is None
+    assert all(pc["ci"] is None for pc in r["per_control"].values())
+    assert all(v[k] is None for labels in r["per_label"].values() for v in labels.values()
+               for k in ("precision_ci", "recall_ci", "f1_ci"))
+    assert r["kappa_ci"] == {"sentiment": None} and r["alpha_ci"] == {"sentiment": None}
+
+
+def test_intervals_can_be_left_out():
+    r = evaluate(interval_tasks(5), CONFIG, "v1", intervals=None)
+    assert not {"score_ci", "kappa_ci", "alpha_ci", "ci_level"} & set(r)
+    assert "ci" not in r["per_control"]["sentiment"] and "f1_ci" not in r["per_label"]["ner"]["PER"]

@@ -76,11 +76,13 @@ def test_good_run_writes_json_and_html(files):
     html = str(files["dir"] / "out" / "report.html")
     p = run(*base(files), "--html", html)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == f"v1 vs ground_truth: score 0.938 over 2 task(s), 1 skipped -> {files['out']}"
+    assert p.stdout.strip() == (f"v1 vs ground_truth: score 0.938 [0.875, 1.000] over 2 task(s), 1 skipped "
+                                f"-> {files['out']}")
     report = json.loads(Path(files["out"]).read_text())
     # task 1: sentiment 1, summary 1 - 1/4 = 0.75 -> 0.875; task 2: 1 -> mean 0.9375
     assert report["score"] == 0.9375 and report["n_tasks"] == 3 and report["n_skipped"] == 1
-    assert report["per_control"]["summary"] == {"metric": "levenshtein", "score": 0.875, "n": 2, "weight": 1.0}
+    summary = {k: v for k, v in report["per_control"]["summary"].items() if k != "ci"}
+    assert summary == {"metric": "levenshtein", "score": 0.875, "n": 2, "weight": 1.0}
     assert report["skipped"] == [{"id": 3, "code": "no_reference", "reason": "no ground truth"}]
     assert report["confusion"]["sentiment"] == {"labels": ["Positive", "Negative"], "matrix": [[1, 0], [0, 1]]}
     assert report["kappa"]["sentiment"] == 1.0 and report["alpha"]["sentiment"] == 1.0
@@ -219,6 +221,31 @@ def test_console_script_entry_point(files):
     assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
     p = subprocess.run([PYTHON, "-m", "scoring", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.stdout.startswith("usage: python -m scoring ")
+
+
+def test_intervals_level_and_the_project_wide_estimate(files):
+    p = run(*base(files), "--level", "0.9", "--proxy", "v2")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(Path(files["out"]).read_text())
+    assert report["ci_level"] == 0.9 and report["score_ci"] == [0.875, 1.0]
+    assert report["per_control"]["sentiment"]["ci"] is not None          # Wilson for 2 of 2 exact matches
+    assert set(report["kappa_ci"]) == {"sentiment"} and set(report["alpha_ci"]) == {"sentiment"}
+    ppi = report["ppi"]
+    assert set(ppi) >= {"score", "ci", "classical_ci", "n_labeled", "n_unlabeled"}
+    # v2 predicted tasks 1 and 2 only, both with ground truth: 2 labeled, nothing to extrapolate to
+    assert (ppi["proxy"], ppi["n_labeled"], ppi["n_unlabeled"]) == ("v2", 2, 0)
+    assert ppi["score"] == pytest.approx(report["score"])
+    assert "project-wide estimate with proxy v2: 0.938" in p.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--proxy", "v2", "--against", "v2"], "--proxy estimates the score against ground truth"),
+    (["--proxy", "v1"], "--proxy names the scored version 'v1' itself"),
+    (["--level", "1.5"], "confidence level must be a number between 0 and 1"),
+])
+def test_bad_proxy_or_level(files, extra, message):
+    p = run(*base(files), *extra)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
 
 
 # --------------------------------------------------------------------------- output paths (issue 8 finding 10)

@@ -148,7 +148,7 @@ def test_score_command_prints_a_summary_and_writes_json_and_html(gt_project, cli
                  "--html", str(out_html), "--no-progress"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    assert "v-good vs ground_truth: score 0.979 over 18 task(s), 2 skipped" in printed.out
+    assert "v-good vs ground_truth: score 0.979 [0.922, 0.996] over 18 task(s), 2 skipped" in printed.out
     assert f"/projects/{pid}/data?task={ids['t03']}" in printed.out
     report = json.loads(out_json.read_text())
     for key in ("version", "reference", "n_tasks", "n_skipped", "score", "per_control", "per_label", "confusion",

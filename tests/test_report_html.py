@@ -100,3 +100,61 @@ def test_comparison_names_the_tolerance_it_was_given(tmp_path):
     wider = open(render_html(report, str(tmp_path / "b.html"), ReportOptions(comparison=rows, tolerance=0.03)),
                  encoding="utf-8").read()
     assert "within 0.03 of the best score: <b>v1</b>" in wider
+
+
+def with_intervals(report):
+    """sample_report with the interval keys of scoring.uncertainty, one of them undefined."""
+    report = dict(report, score_ci=[0.4, 0.5], ci_level=0.9, kappa_ci={"sentiment": [0.3, 0.52]},
+                  alpha_ci={"sentiment": None})
+    report["per_control"] = {name: dict(pc, ci=[pc["score"] - 0.05, pc["score"] + 0.05])
+                             for name, pc in report["per_control"].items()}
+    report["per_label"] = {c: {lab: dict(v, precision_ci=[0.4, 0.6], recall_ci=None, f1_ci=[0.3, 0.5])
+                               for lab, v in labels.items()} for c, labels in report["per_label"].items()}
+    return report
+
+
+def test_intervals_in_the_summary_and_error_bars(tmp_path):
+    report = with_intervals(sample_report())
+    report["ppi"] = {"proxy": "big-v1", "score": 0.47, "ci": [0.45, 0.49], "classical_ci": [0.4, 0.5],
+                     "n_labeled": 60, "n_unlabeled": 940}
+    page = open(render_html(report, str(tmp_path / "r.html")), encoding="utf-8").read()
+    assert "overall score · 90% interval [0.400, 0.500]" in page
+    assert "0.500 [0.450, 0.550]" in page                          # per-control score with its interval
+    assert "0.410 [0.300, 0.520]" in page and "0.400 [–]" in page  # kappa; alpha's interval undefined
+    assert "project-wide estimate with proxy big-v1: 0.470 [0.450, 0.490]" in page
+    assert "<h2>Per control</h2>" in page and 'alt="per-control scores with intervals"' in page
+    assert len(images(page)) == 4                                  # histogram, per control, per label, confusion
+
+
+def test_paired_comparison_forest_plot_and_verdict(tmp_path):
+    report = with_intervals(sample_report(5))
+    verdict = f"v1 is not worse than v2{EVIL} by more than 0.05 (diff -0.03 [-0.04, -0.02], 5 shared tasks)"
+    compare = {"margin": 0.05, "level": 0.95, "verdict": verdict,
+               "versions": [{"version": report["version"], "score": 0.45, "score_ci": [0.4, 0.5], "n_compared": 5},
+                            {"version": "v1", "score": 0.42, "score_ci": None, "n_compared": 5}],
+               "pairs": [{"a": report["version"], "b": "v1", "n_shared": 5, "diff": -0.03, "diff_ci": [-0.04, -0.02],
+                          "p_value": 0.03, "p_adjusted": 0.03, "significant": True, "per_control": {}}]}
+    rows = compare_table([report, {"version": "v1", "reference": "ground_truth", "score": 0.42, "n_tasks": 5,
+                                   "cost": {"usd_per_task": 0.00001, "projected_usd": 0.006}}])
+    page = open(render_html(dict(report, compare=compare), str(tmp_path / "r.html"),
+                            ReportOptions(comparison=rows, tolerance=0.05)), encoding="utf-8").read()
+    assert "Paired differences on shared tasks" in page and 'alt="forest plot of the paired differences"' in page
+    assert "-0.030 [-0.040, -0.020]" in page
+    assert page.count("<b>Verdict:</b>") == 1 and EVIL not in page  # once, under the quality-vs-cost table, escaped
+    assert "Cheapest version within" not in page                     # the verdict replaces the point-estimate pick
+    alone = open(render_html(dict(report, compare=compare), str(tmp_path / "o.html")), encoding="utf-8").read()
+    assert alone.count("<b>Verdict:</b>") == 1 and "quality and cost" not in alone   # offline compare: no costs
+
+
+def test_figures_draw_intervals_and_skip_undefined_ones():
+    from scoring.report_figures import figure_forest, figure_per_control
+
+    fig = figure_per_control({"a": {"score": 0.8, "ci": [0.7, 0.9], "metric": "exact"},
+                              "b": {"score": 1.0, "ci": None}})
+    (bars,) = [c for c in fig.axes[0].containers if hasattr(c, "lines")]
+    segments = [s.tolist() for s in bars.lines[2][0].get_segments()]
+    assert segments == [[[0.7, 0.0], [0.9, 0.0]], []]             # a: its interval; b: undefined, no bar drawn
+    forest = figure_forest([{"a": "x", "b": "y", "n_shared": 3, "diff": 0.1, "diff_ci": None, "significant": False}],
+                           margin=0.02)
+    assert forest is not None and figure_forest([{"a": "x", "b": "y", "diff": None}]) is None
+    assert figure_per_control({}) is None

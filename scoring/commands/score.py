@@ -4,12 +4,13 @@
     python -m scoring score --project 7 --version v2 --write-back [--make-current]
     python -m scoring score --project 7 --version v2 --against v1 [--candidates 20]
     python -m scoring score --project 7 --version v2 --json out/v2.json --html out/v2.html
+    python -m scoring score --project 7 --version v2-mini --proxy v2-4o [--level 0.9]   # project-wide estimate
 
 Needs ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``.  Prints a summary table
-(overall score, per control, kappa/alpha, cost, the lowest-agreement tasks with
-links).  ``--json`` writes the report (the ``evaluate`` contract plus ``cost``,
-``lowest``, ``write_back``, ``candidates``, ``run_id``); ``--html`` the HTML report.
-Both paths are checked before Label Studio is asked anything.
+(overall score and per control with their intervals, kappa/alpha, cost, the lowest-agreement
+tasks with links; with ``--proxy`` the project-wide estimate).  ``--json`` writes the report
+(the ``evaluate`` contract plus ``cost``, ``lowest``, ``write_back``, ``candidates``, ``run_id``,
+``ppi``); ``--html`` the HTML report.  Both paths are checked before Label Studio is asked anything.
 
 With ``--write-back`` (or ``--candidates``) the run holds the lock of (project, version,
 reference) -- the one the worker's jobs take -- from the pull to the history record; an
@@ -25,6 +26,7 @@ from core.fmt import num, usd_fixed
 from core.locks import LOCK_WAIT
 from scoring.engine import GROUND_TRUTH, SKIP_RESULT_MISMATCH
 from scoring.output import check_outputs, quiet_http, write_html, write_json
+from scoring.uncertainty import IntervalOptions, interval_text, parse_level, ppi_text
 
 HELP = "pull a Label Studio project, score a version against ground truth or another version, write agreement back"
 
@@ -45,6 +47,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--candidates", type=int, default=0, metavar="N",
                         help="with --against VERSION_B: turn the N most-agreeing unannotated tasks into annotations "
                              "from --version's predictions, NOT marked ground truth (a person confirms them)")
+    parser.add_argument("--level", type=parse_level, default=0.95,
+                        help="confidence level of the intervals beside every estimate (default 0.95)")
+    parser.add_argument("--proxy", metavar="VERSION_P",
+                        help="a strong version run on all tasks: add the project-wide estimate of the score (PPI)")
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", help="write the report as JSON")
     parser.add_argument("--html", dest="html_out", metavar="OUT.html", help="write the HTML report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -59,12 +65,21 @@ def add_arguments(parser) -> None:
 def summary_lines(report: dict) -> list[str]:
     """The printed summary of a report (one list of lines)."""
     ref = report["reference"]
-    lines = [f"project {report.get('project')}: {report['version']} vs {ref}: score {num(report['score'])} over "
-             f"{report['n_compared']} task(s), {report['n_skipped']} skipped (of {report['n_tasks']})", ""]
-    lines.append(f"  {'control':<20} {'metric':<18} {'score':>7} {'n':>6} {'kappa':>7} {'alpha':>7}")
+    lines = [f"project {report.get('project')}: {report['version']} vs {ref}: score "
+             f"{interval_text(report['score'], report.get('score_ci'))} over {report['n_compared']} task(s), "
+             f"{report['n_skipped']} skipped (of {report['n_tasks']})", ""]
+    lines.append(f"  {'control':<20} {'metric':<18} {'score':>7} {'interval':>16} {'n':>6} {'kappa':>7} {'alpha':>7}")
     for name, pc in report["per_control"].items():
-        lines.append(f"  {name:<20} {pc['metric']:<18} {num(pc['score']):>7} {pc['n']:>6} "
+        ci = pc.get("ci")
+        lines.append(f"  {name:<20} {pc['metric']:<18} {num(pc['score']):>7} "
+                     f"{f'[{ci[0]:.3f}, {ci[1]:.3f}]' if ci else '[–]':>16} {pc['n']:>6} "
                      f"{num(report['kappa'].get(name)):>7} {num(report['alpha'].get(name)):>7}")
+    for name, kappa in report["kappa"].items():
+        lines.append(f"  {name}: Cohen's kappa {interval_text(kappa, (report.get('kappa_ci') or {}).get(name))}, "
+                     f"Krippendorff's alpha "
+                     f"{interval_text(report['alpha'].get(name), (report.get('alpha_ci') or {}).get(name))}")
+    if report.get("ppi"):
+        lines += ["", f"  {ppi_text(report['ppi'])}"]
     lines += _cost_lines(report)
     low = report.get("lowest") or []
     if low:
@@ -119,7 +134,8 @@ def run(args, settings) -> int:
         raise ScoringError("--make-current needs --write-back")
     options = ScoreOptions(against=args.against, config=load_scoring_config(args.config), write_back=args.write_back,
                            make_current=args.make_current, candidates=args.candidates, progress=not args.no_progress,
-                           lock_wait=0 if args.no_wait else max(0.0, args.wait))
+                           lock_wait=0 if args.no_wait else max(0.0, args.wait),
+                           intervals=IntervalOptions(level=args.level), proxy=args.proxy)
     report = score_project(settings, args.project, args.version, options)
     if args.json_out:
         write_json(args.json_out, report)

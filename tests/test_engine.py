@@ -26,20 +26,25 @@ from scoring.engine import (
 from scoring.export import ground_truth, load_export, prediction_of
 from scoring.metrics.spec import ResultMismatch
 
-CONFIG = """<View>
-  <Text name="text" value="$text"/>
-  <Choices name="sentiment" toName="text"><Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices>
-  <Choices name="topics" toName="text" choice="multiple"><Choice value="A"/><Choice value="B"/><Choice value="C"/></Choices>
-  <Labels name="ner" toName="text"><Label value="PER"/><Label value="ORG"/></Labels>
-  <TextArea name="summary" toName="text"/>
-  <Rating name="quality" toName="text" maxRating="5"/>
-  <Number name="stars" toName="text" min="0" max="10"/>
-  <Relations><Relation value="rel"/></Relations>
-</View>"""
+CONFIG = (
+    "<View>\n"
+    '  <Text name="text" value="$text"/>\n'
+    '  <Choices name="sentiment" toName="text">'
+    '<Choice value="Positive"/><Choice value="Negative"/><Choice value="Neutral"/></Choices>\n'
+    '  <Choices name="topics" toName="text" choice="multiple">'
+    '<Choice value="A"/><Choice value="B"/><Choice value="C"/></Choices>\n'
+    '  <Labels name="ner" toName="text"><Label value="PER"/><Label value="ORG"/></Labels>\n'
+    '  <TextArea name="summary" toName="text"/>\n'
+    '  <Rating name="quality" toName="text" maxRating="5"/>\n'
+    '  <Number name="stars" toName="text" min="0" max="10"/>\n'
+    '  <Relations><Relation value="rel"/></Relations>\n'
+    "</View>"
+)
 
 
 def ch(v, name="sentiment"):
-    return {"from_name": name, "to_name": "text", "type": "choices", "value": {"choices": v if isinstance(v, list) else [v]}}
+    return {"from_name": name, "to_name": "text", "type": "choices",
+            "value": {"choices": v if isinstance(v, list) else [v]}}
 
 
 def sp(label, s, e):
@@ -82,7 +87,8 @@ def test_identical_results_score_one_and_empty_controls_count_as_agreement():
     full = [ch("Positive"), ch(["A", "B"], "topics"), sp("PER", 0, 4), ta("hi"), ra(3), num(2)]
     r = evaluate([task(1, full, v1=full), task(2, [ch("Negative")], v1=[ch("Negative")])], CONFIG, "v1")
     assert r["score"] == 1.0
-    assert only(r, 2)["per_control"] == {"sentiment": 1.0, "topics": 1.0, "ner": 1.0, "summary": 1.0, "quality": 1.0, "stars": 1.0}
+    assert only(r, 2)["per_control"] == {"sentiment": 1.0, "topics": 1.0, "ner": 1.0, "summary": 1.0,
+                                         "quality": 1.0, "stars": 1.0}
     assert r["n_tasks"] == r["n_compared"] == 2 and r["n_skipped"] == 0 and r["skipped"] == []
     assert all(pc["n"] == 2 for pc in r["per_control"].values())
 
@@ -124,8 +130,10 @@ def test_number_and_rating_ranges_come_from_the_config():
 
 
 def test_alternative_metrics_from_config():
-    cfg = ScoringConfig(controls={"topics": ControlConfig(metric="jaccard"), "summary": ControlConfig(metric="token_set"),
-                                  "ner": ControlConfig(metric="char_overlap"), "quality": ControlConfig(metric="exact")})
+    cfg = ScoringConfig(controls={"topics": ControlConfig(metric="jaccard"),
+                                  "summary": ControlConfig(metric="token_set"),
+                                  "ner": ControlConfig(metric="char_overlap"),
+                                  "quality": ControlConfig(metric="exact")})
     gt = [ch(["A", "B"], "topics"), ta("Kim moved to Seoul."), sp("PER", 0, 10), ra(4)]
     pred = [ch(["B", "C"], "topics"), ta("kim moved to Busan"), sp("PER", 5, 15), ra(5)]
     r = evaluate([task(1, gt, v1=pred)], CONFIG, "v1", config=cfg)
@@ -138,7 +146,8 @@ def test_alternative_metrics_from_config():
 def test_per_label_counts_over_tasks():
     tasks = [
         # PER matched, ORG predicted where reference has none (FP), reference ORG missed (FN)
-        task(1, [ch("Positive"), sp("PER", 0, 5), sp("ORG", 20, 25)], v1=[ch("Positive"), sp("PER", 0, 4), sp("ORG", 40, 45)]),
+        task(1, [ch("Positive"), sp("PER", 0, 5), sp("ORG", 20, 25)],
+             v1=[ch("Positive"), sp("PER", 0, 4), sp("ORG", 40, 45)]),
         task(2, [ch("Negative"), sp("PER", 0, 5)], v1=[ch("Positive"), sp("PER", 0, 5), sp("LOC", 9, 12)]),
     ]
     r = evaluate(tasks, CONFIG, "v1")
@@ -163,11 +172,12 @@ def test_confusion_kappa_alpha_for_single_choice():
     r = evaluate(tasks, CONFIG, "v1")
     assert r["confusion"] == {"sentiment": {"labels": ["Positive", "Negative", "Neutral"],
                                             "matrix": [[2, 1, 0], [0, 1, 0], [1, 0, 1]]}}
-    refs, preds = zip(*pairs)
+    refs, preds = zip(*pairs, strict=True)
     assert r["kappa"]["sentiment"] == pytest.approx(cohen_kappa(list(refs), list(preds)))
     codes = {"Positive": 0, "Negative": 1, "Neutral": 2}
     data = np.array([[codes[x] for x in refs], [codes[x] for x in preds]], dtype=float)
-    assert r["alpha"]["sentiment"] == pytest.approx(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
+    expected_alpha = krippendorff.alpha(reliability_data=data, level_of_measurement="nominal")
+    assert r["alpha"]["sentiment"] == pytest.approx(expected_alpha)
     assert "topics" not in r["confusion"] and "topics" not in r["kappa"]   # multiple choice: no kappa
 
 
@@ -200,7 +210,8 @@ def test_tasks_lacking_a_side_or_matching_badly_are_skipped_and_listed():
 
 
 def test_reference_side_mismatch_is_named():
-    r = evaluate([task(1, [ch("A")], v1=[ch("A")]), task(2, [{"from_name": "ner", "value": {"start": 0}}], v1=[ch("A")])],
+    r = evaluate([task(1, [ch("A")], v1=[ch("A")]),
+                  task(2, [{"from_name": "ner", "value": {"start": 0}}], v1=[ch("A")])],
                  CONFIG, "v1")
     assert r["skipped"][0]["reason"].startswith("result does not match the label config: reference")
 
@@ -216,7 +227,8 @@ def test_relations_and_unscored_controls_are_ignored():
 
 
 def test_model_against_model_needs_no_annotation():
-    tasks = [task(1, None, v_a=[ch("Positive")], v_b=[ch("Negative")]), task(2, None, v_a=[ch("Neutral")], v_b=[ch("Neutral")]),
+    tasks = [task(1, None, v_a=[ch("Positive")], v_b=[ch("Negative")]),
+             task(2, None, v_a=[ch("Neutral")], v_b=[ch("Neutral")]),
              task(3, None, v_a=[ch("Neutral")])]
     r = evaluate(tasks, CONFIG, "v-a", against="v-b")
     assert r["reference"] == "v-b" and r["n_compared"] == 2 and r["per_control"]["sentiment"]["score"] == 0.5
@@ -337,7 +349,8 @@ def write_yaml(tmp_path, text):
 
 
 def test_custom_metric_from_scoring_yaml(tmp_path):
-    cfg = load_scoring_config(write_yaml(tmp_path, "controls:\n  summary:\n    metric: tests.test_engine:half\n    weight: 2\n"))
+    cfg = load_scoring_config(write_yaml(tmp_path, "controls:\n  summary:\n"
+                                                   "    metric: tests.test_engine:half\n    weight: 2\n"))
     CALLS.clear()
     gt = [ch("Positive"), ta("x"), ra(5)]
     pred = [ch("Positive"), ta("y"), ra(5)]
@@ -351,7 +364,8 @@ def test_custom_metric_from_scoring_yaml(tmp_path):
     assert a1 == {"result": [ta("y")]} and a2 == {"result": [ta("x")]} and per_label is False
 
 
-@pytest.mark.parametrize("func,reason", [("broken", "failed on 'summary': RuntimeError: boom"), ("too_big", "outside [0, 1]")])
+@pytest.mark.parametrize("func,reason", [("broken", "failed on 'summary': RuntimeError: boom"),
+                                         ("too_big", "outside [0, 1]")])
 def test_failing_custom_metric_skips_the_task(tmp_path, func, reason):
     cfg = load_scoring_config(write_yaml(tmp_path, f"controls:\n  summary: tests.test_engine:{func}\n"))
     tasks = [task(1, [ta("x")], v1=[ta("y")]), task(2, [ch("Positive")], v1=[ch("Positive")])]
@@ -364,7 +378,8 @@ def test_failing_custom_metric_skips_the_task(tmp_path, func, reason):
 
 def test_load_scoring_config(tmp_path):
     assert load_scoring_config(None) == ScoringConfig()
-    cfg = load_scoring_config(write_yaml(tmp_path, "controls:\n  sentiment: {metric: jaccard, weight: 2}\n  summary: token_set\n"))
+    cfg = load_scoring_config(write_yaml(tmp_path, "controls:\n  sentiment: {metric: jaccard, weight: 2}\n"
+                                                   "  summary: token_set\n"))
     assert cfg.for_control("sentiment") == ControlConfig(metric="jaccard", weight=2.0)
     assert cfg.for_control("summary").metric == "token_set"
     assert cfg.for_control("ner") == ControlConfig()
@@ -380,7 +395,8 @@ def test_load_scoring_config(tmp_path):
     ("controls:\n  a: {metric: 3}\n", "metric must be a name"),
     ("controls:\n  a: no_such_module_xyz:f\n", "cannot import custom metric module 'no_such_module_xyz'"),
     ("controls:\n  a: tests.test_engine:nope\n", "has no function 'nope'"),
-    ("controls:\n  a: tests.test_engine:wrong_signature\n", "must accept (annotation_1, annotation_2, per_label=False)"),
+    ("controls:\n  a: tests.test_engine:wrong_signature\n",
+     "must accept (annotation_1, annotation_2, per_label=False)"),
     ("controls:\n  a: [unclosed\n", "is not valid YAML at line"),
     ("- 1\n", "expected a mapping"),
 ])
@@ -435,7 +451,8 @@ def test_alpha_multi_matches_krippendorff():
             "ground_truth": ["Positive", "Negative", "Neutral", "Neutral", "Positive"]}
     tasks = []
     for i in range(5):
-        t = {"id": i, "data": {}, "annotations": [{"id": i, "ground_truth": True, "result": [ch(rows["ground_truth"][i])]}],
+        t = {"id": i, "data": {},
+             "annotations": [{"id": i, "ground_truth": True, "result": [ch(rows["ground_truth"][i])]}],
              "predictions": []}
         for v in ("v-a", "v-b"):
             if rows[v][i] is not None:
@@ -457,7 +474,8 @@ def test_alpha_multi_matches_krippendorff():
 region = st.one_of(
     st.sampled_from(["Positive", "Negative", "Neutral"]).map(ch),
     st.lists(st.sampled_from("ABC"), max_size=3).map(lambda v: ch(v, "topics")),
-    st.tuples(st.sampled_from(["PER", "ORG", "LOC"]), st.integers(0, 30), st.integers(0, 10)).map(lambda t: sp(t[0], t[1], t[1] + t[2])),
+    st.tuples(st.sampled_from(["PER", "ORG", "LOC"]), st.integers(0, 30), st.integers(0, 10))
+    .map(lambda t: sp(t[0], t[1], t[1] + t[2])),
     st.text(alphabet="ab .", max_size=8).map(ta),
     st.integers(1, 5).map(ra),
     st.floats(-5, 15, allow_nan=False).map(num),
@@ -515,11 +533,12 @@ def test_every_estimate_gets_an_interval_beside_it():
     assert r["ci_level"] == 0.95 and r["ci_seed"] == 0 and r["ci_method"] == "bca"
     lo, hi = r["score_ci"]
     assert lo < r["score"] < hi
-    for name, pc in r["per_control"].items():
+    for pc in r["per_control"].values():
         assert set(pc) == {"metric", "score", "n", "weight", "ci"}
         if pc["ci"] is not None:
             assert pc["ci"][0] <= pc["score"] <= pc["ci"][1]
-    assert r["per_control"]["sentiment"]["ci"] == pytest.approx([0.59806, 0.85813], abs=1e-5)   # Wilson, 30 of 40 (statsmodels)
+    # Wilson, 30 of 40 (statsmodels)
+    assert r["per_control"]["sentiment"]["ci"] == pytest.approx([0.59806, 0.85813], abs=1e-5)
     # no side rated anywhere: 1.0 on all 40 tasks, still an interval (Wilson is defined at 40 of 40)
     assert r["per_control"]["quality"]["ci"] == pytest.approx([0.91238, 1.0], abs=1e-5)
     per = r["per_label"]["ner"]["PER"]

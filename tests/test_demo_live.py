@@ -4,15 +4,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from core.labelstudio import LabelStudioClient
+from core.settings import Settings
 from demo.stack import ADMIN, VERSIONS
-from tests.lsharness import find_binary, skipping_allowed, start_server
+from tests.lsharness import find_binary, skipping_allowed
 
 REPO = Path(__file__).resolve().parent.parent
 STRONG, CHEAP = VERSIONS[0].id, VERSIONS[1].id
@@ -71,24 +74,45 @@ def test_live_demo_runs_the_loop_in_label_studio_and_stops_everything(tmp_path, 
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 
-    # What the demo left in Label Studio (started again on the same data directory).
-    server = start_server(tmp_path / "label-studio", ls_binary, admin=ADMIN)
+    # Again, on the same data directory, waiting for Ctrl-C: everything is reused and stays up.
+    log = tmp_path / "second-run.txt"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "demo", "--tasks", "12", "--data-dir", str(tmp_path),
+                                 "--port", "0", "--backend-port", "0"], cwd=REPO, env=demo_env(LS_BIN=ls_binary),
+                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        client = LabelStudioClient(server.settings())
-        ls = server.sdk()
-        pid_ = int(url.group(2))
-        assert [p.title for p in ls.projects.list()] == ["Demo reviews (offline simulation)"]
-        counts = client.model_version_counts(pid_)
-        assert counts[STRONG] == 12 and counts[CHEAP] == 12, counts
-        assert counts[f"eval({STRONG} vs ground_truth)"] == 6 and counts[f"eval({CHEAP} vs ground_truth)"] == 6
-        tabs = {v["title"] for v in client.views(pid_)}
-        assert {f"Agreement: {STRONG} vs ground_truth", f"Agreement: {CHEAP} vs ground_truth"} <= tabs
-        assert client.project(pid_)["model_version"].startswith("eval(")
-        [ml] = ls.ml.list(project=pid_)
-        assert ml.title == f"LLM pre-labels: {STRONG}"
-        assert json.loads(ml.extra_params) == {"version": STRONG}  # a JSON string, not "[object Object]"
+        deadline = time.monotonic() + 300
+        while "Running until Ctrl-C" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        second = log.read_text()
+        assert "Running until Ctrl-C" in second, second[-3000:]
+        assert "reused (12 reviews" in second and "data in" in second and "reused)" in second
+        check_label_studio(re.search(r"Label Studio: (http://127\.0\.0\.1:\d+)/projects/(\d+)/data", second))
+        pid = int(re.search(r"\(pid (\d+);", second).group(1))
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(120) == 0
     finally:
-        server.stop()
+        if proc.poll() is None:
+            proc.kill()
+    assert "Stopped every process the demo started." in log.read_text()
+    assert group_alive(pid) == []
+
+
+def check_label_studio(found) -> None:
+    """What the demo made in Label Studio: project, both versions' predictions, evaluations, tabs, connection."""
+    assert found
+    client = LabelStudioClient(Settings(label_studio_url=found.group(1), label_studio_api_key=ADMIN.token))
+    pid = int(found.group(2))
+    assert client.project(pid)["title"] == "Demo reviews (offline simulation)"
+    counts = client.model_version_counts(pid)
+    assert counts[STRONG] == 12 and counts[CHEAP] == 12, counts
+    assert counts[f"eval({STRONG} vs ground_truth)"] == 6 and counts[f"eval({CHEAP} vs ground_truth)"] == 6
+    tabs = {v["title"] for v in client.views(pid)}
+    assert {f"Agreement: {STRONG} vs ground_truth", f"Agreement: {CHEAP} vs ground_truth"} <= tabs
+    assert client.project(pid)["model_version"].startswith("eval(")
+    [ml] = client.sdk.ml.list(project=pid)
+    assert ml.title == f"LLM pre-labels: {STRONG}"
+    assert json.loads(ml.extra_params) == {"version": STRONG}  # a JSON string, not "[object Object]"
 
 
 def test_real_models_need_yes_before_anything_starts(tmp_path):

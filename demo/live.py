@@ -134,6 +134,9 @@ def score(settings: Settings, pid: int, versions: list[DemoVersion]) -> tuple[st
     result = compare_versions(settings, pid, [v.id for v in versions], options)
     say()
     say("\n".join(table_lines(result, options.tolerance)))
+    first = result["reports"][0]
+    say(f"  (quality: on the {first['n_compared']} of {first['n_project_tasks']} tasks that have a ground-truth "
+        "annotation)")
     for report in result["reports"]:
         if report.get("score_ci"):
             say(f"  {report['version']}: score {report['score']:.3f}, 95% interval {ci_text(report['score_ci'])}")

@@ -75,7 +75,7 @@ class LabelStudioServer:
     def __init__(self, binary: str, data_dir: str | Path, *, port: int | None = None,
                  username: str = USERNAME, password: str = PASSWORD, token: str = TOKEN):
         self.binary = str(binary)
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).absolute()  # Label Studio runs in it: a relative path would nest
         self.port = port or free_port()
         self.username, self.password, self.token = username, password, token
         self.proc: subprocess.Popen | None = None

@@ -15,7 +15,7 @@ import pytest
 from core.labelstudio import LabelStudioClient
 from core.settings import Settings
 from demo.stack import ADMIN, VERSIONS
-from tests.lsharness import find_binary, skipping_allowed
+from tests.lsharness import LabelStudioServer, find_binary, skipping_allowed
 
 REPO = Path(__file__).resolve().parent.parent
 STRONG, CHEAP = VERSIONS[0].id, VERSIONS[1].id
@@ -129,3 +129,11 @@ def test_offline_demo_is_still_there(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Quality against ground truth (6 tasks)" in out.stdout
     assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_a_relative_data_dir_is_made_absolute(tmp_path, monkeypatch):
+    """Label Studio is started *in* its data dir: a relative LABEL_STUDIO_BASE_DATA_DIR made it create a second,
+    empty database nested inside (var/demo/label-studio/var/demo/label-studio), migrated on every fresh start."""
+    monkeypatch.chdir(tmp_path)
+    env = LabelStudioServer("label-studio", "var/demo/label-studio", port=1).env()
+    assert env["LABEL_STUDIO_BASE_DATA_DIR"] == str(tmp_path / "var" / "demo" / "label-studio")

@@ -105,7 +105,8 @@ def start(stack: Stack, base: Settings, args, simulated: bool,
         settings = settings.replace(openai_api_key="demo-key-not-secret", openai_base_url=fake.openai_base_url,
                                     anthropic_api_key="demo-key-not-secret", anthropic_base_url=fake.anthropic_base_url,
                                     predict_concurrency=8)
-        say(f"stand-in LLM (offline simulation) at {fake.url}")
+        say(f"stand-in LLM (offline simulation) at {fake.url}: its calls and tokens are simulated, priced at the "
+            "real models' prices (what such calls would cost)")
     backend = stack.start_backend(settings, args.backend_port)
     title = connect_backend(sdk, pid, backend, versions[0].id)
     say(f"ML backend at {backend}, connected to project {pid} as \"{title}\"")

@@ -31,6 +31,8 @@ from demo.lsserver import find_binary
 from demo.project import ProjectSpec, connect_backend, find_or_create
 from demo.stack import ADMIN, DemoVersion, Stack, pick_versions, write_prompts
 
+DEMO_DIRS = ("label-studio", "simulated", "real")  # under --data-dir: Label Studio's data, each mode's ledger/cache
+
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0],
@@ -93,7 +95,7 @@ def start(stack: Stack, base: Settings, args, simulated: bool,
     n_tasks = sdk.projects.get(id=pid).task_number or 0
     say(f"project {pid} \"{spec.title}\": " + (f"created, {n_tasks} reviews, {spec.ground_truth} with ground truth"
                                             if created else f"reused ({n_tasks} reviews; --fresh starts over)"))
-    work = data / ("simulated" if simulated else "real")
+    work = data / DEMO_DIRS[1 if simulated else 2]
     write_prompts(work / "prompts.yaml", versions)
     settings = base.replace(
         prompts_file=str(work / "prompts.yaml"), data_dir=str(work), redis_url=None, default_version=versions[0].id,
@@ -196,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = Settings.from_env()
         simulated, versions = llm_mode(base, args)
-        if args.fresh and Path(args.data_dir).exists():
-            shutil.rmtree(args.data_dir)
+        if args.fresh:  # only what the demo made there (--data-dir may hold other things)
+            for sub in DEMO_DIRS:
+                shutil.rmtree(Path(args.data_dir) / sub, ignore_errors=True)
         with Stack() as stack:
             settings, pid, title = start(stack, base, args, simulated, versions)
             predict(settings, pid, versions, yes=simulated or args.yes)

@@ -137,3 +137,15 @@ def test_a_relative_data_dir_is_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = LabelStudioServer("label-studio", "var/demo/label-studio", port=1).env()
     assert env["LABEL_STUDIO_BASE_DATA_DIR"] == str(tmp_path / "var" / "demo" / "label-studio")
+
+
+def test_fresh_removes_only_what_the_demo_made_and_a_missing_label_studio_points_to_offline(tmp_path):
+    (tmp_path / "label-studio").mkdir()
+    (tmp_path / "label-studio" / "label_studio.sqlite3").write_text("old")
+    (tmp_path / "notes.txt").write_text("mine")
+    out = run_demo("--no-wait", "--fresh", "--data-dir", str(tmp_path),
+                   env=demo_env(LS_BIN=str(tmp_path / "no-such-label-studio")), timeout=120)
+    assert out.returncode == 2
+    assert "is not an executable" in out.stderr and "python -m demo --offline" in out.stderr
+    assert not (tmp_path / "label-studio").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"

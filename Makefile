@@ -11,8 +11,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .   # the llm-prelabel* commands
 	touch $@
 
+# The whole loop in a real Label Studio (installed once into its own virtualenv), until Ctrl-C.
+# For CI: make demo ARGS="--no-wait --tasks 40".  Without Label Studio: $(PY) -m demo --offline.
 demo: $(VENV)/.installed
-	$(PY) -m demo
+	LS_BIN="$$(tools/ensure_label_studio.sh)" && LS_BIN="$$LS_BIN" $(PY) -m demo $(ARGS)
 
 # Lint and types first, then every test.  A missing Redis, Label Studio or Chromium fails the run; for local
 # work without Label Studio: ALLOW_SKIP_SERVICES=1 make test (its tests are then skipped and listed;

@@ -165,5 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def dispatch(argv: list[str] | None = None) -> int:
+    """``python -m demo --offline``: the loop above; otherwise the live demo in a real Label Studio (demo/live.py)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--offline" in argv:
+        return main([a for a in argv if a != "--offline"])
+    from demo.live import main as live
+
+    return live(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(dispatch())

@@ -136,13 +136,10 @@ def score(settings: Settings, pid: int, versions: list[DemoVersion]) -> tuple[st
     options = CompareOptions(progress=False, record=False)
     result = compare_versions(settings, pid, [v.id for v in versions], options)
     say()
-    say("\n".join(table_lines(result, options.tolerance)))
+    say("\n".join(table_lines(result)))  # scores with their intervals, paired differences, the verdict
     first = result["reports"][0]
     say(f"  (quality: on the {first['n_compared']} of {first['n_project_tasks']} tasks that have a ground-truth "
         "annotation)")
-    for report in result["reports"]:
-        if report.get("score_ci"):
-            say(f"  {report['version']}: score {report['score']:.3f}, 95% interval {ci_text(report['score_ci'])}")
     best = result["table"][0]["version"]
     other = next(v.id for v in versions if v.id != best)
     for v in versions:
@@ -154,15 +151,6 @@ def score(settings: Settings, pid: int, versions: list[DemoVersion]) -> tuple[st
     say(f"Scored and written back to Label Studio in {time.perf_counter() - t:.1f} s")
     return best, other
 
-
-def ci_text(ci) -> str:
-    """An interval as ``[low, high]`` whether the report gives a pair or a dict.
-
-    >>> ci_text([0.81, 0.9]), ci_text({"low": 0.8, "high": 0.9, "level": 0.95})
-    ('[0.810, 0.900]', '[0.800, 0.900]')
-    """
-    low, high = (ci["low"], ci["high"]) if isinstance(ci, dict) else ci
-    return f"[{low:.3f}, {high:.3f}]"
 
 
 def where_to_look(stack: Stack, pid: int, title: str, best: str, other: str) -> None:

@@ -55,7 +55,7 @@ from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateL
 
 from core.errors import DeadlineError, VersionError
 from core.settings import Settings
-from core.stores import key
+from core.stores import key, redis_connection
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,12 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1
 class RedisStore:
     """The same state in Redis, shared by every process that uses ``url``."""
 
-    def __init__(self, url: str, prefix: str = LIMITS_PREFIX) -> None:
+    def __init__(self, url: str, prefix: str = LIMITS_PREFIX, timeout: float | None = None) -> None:
         self.prefix = prefix
-        self.storage = RedisStorage(url, key_prefix=prefix)
+        # with ``timeout`` (REDIS_TIMEOUT): short calls and one retry, like the other stores, so a frozen
+        # Redis costs one timeout before the limiter falls back to its in-process limits
+        pool = redis_connection(url, "the rate limits", timeout=timeout).connection_pool if timeout else None
+        self.storage = RedisStorage(url, connection_pool=pool, key_prefix=prefix)
         connection: Any = self.storage.get_connection()
         self._enter = connection.register_script(_ENTER)
         self._cool = connection.register_script(_COOL)
@@ -325,7 +328,8 @@ class Gates:
     def __init__(self, settings: Settings, shared: LocalStore | RedisStore | None = None):
         self.settings = settings
         self.local = LocalStore()
-        self.shared = shared or (RedisStore(settings.redis_url) if settings.redis_url else self.local)
+        self.shared = shared or (RedisStore(settings.redis_url, timeout=settings.redis_timeout)
+                                 if settings.redis_url else self.local)
         self.in_flight = threading.BoundedSemaphore(settings.max_calls_in_flight)
         self._limiters: dict[tuple[str, Limits], Limiter] = {}
         self._lock = threading.Lock()

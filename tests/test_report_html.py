@@ -3,7 +3,7 @@ import base64
 import re
 
 from core.labelstudio import label_studio_task_url
-from scoring.cost import compare_table, cost_section
+from scoring.cost import MARGIN, compare_table, cost_section
 from scoring.report_html import ReportOptions, render_html
 
 EVIL = "<script>alert('x')</script>"
@@ -90,16 +90,20 @@ def test_minimal_report_renders(tmp_path):
 
 
 def test_comparison_names_the_tolerance_it_was_given(tmp_path):
-    """The sentence under the comparison table states the tolerance the pick was made with (was fixed at 0.02)."""
+    """Without a paired comparison (no verdict) the sentence under the comparison table states the tolerance
+    the pick was made with (default: the verdict's margin, never a hard-coded number) and that it is a
+    point-estimate pick, not the verdict."""
     report = sample_report(5)
-    rows = compare_table([report, {"version": "v1", "reference": "ground_truth", "score": 0.42, "n_tasks": 5,
-                                   "cost": {"usd_per_task": 0.00001, "projected_usd": 0.006}}])
+    rows = compare_table([report, {"version": "v1", "reference": "ground_truth", "score": 0.45 - MARGIN - 0.01,
+                                   "n_tasks": 5, "cost": {"usd_per_task": 0.00001, "projected_usd": 0.006}}])
     default = open(render_html(report, str(tmp_path / "a.html"), ReportOptions(comparison=rows)),
                    encoding="utf-8").read()
-    assert "within 0.02 of the best score: <b>v2" in default        # v1 is 0.03 below the best: not good enough
-    wider = open(render_html(report, str(tmp_path / "b.html"), ReportOptions(comparison=rows, tolerance=0.03)),
+    said = f"Cheapest version within {MARGIN:g} of the best score, on point estimates (no paired comparison"
+    assert said in default and "gives the verdict): <b>v2" in default   # v1 is below the margin: not good enough
+    wider = open(render_html(report, str(tmp_path / "b.html"), ReportOptions(comparison=rows, tolerance=MARGIN + 0.02)),
                  encoding="utf-8").read()
-    assert "within 0.03 of the best score: <b>v1</b>" in wider
+    assert f"within {MARGIN + 0.02:g} of the best score" in wider and "gives the verdict): <b>v1</b>" in wider
+    assert "Verdict" not in wider
 
 
 def with_intervals(report):

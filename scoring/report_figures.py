@@ -276,7 +276,7 @@ def history_series(history: list[dict]) -> dict[str, list[tuple[datetime, float]
     series: dict[str, list[tuple[datetime, float]]] = {}
     for run in history:
         score = run.get("score")
-        if not is_number(score) or not run.get("finished_at"):
+        if not is_number(score) or not isinstance(score, (int, float)) or not run.get("finished_at"):
             continue
         try:
             when = datetime.fromisoformat(str(run["finished_at"]).replace("Z", "+00:00"))

@@ -8,18 +8,22 @@ global state):
 - summary: score, tasks compared and skipped, per-control metric/score/kappa/alpha, each with its
   interval when the report has them (``score_ci`` ..., see ``scoring.uncertainty``), the project-wide
   estimate (``ppi``) when present, cost; per-control bars with error bars;
-- distribution of per-task agreement (histogram);
-- per-label precision/recall/F1 bars with error bars, one chart per control;
+- distribution of per-task agreement (histogram: the tasks below 1.0 in bins, those at exactly 1.0 in a bar
+  of their own, every bar labelled with its count);
+- per-label precision/recall/F1 bars with error bars and their values, one chart per control;
 - confusion matrix heatmap per single-choice control (rows = reference, columns = prediction);
-- quality vs cost across versions (when ``comparison`` rows from ``scoring.cost.compare_table`` are given);
+- quality vs cost across versions (when ``comparison`` rows from ``scoring.cost.compare_table`` are given),
+  in USD per task in the plot as in the table;
 - the paired comparison when the report carries a ``compare`` section (``scoring.compare.paired_comparison``:
-  ``versions``, ``pairs``, ``verdict``, ``margin``): a forest plot of the differences, their table and the
-  verdict (which also replaces the "cheapest within ``tolerance``" line under the quality-vs-cost table),
-  and error bars on the quality-vs-cost points;
-- score over time per version (when ``history`` runs from ``scoring.history`` are given);
-- the lowest-agreement tasks (``LOWEST_N`` by default) with links to open them in Label Studio
-  (``task_url(task_id) -> str``, e.g. ``core.labelstudio.label_studio_task_url``; only
-  http(s) links are emitted), and the skipped tasks.
+  ``versions``, ``pairs``, ``verdict``, ``margin``, ``non_inferior``): a forest plot of the differences, their
+  table and the verdict word for word, under the quality-vs-cost table, whose row of the version it names
+  is marked; without one, that table names the cheapest version within ``tolerance`` of the best score
+  on point estimates, and says so;
+- score over time per version (when ``history`` runs from ``scoring.history`` are given; a sentence while
+  all runs happened at one time);
+- the lowest-agreement tasks below 1.0 (``LOWEST_N`` by default; ``scoring.pipeline.lowest_tasks``: lowest
+  first, ties by numeric id) with links to open them in Label Studio (``task_url(task_id) -> str``, e.g.
+  ``core.labelstudio.label_studio_task_url``; only http(s) links are emitted), and the skipped tasks.
 
 Every piece of user text (version names, labels, task ids, notes) is escaped.
 The report is rendered from selected fields only; values listed in ``secrets``

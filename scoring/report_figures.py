@@ -22,7 +22,7 @@ FULL = 1.0 - 1e-9  # a task scoring at least this agrees fully (float sums of 1.
 _BINS = 20  # histogram bins over [0, 1) for the tasks below full agreement
 _AXIS_PAD = 12  # points between a confusion matrix's tick labels and its axis names
 COST_AXIS = "USD per task"  # the quality-vs-cost x axis: the unit of the tables ("USD per task") and the CLI
-_MIN_PAD = 0.02  # least room (in score) above and below the quality-vs-cost points
+_MIN_PAD = 0.025  # least room (in score) above and below the quality-vs-cost points
 _BLUE, _ORANGE, _GREEN = "#2f6db5", "#e08a2c", "#3b9a52"
 _ERR: dict[str, Any] = {"ecolor": "#333333", "elinewidth": 1, "capsize": 2}  # error bars: the intervals
 

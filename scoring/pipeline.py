@@ -112,13 +112,22 @@ def _cost(settings: Settings, version: str, project_id, n_scored: int, n_project
 
 
 def lowest_tasks(report: dict, client: LabelStudioClient | None, project_id, n: int = LOWEST_N) -> list[dict]:
-    """The ``n`` compared tasks of lowest agreement (ties by task id) with their Label Studio links.
+    """The ``n`` compared tasks of lowest agreement with their Label Studio links: only tasks below full
+    agreement (1.0; an empty list when every compared task agrees fully), lowest first, ties by task id
+    (numeric ids as numbers: 2 before 10).
 
-    >>> lowest_tasks({"tasks": [{"id": 2, "score": 1.0}, {"id": 5, "score": 0.5}, {"id": 3, "score": 0.5}]}, None, 1, 2)
-    [{'id': 3, 'score': 0.5, 'url': None}, {'id': 5, 'score': 0.5, 'url': None}]
+    >>> tasks = [{"id": i, "score": s} for i, s in ((2, 1.0), (10, 0.5), (5, 0.75), (2, 0.5), (20, 0.5))]
+    >>> lowest_tasks({"tasks": tasks}, None, 1, 3)
+    [{'id': 2, 'score': 0.5, 'url': None}, {'id': 10, 'score': 0.5, 'url': None}, {'id': 20, 'score': 0.5, 'url': None}]
+    >>> lowest_tasks({"tasks": [{"id": 1, "score": 1.0}]}, None, 1)
+    []
     """
-    rows = sorted((r for r in report.get("tasks", ()) if r.get("score") is not None),
-                  key=lambda r: (r["score"], r["id"]))
+    def order(row: dict) -> tuple:
+        text = str(row["id"])
+        return (row["score"], (0, int(text), "") if text.isdecimal() else (1, 0, text))
+
+    rows = sorted((r for r in report.get("tasks", ()) if isinstance(r.get("score"), (int, float))
+                   and r["score"] < 1.0 - 1e-9), key=order)   # 1 - 1e-9: float sums of 1.0s may fall a hair short
     return [{"id": r["id"], "score": r["score"], "url": client.task_url(project_id, r["id"]) if client else None}
             for r in rows[:n]]
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from core.fmt import usd
+from core.fmt import is_number, num, usd
 
 MAX_LABELS = 40  # per-label bars drawn per control
+FULL = 1.0 - 1e-9  # a task scoring at least this agrees fully (float sums of 1.0s may fall a hair short)
+_BINS = 20  # histogram bins over [0, 1) for the tasks below full agreement
+_AXIS_PAD = 12  # points between a confusion matrix's tick labels and its axis names
+COST_AXIS = "USD per task"  # the quality-vs-cost x axis: the unit of the tables ("USD per task") and the CLI
+_MIN_PAD = 0.025  # least room (in score) above and below the quality-vs-cost points
 _BLUE, _ORANGE, _GREEN = "#2f6db5", "#e08a2c", "#3b9a52"
 _ERR: dict[str, Any] = {"ecolor": "#333333", "elinewidth": 1, "capsize": 2}  # error bars: the intervals
 
@@ -59,30 +63,67 @@ def short(text, n: int = 28) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def decimals(step: float, least: int = 2) -> int:
+    """The decimals (at least ``least``) that write every multiple of ``step`` exactly: one format for all
+    the ticks of an axis.
+
+    >>> decimals(0.0002), decimals(0.025), decimals(0.2), decimals(0.5, 0)
+    (4, 3, 2, 1)
+    """
+    places = least
+    while places < 12 and abs(round(step, places) - step) > abs(step) * 1e-6:
+        places += 1
+    return places
+
+
 # --------------------------------------------------------------------------- figures
 def figure_agreement_histogram(report: dict) -> Figure | None:
-    """Histogram of per-task scores (20 bins over [0, 1]) with the mean marked."""
+    """Histogram of per-task scores: 20 bins over [0, 1) for the tasks below full agreement and a bar of
+    its own, in green, for the tasks at exactly 1.0, every non-empty bar labelled with its count (with most
+    tasks at 1.0 the others would otherwise be slivers nobody sees); the counts and the mean in the title.
+
+    >>> fig = figure_agreement_histogram({"tasks": [{"score": 1.0}] * 58 + [{"score": 0.67}, {"score": 0.83}]})
+    >>> sorted(t.get_text() for t in fig.axes[0].texts if t.get_text()), fig.axes[0].get_title()
+    (['1', '1', '58'], 'Agreement per task: 58 of 60 agree fully, 2 below 1.0 (mean 0.992)')
+    """
     scores = [t.get("score") for t in report.get("tasks") or []]
-    scores = [s for s in scores if isinstance(s, (int, float)) and math.isfinite(s)]
+    scores = [float(s) for s in scores if is_number(s)]
     if not scores:
         return None
+    below = [s for s in scores if s < FULL]
+    counts = [0] * _BINS
+    for s in below:
+        counts[min(_BINS - 1, max(0, int(s * _BINS)))] += 1
     fig = Figure(figsize=(7, 3.2))
     ax = fig.add_subplot()
-    ax.hist(scores, bins=[i / 20 for i in range(21)], color=_BLUE, edgecolor="white")
-    mean = sum(scores) / len(scores)
-    ax.axvline(mean, color=_ORANGE, linestyle="--", linewidth=1.5, label=f"mean {mean:.3f}")
-    ax.set_xlim(0, 1)
+    width = 1 / _BINS
+    parts = [ax.bar([i * width for i in range(_BINS)], counts, width=width, align="edge", color=_BLUE,
+                    edgecolor="white", label="below 1.0"),
+             ax.bar([1 + 1.5 * width], [len(scores) - len(below)], width=width * 1.6, color=_GREEN,
+                    edgecolor="white", label="exactly 1.0")]
+    for bars in parts:
+        ax.bar_label(bars, labels=[str(int(b.get_height())) if b.get_height() else "" for b in bars],
+                     padding=2, fontsize=9, fontweight="bold")
+    ax.set_xlim(0, 1 + 3 * width)
+    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1 + 1.5 * width], ["0", "0.2", "0.4", "0.6", "0.8", "1.0"])
+    ax.set_ylim(0, max(counts + [len(scores) - len(below)]) * 1.15)
     ax.set_xlabel("per-task agreement")
     ax.set_ylabel("tasks")
-    ax.set_title(f"Agreement per task ({len(scores)} tasks)")
-    ax.legend(loc="upper left")
+    ax.set_title(f"Agreement per task: {len(scores) - len(below)} of {len(scores)} agree fully, "
+                 f"{len(below)} below 1.0 (mean {sum(scores) / len(scores):.3f})")
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
 
 
 def figure_per_label(control: str, labels: dict) -> Figure | None:
     """Grouped horizontal bars of precision, recall and F1 per label of one control (support in the tick label),
-    each with its interval as an error bar."""
+    each with its interval as an error bar and its value printed past the end of the bar (or of its error bar).
+
+    >>> fig = figure_per_label("sentiment", {"Neutral": {"precision": 0.95, "recall": 1.0, "f1": None, "support": 20}})
+    >>> [t.get_text() for t in fig.axes[0].texts]
+    ['0.95', '1.00', '–']
+    """
     items = [(name, v) for name, v in labels.items() if isinstance(v, dict)][:MAX_LABELS]
     if not items:
         return None
@@ -93,11 +134,13 @@ def figure_per_label(control: str, labels: dict) -> Figure | None:
     ys = list(range(n))
     for k, (key, color) in enumerate((("precision", _GREEN), ("recall", _ORANGE), ("f1", _BLUE))):
         vals = [float(v.get(key) or 0.0) for _, v in items]
-        ax.barh([y + (k - 1) * h for y in ys], vals, height=h, color=color, label=key,
-                xerr=errors(vals, [v.get(f"{key}_ci") for _, v in items]), error_kw=_ERR)
+        bars = ax.barh([y + (k - 1) * h for y in ys], vals, height=h, color=color, label=key,
+                       xerr=errors(vals, [v.get(f"{key}_ci") for _, v in items]), error_kw=_ERR)
+        ax.bar_label(bars, labels=[num(v.get(key), ".2f") for _, v in items], padding=3, fontsize=7)
     ax.set_yticks(ys, [f"{short(name)} (n={v.get('support', 0)})" for name, v in items])
     ax.invert_yaxis()
-    ax.set_xlim(0, 1.0)
+    ax.set_xlim(0, 1.12)    # room right of 1.0 for the values
+    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_xlabel("score")
     ax.set_title(f"Per label: {short(control, 40)}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -166,8 +209,10 @@ def figure_confusion(control: str, confusion: dict) -> Figure | None:
     ticks = [short(label, 18) for label in labels]
     ax.set_xticks(range(n), ticks, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center")
     ax.set_yticks(range(n), ticks)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("reference")
+    # the axis names stand apart from the tick labels (bold, well below / left of them): plain and close,
+    # "prediction" under the middle tick read as part of it ("Negative prediction")
+    ax.set_xlabel("prediction", labelpad=_AXIS_PAD, fontweight="bold")
+    ax.set_ylabel("reference", labelpad=_AXIS_PAD, fontweight="bold")
     ax.set_title(f"Confusion: {short(control, 40)}")
     if n <= 20:
         for i in range(n):
@@ -179,7 +224,7 @@ def figure_confusion(control: str, confusion: dict) -> Figure | None:
 
 
 def figure_quality_vs_cost(rows: list[dict], current: str | None = None, cis: dict | None = None) -> Figure | None:
-    """Scatter of score against USD per 1,000 tasks, one labelled point per version.
+    """Scatter of score against USD per task (the unit of the tables and the CLI), one labelled point per version.
 
     The report's own version is orange, the others blue; versions without a
     known price cannot be placed and are left out (the table lists them).
@@ -193,7 +238,7 @@ def figure_quality_vs_cost(rows: list[dict], current: str | None = None, cis: di
         return None
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
-    xs = [r["usd_per_task"] * 1000 for r in points]
+    xs = [float(r["usd_per_task"]) for r in points]
     ys = [r["score"] for r in points]
     colors = [_ORANGE if str(r.get("version")) == str(current) else _BLUE for r in points]
     ax.scatter(xs, ys, s=70, c=colors, zorder=3)
@@ -202,46 +247,66 @@ def figure_quality_vs_cost(rows: list[dict], current: str | None = None, cis: di
     for x, y, r in zip(xs, ys, points, strict=True):
         ax.annotate(f"{short(r.get('version'), 24)}  {usd(x)}", (x, y), textcoords="offset points", xytext=(6, 5),
                     fontsize=9)
-    ax.set_xlabel("USD per 1,000 tasks")
+    ax.set_xlabel(COST_AXIS)
     ax.set_ylabel("score")
     ends = [e for r in points for e in ((cis or {}).get(r.get("version")) or ())]
     lo, hi = min(ys + ends), max(ys + ends)
-    pad = max(0.02, (hi - lo) * 0.15)
+    pad = max(_MIN_PAD, (hi - lo) * 0.15)
     ax.set_ylim(max(0.0, lo - pad), min(1.01, hi + pad) if hi <= 1 else hi + pad)
     xmax = max(xs)
     ax.set_xlim(0, xmax * 1.35 if xmax > 0 else 1.0)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: usd(v) if v else "$0"))
+    ticks = list(ax.xaxis.get_majorticklocs())
+    places = decimals(ticks[1] - ticks[0]) if len(ticks) > 1 else 2
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"${v:,.{places}f}" if v else "$0"))
     ax.set_title("Quality vs cost (up and to the left is better)")
     ax.grid(alpha=0.3)
     return fig
 
 
-def figure_history(history: list[dict]) -> Figure | None:
-    """Score over time, one line per series (version, or "v2 vs v1" for model-vs-model runs)."""
+def history_series(history: list[dict]) -> dict[str, list[tuple[datetime, float]]]:
+    """The scored runs of ``history`` by series (version, or "v2 vs v1"), oldest first; runs without a score
+    or a readable ``finished_at`` are left out.
+
+    >>> history_series([{"version": "v2", "score": 0.5, "finished_at": "2026-01-02T10:00:00Z"},
+    ...                 {"version": "v2", "score": None, "finished_at": "2026-01-02T11:00:00Z"}])
+    {'v2': [(datetime.datetime(2026, 1, 2, 10, 0, tzinfo=datetime.timezone.utc), 0.5)]}
+    """
     from scoring.history import series_name
 
     series: dict[str, list[tuple[datetime, float]]] = {}
     for run in history:
         score = run.get("score")
-        if not isinstance(score, (int, float)) or not run.get("finished_at"):
+        if not is_number(score) or not isinstance(score, (int, float)) or not run.get("finished_at"):
             continue
         try:
             when = datetime.fromisoformat(str(run["finished_at"]).replace("Z", "+00:00"))
         except ValueError:
             continue
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)   # naive times are UTC (and comparable)
         series.setdefault(series_name(run), []).append((when, float(score)))
-    if not series:
+    return {name: sorted(pts) for name, pts in sorted(series.items())}
+
+
+def figure_history(history: list[dict]) -> Figure | None:
+    """Score over time, one line per series (version, or "v2 vs v1" for model-vs-model runs); ``None`` when
+    the runs happened at fewer than two distinct times (one dot on an arbitrary time axis says nothing: the
+    report shows a sentence instead).  The date axis is concise: runs on one day are labelled by the hour.
+    """
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    series = history_series(history)
+    if len({when for pts in series.values() for when, _ in pts}) < 2:
         return None
     fig = Figure(figsize=(7, 3.4))
     ax = fig.add_subplot()
-    for name, pts in sorted(series.items()):
-        pts.sort()
+    for name, pts in series.items():
         times: Any = [p[0] for p in pts]  # matplotlib plots datetimes (its stubs say numbers)
         ax.plot(times, [p[1] for p in pts], marker="o", label=short(name, 30))
+    locator = AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     ax.set_ylabel("score")
-    ax.set_title("Score over time")
+    ax.set_title("Score over time (UTC)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.autofmt_xdate()
     return fig
-

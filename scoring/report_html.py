@@ -8,18 +8,22 @@ global state):
 - summary: score, tasks compared and skipped, per-control metric/score/kappa/alpha, each with its
   interval when the report has them (``score_ci`` ..., see ``scoring.uncertainty``), the project-wide
   estimate (``ppi``) when present, cost; per-control bars with error bars;
-- distribution of per-task agreement (histogram);
-- per-label precision/recall/F1 bars with error bars, one chart per control;
+- distribution of per-task agreement (histogram: the tasks below 1.0 in bins, those at exactly 1.0 in a bar
+  of their own, every bar labelled with its count);
+- per-label precision/recall/F1 bars with error bars and their values, one chart per control;
 - confusion matrix heatmap per single-choice control (rows = reference, columns = prediction);
-- quality vs cost across versions (when ``comparison`` rows from ``scoring.cost.compare_table`` are given);
+- quality vs cost across versions (when ``comparison`` rows from ``scoring.cost.compare_table`` are given),
+  in USD per task in the plot as in the table;
 - the paired comparison when the report carries a ``compare`` section (``scoring.compare.paired_comparison``:
-  ``versions``, ``pairs``, ``verdict``, ``margin``): a forest plot of the differences, their table and the
-  verdict (which also replaces the "cheapest within ``tolerance``" line under the quality-vs-cost table),
-  and error bars on the quality-vs-cost points;
-- score over time per version (when ``history`` runs from ``scoring.history`` are given);
-- the lowest-agreement tasks (``LOWEST_N`` by default) with links to open them in Label Studio
-  (``task_url(task_id) -> str``, e.g. ``core.labelstudio.label_studio_task_url``; only
-  http(s) links are emitted), and the skipped tasks.
+  ``versions``, ``pairs``, ``verdict``, ``margin``, ``non_inferior``): a forest plot of the differences, their
+  table and the verdict word for word, under the quality-vs-cost table, whose row of the version it names
+  is marked; without one, that table names the cheapest version within ``tolerance`` of the best score
+  on point estimates, and says so;
+- score over time per version (when ``history`` runs from ``scoring.history`` are given; a sentence while
+  all runs happened at one time);
+- the lowest-agreement tasks below 1.0 (``LOWEST_N`` by default; ``scoring.pipeline.lowest_tasks``: lowest
+  first, ties by numeric id) with links to open them in Label Studio (``task_url(task_id) -> str``, e.g.
+  ``core.labelstudio.label_studio_task_url``; only http(s) links are emitted), and the skipped tasks.
 
 Every piece of user text (version names, labels, task ids, notes) is escaped.
 The report is rendered from selected fields only; values listed in ``secrets``
@@ -35,8 +39,8 @@ from typing import Any, Callable, Iterable
 
 from core.fmt import num, ratio, usd
 from core.secrets import mask
-from scoring.cost import TOLERANCE
-from scoring.pipeline import LOWEST_N
+from scoring.cost import MARGIN
+from scoring.pipeline import LOWEST_N, lowest_tasks
 from scoring.report_calibration import calibration_section
 from scoring.report_figures import (
     MAX_LABELS,
@@ -47,6 +51,7 @@ from scoring.report_figures import (
     figure_per_control,
     figure_per_label,
     figure_quality_vs_cost,
+    history_series,
     img,
 )
 from scoring.uncertainty import interval_text, ppi_text
@@ -56,8 +61,8 @@ from scoring.uncertainty import interval_text, ppi_text
 class ReportOptions:
     """What goes into an HTML report besides the report itself; every field is optional.
 
-    >>> ReportOptions().lowest_n, ReportOptions().tolerance
-    (20, 0.02)
+    >>> ReportOptions().lowest_n == LOWEST_N, ReportOptions().tolerance == MARGIN
+    (True, True)
     """
 
     comparison: list[dict] | None = None            # scoring.cost.compare_table rows: the quality-vs-cost section
@@ -65,7 +70,8 @@ class ReportOptions:
     history: list[dict] | None = None               # History.list runs: the score-over-time chart
     lowest_n: int = LOWEST_N                        # lowest-agreement tasks listed
     secrets: Iterable[str] = ()                     # values masked as *** wherever they appear
-    tolerance: float = TOLERANCE                    # "cheapest version within <tolerance> of the best score"
+    tolerance: float = MARGIN                       # the verdict's margin; names a point-estimate pick only when
+                                                    # the report has no paired comparison (and so no verdict)
 
 
 def _e(value) -> str:
@@ -178,24 +184,32 @@ def _quality(cost: dict) -> str:
 
 
 def _comparison(rows: list[dict], current, tolerance: float, paired: dict | None = None) -> str:
+    """The quality-vs-cost table and, under it, the paired comparison's verdict word for word (its pick marked
+    in the table); without a paired comparison, the cheapest version within ``tolerance`` of the best score on
+    point estimates, said to be that."""
     from scoring.cost import cheapest_good_enough
+
+    chosen = (paired or {}).get("non_inferior")
+
+    def name(r: dict) -> str:
+        text = _e(r.get("version"))
+        text = f"<b>{text}</b>" if str(r.get("version")) == str(current) else text
+        return text + (' <span class="muted">(the verdict\'s pick)</span>' if chosen is not None
+                       and str(r.get("version")) == str(chosen) else "")
 
     table = _table(
         ["version", "score", "Δ vs best", "USD per task", "projected USD", "cost vs best"],
-        [
-            [("<b>" + _e(r.get("version")) + "</b>") if str(r.get("version")) == str(current) else _e(r.get("version")),
-             num(r.get("score")), num(r.get("score_delta"), "+.3f"), usd(r.get("usd_per_task")),
-             usd(r.get("projected_usd")), ratio(r.get("relative_cost"))]
-            for r in rows
-        ],
+        [[name(r), num(r.get("score")), num(r.get("score_delta"), "+.3f"), usd(r.get("usd_per_task")),
+          usd(r.get("projected_usd")), ratio(r.get("relative_cost"))] for r in rows],
         {1, 2, 3, 4, 5},
     )
     pick = None if paired else cheapest_good_enough(rows, tolerance)
     if paired and paired.get("verdict"):
         table += f"<p><b>Verdict:</b> {_e(paired['verdict'])}</p>"
     if pick is not None:
-        table += (f'<p>Cheapest version within {tolerance:g} of the best score: <b>{_e(pick.get("version"))}</b> '
-                  f'(score {num(pick.get("score"))}, {usd(pick.get("usd_per_task"))} per task).</p>')
+        table += (f'<p>Cheapest version within {tolerance:g} of the best score, on point estimates (no paired '
+                  f'comparison in this report: <code>compare</code> gives the verdict): <b>{_e(pick.get("version"))}'
+                  f'</b> (score {num(pick.get("score"))}, {usd(pick.get("usd_per_task"))} per task).</p>')
     unpriced = [r.get("version") for r in rows if not isinstance(r.get("usd_per_task"), (int, float))]
     if unpriced:
         table += f'<p class="note">No known price for: {_e(", ".join(map(str, unpriced)))} (left out of the chart).</p>'
@@ -203,19 +217,26 @@ def _comparison(rows: list[dict], current, tolerance: float, paired: dict | None
 
 
 def _lowest(report: dict, task_url, n: int) -> str:
-    tasks = [t for t in report.get("tasks") or [] if isinstance(t.get("score"), (int, float))]
-    if not tasks:
+    """The tasks below full agreement, lowest first (``scoring.pipeline.lowest_tasks``: ties by numeric id)."""
+    scored = [t for t in report.get("tasks") or [] if isinstance(t.get("score"), (int, float))]
+    if not scored:
         return '<p class="muted">No scored tasks.</p>'
-    tasks.sort(key=lambda t: (t["score"], str(t.get("id"))))
+    by_id = {t.get("id"): t for t in scored}
+    below = lowest_tasks({"tasks": scored}, None, None, len(scored))
+    low = below[:n]
+    if not low:
+        return f'<p>All {len(scored)} compared tasks agree fully (score 1.000).</p>'
     controls = list(report.get("per_control") or {})
     rows = []
-    for t in tasks[:n]:
-        tid = _e(t.get("id"))
-        link = _safe_link(task_url(t.get("id"))) if task_url else None
+    for row in low:
+        t = by_id.get(row["id"]) or row
+        tid = _e(row["id"])
+        link = _safe_link(task_url(row["id"])) if task_url else None
         cell = f'<a href="{_e(link)}" target="_blank" rel="noopener">{tid}</a>' if link else tid
         pc = t.get("per_control") or {}
-        rows.append([cell, num(t["score"])] + [num(pc.get(c)) for c in controls])
-    return _table(["task", "score"] + controls, rows, set(range(1, 2 + len(controls))))
+        rows.append([cell, num(row["score"])] + [num(pc.get(c)) for c in controls])
+    tail = f'<p class="muted">… and {len(below) - n} more below 1.0.</p>' if len(below) > n else ""
+    return _table(["task", "score"] + controls, rows, set(range(1, 2 + len(controls)))) + tail
 
 
 def _skipped(report: dict, n: int = 50) -> str:
@@ -273,7 +294,24 @@ def _versions(report: dict, opts: ReportOptions) -> list[str]:
         fig = figure_history(opts.history)
         if fig is not None:
             out += ["<h2>Score over time</h2>", img(fig, "score over time per version")]
+        elif note := _history_note(opts.history):
+            out += ["<h2>Score over time</h2>", note]
     return out
+
+
+def _history_note(history: list[dict]) -> str:
+    """What a chart of runs made at one single time would show, as a sentence (empty: no scored run).
+
+    >>> _history_note([{"version": "v2", "score": 0.5, "finished_at": "2026-01-02T10:00:00+00:00"}])
+    '<p class="muted">One run so far (v2: 0.500 on 2026-01-02 10:00 UTC): the chart of the score over time \
+appears from the next run.</p>'
+    """
+    points = [(name, when, score) for name, pts in history_series(history).items() for when, score in pts]
+    if not points:
+        return ""
+    runs = "; ".join(f"{_e(name)}: {num(score)} on {when:%Y-%m-%d %H:%M} UTC" for name, when, score in points)
+    what = "One run so far" if len(points) == 1 else f"{len(points)} runs so far, all at one time"
+    return f'<p class="muted">{what} ({runs}): the chart of the score over time appears from the next run.</p>'
 
 
 def _paired(paired: dict, with_verdict: bool) -> list[str]:
@@ -321,7 +359,8 @@ def build_html(report: dict, options: ReportOptions | None = None) -> str:
         *_figures(report),
         *calibration_section(report),
         *_versions(report, opts),
-        f"<h2>Lowest-agreement tasks (up to {opts.lowest_n})</h2>", _lowest(report, opts.task_url, opts.lowest_n),
+        f"<h2>Lowest-agreement tasks (below 1.0, up to {opts.lowest_n})</h2>",
+        _lowest(report, opts.task_url, opts.lowest_n),
         _skipped(report),
         "</body></html>",
     ]

@@ -31,9 +31,11 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_metrics.py
+	$(PY) bench/bench_stats.py
 	$(PY) bench/bench_predict.py
 	tools/ensure_redis.sh
 	$(PY) bench/bench_ledger.py
+	$(PY) bench/bench_ratelimit.py
 
 bench-ls: $(VENV)/.installed
 	tools/ensure_redis.sh

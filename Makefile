@@ -48,6 +48,10 @@ screenshots: $(VENV)/.installed
 	LS_BIN="$$LS_BIN" CHROMEDRIVER="$$CHROMEDRIVER" $(PY) -m pytest tests/test_ui_browser.py
 	mkdir -p docs/screenshots
 	cp out/screenshots/agreement-tab.png out/screenshots/model-settings.png docs/screenshots/
+	$(PY) -m demo --offline >/dev/null   # the HTML report, as a screenshot of its first screens
+	"$$(dirname "$$(tools/ensure_chromium.sh)")/chromium" --headless=new --no-sandbox --disable-gpu \
+	  --disable-background-networking --disable-component-update --disable-sync --no-first-run \
+	  --screenshot=docs/screenshots/report.png --window-size=1300,2300 "file://$(CURDIR)/out/demo/report.html"
 
 clean:
 	rm -rf $(VENV) var out .pytest_cache .mypy_cache .ruff_cache

@@ -38,10 +38,26 @@ class ApiError(Exception):
         self.status = status
 
 
+def reason_phrase(message: str, limit: int = 300) -> str:
+    """``message`` as an HTTP reason phrase: printable ASCII on one line, at most ``limit`` characters.
+
+    Label Studio 1.23.2 shows a failed ``/setup`` only as requests' ``"400 Client Error: <reason>
+    for url ..."``, never the body, so the reason phrase carries the message to its UI.
+
+    >>> reason_phrase("unknown prompt version 'x'; prompts.yaml defines: a, b")
+    "unknown prompt version 'x'; prompts.yaml defines: a, b"
+    >>> reason_phrase("line one" + chr(10) + "line " + chr(8220) + "two" + chr(8221))
+    'line one line ?two?'
+    """
+    text = " ".join(message.split())
+    text = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+    return text[: limit - 3] + "..." if len(text) > limit else text
+
+
 def error_reply(message: str, status: int, headers: dict | None = None) -> Response:
-    """The one shape of every error reply: ``{"error": message}``."""
+    """The one shape of every error reply: ``{"error": message}``, the message also as the reason phrase."""
     reply = jsonify({"error": message})
-    reply.status_code = status
+    reply.status = f"{status} {reason_phrase(message) or 'error'}"
     for name, value in (headers or {}).items():
         reply.headers[name] = value
     return reply

@@ -172,3 +172,21 @@ def test_missing_provider_key_is_refused_when_connecting(label_studio, backend_s
     ml = ls.ml.create(project=pid, url=url, title="LLM", extra_params={"version": "reviews-claude-v1"},
                       is_interactive=False)
     assert ml.id
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ({"version": "no-such-version"}, "unknown prompt version 'no-such-version'"),
+    ('{"version": ', "extra params must be JSON"),
+])
+def test_the_reason_a_connection_is_refused_reaches_label_studio(label_studio, backend_server, extra, expected):
+    """Label Studio 1.23.2 reports a failed /setup as requests' "400 Client Error: <reason> for url",
+    never the body: the backend puts its message in the reason phrase, so the UI shows the fix."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    ls = label_studio.sdk()
+    pid = label_studio.create_project(LABEL_CONFIG, title="conformance refused")
+    with pytest.raises(ApiError) as refused:
+        ls.ml.create(project=pid, url=backend_server(), title="LLM", extra_params=extra, is_interactive=False)
+    shown = str(refused.value.body)
+    print("Label Studio says:", shown[:600])
+    assert refused.value.status_code == 400 and expected in shown

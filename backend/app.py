@@ -51,12 +51,34 @@ def build_routes(settings: Settings, versions: VersionSet, ledger: Any = None, q
         from backend.ledger import open_ledger
 
         ledger = open_ledger(settings)
+    warnings: dict[str, str] = {}
     if queue is None and settings.redis_url:
         from backend.jobs import JobQueue
 
         queue = JobQueue(settings)
+    elif queue is None:
+        from backend.embedded import build_embedded, missing_label_studio
+
+        queue = build_embedded(settings)
+        if queue is None:
+            warnings["label_studio"] = missing_label_studio(settings) or ""
     predictor = Predictor(settings, versions, ledger=ledger)
-    return Routes(settings, versions, predictor, open_project_versions(settings), queue)
+    routes = Routes(settings, versions, predictor, open_project_versions(settings), queue, warnings=warnings)
+    routes.overflow = build_overflow(queue)
+    return routes
+
+
+def build_overflow(queue: Any):
+    """The ``/predict`` overflow hand-off onto ``queue`` (RQ or embedded); None without a queue that runs."""
+    if queue is None or not hasattr(queue, "start_run"):
+        return None
+    from backend.overflow import Overflow
+
+    if getattr(queue, "mode", None) == "embedded":
+        return Overflow(queue.store, queue)
+    from backend.runstore import RedisRunStore
+
+    return Overflow(RedisRunStore(queue.connection, queue.queue.name), queue)
 
 
 def create_app(settings: Settings | None = None, versions: VersionSet | None = None, ledger=None, queue=None) -> Flask:

@@ -97,7 +97,7 @@ class RedisRunStore:
         chunks = {int(k): json.loads(v) for k, v in self.r.hgetall(f"{self.base}:{run_id}:chunks").items()}
         return summarise(json.loads(raw[b"meta"]), raw[b"status"].decode(), chunks)
 
-    def list(self, project: int | str, limit: int = 50) -> list[dict]:
+    def runs(self, project: int | str, limit: int = 50) -> list[dict]:
         ids = self.r.zrevrange(f"{self.base}:project:{project}", 0, limit - 1)
         return [run for i in ids if (run := self.get(i.decode())) is not None]
 
@@ -148,8 +148,9 @@ class SQLiteRunStore:
         chunks = {n: json.loads(r) for n, r in self.db.query("SELECT n, result FROM chunks WHERE run = ?", (run_id,))}
         return summarise(json.loads(rows[0][0]), rows[0][1], chunks)
 
-    def list(self, project: int | str, limit: int = 50) -> list[dict]:
-        ids = self.db.query("SELECT id FROM runs WHERE project = ? ORDER BY created DESC LIMIT ?", (str(project), limit))
+    def runs(self, project: int | str, limit: int = 50) -> list[dict]:
+        ids = self.db.query("SELECT id FROM runs WHERE project = ? ORDER BY created DESC LIMIT ?",
+                            (str(project), limit))
         return [run for (i,) in ids if (run := self.get(i)) is not None]
 
     def mark(self, project: str, version: str, task_ids: list[int]) -> None:

@@ -87,18 +87,19 @@ def counts(outcomes: list, price) -> dict:
     return dict(c, failed=dict(failed), usd=cost_usd(Usage(c["input_tokens"], c["output_tokens"]), price))
 
 
-def write_fresh(client, store: RunStore, project: int, version: str, preds: list[dict]) -> tuple[int, int]:
+def write_fresh(client, store: RunStore, project: int, version: str, preds: list[dict],
+                keep: bool = False) -> tuple[Any, int]:
     """Import ``preds`` except on tasks that already have a prediction of ``version``, under the
-    (project, version) write lock; returns (written, skipped)."""
+    (project, version) write lock; returns (how many were written, or with ``keep`` which, skipped)."""
     if not preds:
-        return 0, 0
+        return ([] if keep else 0), 0
     with store.write_lock(str(project), version):
         listed = client.tasks_by_ids(project, [p["task"] for p in preds])
         taken = {t["id"] for t in listed if any(p.get("model_version") == version for p in t["predictions"])}
         fresh = [p for p in preds if p["task"] not in taken]
         if fresh:
             client.import_predictions(project, fresh)
-    return len(fresh), len(preds) - len(fresh)
+    return (fresh if keep else len(fresh)), len(preds) - len(fresh)
 
 
 class ChunkRunner:

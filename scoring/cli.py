@@ -23,6 +23,7 @@ COMMANDS = {
     "compare": "scoring.commands.compare",     # several versions side by side: quality and cost
     "history": "scoring.commands.history",     # past scoring runs of a project
     "run": "scoring.commands.run",             # run a version on a project's tasks (in-process): plan, write
+    "runs": "scoring.commands.runs",           # list the runs of a project: status, progress, cost, failures
     "worker": "scoring.commands.worker",       # run the RQ worker (with its cron schedule)
 }
 

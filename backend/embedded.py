@@ -65,7 +65,7 @@ class EmbeddedQueue:
         for c in chunks:
             self.q.put(c)
 
-    def start_run(self, project: int, version: str, task_ids: list[int], source: str) -> str:
+    def start_run(self, project: int, version: str, task_ids: list, source: str) -> str:
         """Record a run of ``task_ids`` and queue its chunks; returns the run id."""
         from backend.runwork import new_run_id
 

@@ -168,7 +168,7 @@ class JobQueue:
 
         enqueue_rq(self.queue, chunks)
 
-    def start_run(self, project: int, version: str, task_ids: list[int], source: str) -> str:
+    def start_run(self, project: int, version: str, task_ids: list, source: str) -> str:
         """Record a run of ``task_ids`` (e.g. a ``/predict`` overflow) and enqueue its chunks; returns its id."""
         from backend.runstore import RedisRunStore
         from backend.runwork import new_run_id, split, start_run

@@ -45,13 +45,14 @@ class Overflow:
             log.warning("overflow: could not read in-progress markers (%s: %s)", type(exc).__name__, exc)
             return set()
 
-    def hand_off(self, project: str | None, version: str, ids: list[int]) -> str | None:
-        """Mark ``ids`` in progress and start a run of them; returns the run id (None: not handed off)."""
+    def hand_off(self, project: str | None, version: str, tasks: list[dict]) -> str | None:
+        """Mark ``tasks`` in progress and start a run of them; returns the run id (None: not handed off)."""
+        ids = [t["id"] for t in tasks]
         if not project or not ids or not str(project).isdigit():
             return None
         try:
             self.store.mark(str(project), version, ids)
-            run_id = self.sink.start_run(int(project), version, ids, "overflow")
+            run_id = self.sink.start_run(int(project), version, tasks, "overflow")
         except Exception as exc:
             log.warning("overflow: %d task(s) of project %s not handed off (%s: %s); Label Studio's next "
                         "request predicts them", len(ids), project, type(exc).__name__, exc)

@@ -171,7 +171,8 @@ class Routes:
         held = self.overflow.held(pid, vid, tasks)
         todo = [i for i, t in enumerate(tasks) if task_id(t) not in held]
         outcomes = self.predictor.predict([tasks[i] for i in todo], label_config, vid, project=pid) if todo else []
-        late = [o.task_id for o in outcomes if o.status == "deadline" and task_id({"id": o.task_id}) is not None]
+        late = [{"id": tasks[i]["id"], "data": tasks[i].get("data") or {}} for i, o in zip(todo, outcomes, strict=True)
+                if o.status == "deadline" and task_id(tasks[i]) is not None]
         if late:
             self.overflow.hand_off(pid, vid, late)
         results: list = [[] for _ in tasks]

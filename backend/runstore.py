@@ -87,6 +87,10 @@ class RedisRunStore:
     def chunk_done(self, run_id: str, n: int, result: dict) -> None:
         self.r.hset(f"{self.base}:{run_id}:chunks", str(n), json.dumps(result))
 
+    def chunk_result(self, run_id: str, n: int) -> dict | None:
+        raw = self.r.hget(f"{self.base}:{run_id}:chunks", str(n))
+        return None if raw is None else json.loads(raw)
+
     def set_status(self, run_id: str, status: str) -> None:
         self.r.hset(f"{self.base}:{run_id}", "status", status)
 
@@ -137,6 +141,10 @@ class SQLiteRunStore:
 
     def chunk_done(self, run_id: str, n: int, result: dict) -> None:
         self.db.execute("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?)", (run_id, n, json.dumps(result)))
+
+    def chunk_result(self, run_id: str, n: int) -> dict | None:
+        rows = self.db.query("SELECT result FROM chunks WHERE run = ? AND n = ?", (run_id, n))
+        return json.loads(rows[0][0]) if rows else None
 
     def set_status(self, run_id: str, status: str) -> None:
         self.db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))

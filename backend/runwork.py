@@ -52,22 +52,28 @@ class Chunk:
     version: str
     task_ids: list[int]
     use_cache: bool = True
+    tasks: list[dict] | None = None   # the tasks' {"id", "data"} when the caller has them (saves a listing)
 
     @property
     def job_id(self) -> str:
         return f"{self.run_id}-{self.n}"
 
 
-def split(run_id: str, project: int, version: str, task_ids: list[int], size: int = RUN_CHUNK,
+def split(run_id: str, project: int, version: str, tasks: list, size: int = RUN_CHUNK,
           use_cache: bool = True) -> list[Chunk]:
-    """The run's chunks, in task order.
+    """The run's chunks, in task order; ``tasks`` are ids, or ``{"id", "data"}`` dicts (carried by the chunks).
 
     >>> [c.task_ids for c in split("r", 1, "v", [1, 2, 3, 4, 5], size=2)]
     [[1, 2], [3, 4], [5]]
     """
     size = max(1, size)
-    return [Chunk(run_id, n, project, version, task_ids[i:i + size], use_cache)
-            for n, i in enumerate(range(0, len(task_ids), size))]
+    chunks = []
+    for n, i in enumerate(range(0, len(tasks), size)):
+        part = tasks[i:i + size]
+        full = [{"id": t["id"], "data": t.get("data") or {}} for t in part] if part and isinstance(part[0], dict) \
+            else None
+        chunks.append(Chunk(run_id, n, project, version, [t["id"] if full else t for t in part], use_cache, full))
+    return chunks
 
 
 def counts(outcomes: list, price) -> dict:
@@ -95,8 +101,8 @@ def write_fresh(client, store: RunStore, project: int, version: str, preds: list
         return ([] if keep else 0), 0
     with store.write_lock(str(project), version):
         listed = client.tasks_by_ids(project, [p["task"] for p in preds])
-        taken = {t["id"] for t in listed if any(p.get("model_version") == version for p in t["predictions"])}
-        fresh = [p for p in preds if p["task"] not in taken]
+        free = {t["id"] for t in listed if not any(p.get("model_version") == version for p in t["predictions"])}
+        fresh = [p for p in preds if p["task"] in free]   # not written meanwhile, still in the project
         if fresh:
             client.import_predictions(project, fresh)
     return (fresh if keep else len(fresh)), len(preds) - len(fresh)
@@ -131,7 +137,13 @@ class ChunkRunner:
     def run(self, chunk: Chunk) -> dict:
         """Predict and write one chunk; record and return its counts."""
         version = self.versions.get(chunk.version)
-        listed = self.client.tasks_by_ids(chunk.project, chunk.task_ids)
+        done = self.store.chunk_result(chunk.run_id, chunk.n)
+        if done is not None:   # a repeat of a finished chunk (a retry after its worker died): nothing to redo
+            return done
+        if chunk.tasks is not None:   # the data came with the chunk: the locked write skips what has one meanwhile
+            listed = [dict(t, predictions=[]) for t in chunk.tasks]
+        else:
+            listed = self.client.tasks_by_ids(chunk.project, chunk.task_ids)
         todo = [{"id": t["id"], "data": t["data"]} for t in listed
                 if not any(p.get("model_version") == version.id for p in t["predictions"])]
         predictor = self.predictor(chunk.use_cache, len(todo))

@@ -24,7 +24,7 @@ POLL_S = 0.5
 def submit(runner: Runner, plan: RunPlan, queue) -> int:
     """Write the sample's answers, record the run, enqueue its chunks; returns the number of chunks."""
     totals = runner.totals = new_totals(plan)
-    rest = [t["id"] for t in runner.rest(plan)]
+    rest = runner.rest(plan)   # with their data: the chunk jobs need not list them again
     chunks = split(runner.run_id, runner.options.project, runner.version.id, rest, size=runner.options.chunk,
                    use_cache=runner.options.use_cache)
     for c in chunks:

@@ -39,6 +39,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from backend.cache import cache_key
 from backend.ledger import open_ledger
 from backend.predictor import Predictor, TaskOutcome
 from backend.pricing import cost_usd, price_for
@@ -91,7 +92,8 @@ class RunPlan:
     todo: list[dict]                               # those without a prediction of the version
     skipped_existing: int
     not_found: int = 0                             # ids:FILE ids that are not in the project
-    cached: set = field(default_factory=set)       # task ids the cache answers
+    cached: set = field(default_factory=set)       # task ids the cache answers (or a repeat of an earlier request)
+    seen: set = field(default_factory=set)         # the cache keys of the tasks scanned so far
     unrenderable: dict = field(default_factory=dict)  # task id -> reason (fails without a call)
     approx: dict = field(default_factory=dict)     # task id -> approximated input tokens
     sample: list[TaskOutcome] = field(default_factory=list)  # calls already made for the estimate
@@ -241,6 +243,12 @@ class Runner:
             plan.unrenderable[task["id"]] = exc.reason
             return
         plan.approx[task["id"]] = approx_tokens(system, parts, self.schema_plan.schema)
+        if self.predictor.cache_for(self.version) is not None:  # a repeat of an earlier task's request: a hit
+            key = cache_key(self.provider, system, parts, self.schema_plan.schema, self.schema_plan.schema_name)
+            if key in plan.seen:
+                plan.cached.add(task["id"])
+                return
+            plan.seen.add(key)
         if self.predictor.cached_answer(self.version, self.schema_plan, self.provider, system, parts) is not None:
             plan.cached.add(task["id"])
 

@@ -65,9 +65,10 @@ def cli(env_vars, tmp_path, *argv) -> dict:
 
 
 def worker(env_vars, *flags) -> subprocess.Popen:
+    """A worker in its own process group (its RQ scheduler runs in a child process)."""
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env_vars}
     return subprocess.Popen([sys.executable, "-m", "scoring", "worker", *flags], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def predictions_per_task(env_vars, pid) -> dict[int, int]:
@@ -113,7 +114,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_a_rerun_writes_no_duplicate(l
     while (store.get(first["run_id"]) or {}).get("chunks_done", 0) < 3 and time.time() < end:
         time.sleep(0.1)
     time.sleep(0.3)
-    victim.send_signal(signal.SIGKILL)
+    os.killpg(victim.pid, signal.SIGKILL)   # the worker and its scheduler, as when its machine dies
     victim.wait(timeout=30)
     done_before = predictions_per_task(env, pid)
     assert 0 < sum(done_before.values()) < 40 and max(done_before.values()) == 1

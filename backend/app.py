@@ -13,9 +13,13 @@ description is ``backend/openapi.yaml``, served at ``GET /openapi.json``):
                    Fast and offline (Label Studio waits 3 s).
 ``POST /predict``  ``{"tasks": [...], "project": "<id>.<ts>", "label_config": ...}``
                    -> ``{"results": [...]}``, exactly one entry per task (a task that is
-                   not a JSON object gets ``[]`` and a ledger record saying why).
+                   not a JSON object gets ``[]`` and a ledger record saying why).  Tasks
+                   past ``PREDICT_DEADLINE`` get ``[]`` and are handed to an overflow run
+                   that writes them into Label Studio later (``backend.overflow``).
 ``POST /webhook``  Label Studio's project webhook.  ``TASKS_CREATED`` enqueues
-                   pre-labelling of the new tasks (``backend.jobs.prelabel_tasks``);
+                   pre-labelling of the new tasks (``backend.jobs.prelabel_tasks`` on RQ
+                   with ``REDIS_URL``; without it a run on the embedded queue,
+                   ``backend.embedded``);
                    ground-truth ``ANNOTATION_*`` events enqueue a debounced
                    rescore (``scoring.jobs.rescore_on_annotation``, by dotted
                    path).  Answers at once; never calls an LLM inline.

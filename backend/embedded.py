@@ -1,7 +1,7 @@
 """The embedded queue: pre-labelling on import and ``/predict`` overflow without Redis.
 
 Without ``REDIS_URL`` the backend runs chunk jobs (:mod:`backend.runwork`) in its own process:
-a few daemon threads (``EMBEDDED_WORKERS``) take chunks from an in-memory queue.  Every chunk is
+two daemon threads take chunks from an in-memory queue.  Every chunk is
 first written to ``DATA_DIR/embedded-jobs.sqlite3`` and deleted only once it is done, so a backend
 that stops (or is killed) resumes its unfinished chunks at the next start; a chunk that runs
 twice redoes nothing (it skips tasks that have a prediction of the version).  A chunk that raises

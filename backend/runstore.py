@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS markers (project TEXT, version TEXT, task INTEGER, ex
 
 def totals(chunks: Iterable[dict]) -> dict:
     """The run's counts: the sum of its finished chunks' counts (USD unknown if any chunk's is)."""
+    chunks = list(chunks)
     out: dict[str, Any] = {k: 0 for k in COUNTS}
     failed: Counter = Counter()
     usd: float | None = 0.0
@@ -63,7 +64,8 @@ def totals(chunks: Iterable[dict]) -> dict:
             out[k] += int(c.get(k) or 0)
         failed.update(c.get("failed") or {})
         usd = None if usd is None or c.get("usd") is None else usd + c["usd"]
-    return dict(out, failed=dict(failed), usd=usd)
+    seconds = {k: round(sum(float(c.get(k) or 0) for c in chunks), 3) for k in ("predict_s", "write_s")}
+    return dict(out, failed=dict(failed), usd=usd, **seconds)
 
 
 def summarise(meta: dict, status: str, chunks: dict[int, dict]) -> dict:

@@ -148,15 +148,17 @@ class ChunkRunner:
                 if not any(p.get("model_version") == version.id for p in t["predictions"])]
         predictor = self.predictor(chunk.use_cache, len(todo))
         outcomes = []
+        t0 = time.perf_counter()
         if todo:
             label_config = self.client.label_config(chunk.project)
             outcomes = predictor.predict(todo, label_config, version.id, project=str(chunk.project))
         preds = [dict(p, task=o.task_id) for o in outcomes if (p := predictor.prediction(o, version.id))]
+        t1 = time.perf_counter()
         written, skipped = write_fresh(self.client, self.store, chunk.project, version.id, preds)
         ok = {o.task_id for o in outcomes if o.ok}
         result = dict(counts(outcomes, price_for(version)), tasks=len(chunk.task_ids),
-                      predicted=min(written, len(ok)),
-                      skipped_existing=len(listed) - len(todo) + skipped)
+                      predicted=min(written, len(ok)), skipped_existing=len(listed) - len(todo) + skipped,
+                      predict_s=round(t1 - t0, 3), write_s=round(time.perf_counter() - t1, 3))
         missing = len(chunk.task_ids) - len(listed)
         if missing:
             result["failed"] = dict(result["failed"], not_in_project=missing)

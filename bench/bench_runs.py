@@ -27,12 +27,15 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import httpx  # noqa: E402
 import yaml  # noqa: E402
+from bench_predict import stand_in  # noqa: E402
 from redis import Redis  # noqa: E402
 from rq import Queue  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
@@ -44,31 +47,21 @@ from core.settings import Settings  # noqa: E402
 from core.stores import delete_keys, key  # noqa: E402
 from fakellm.dataset import LABEL_CONFIG, make_tasks  # noqa: E402
 from scoring.cli import build_parser  # noqa: E402
-from tests.lsharness import free_port, start_server  # noqa: E402
+from tests.lsharness import start_server  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Stand_in:
-    """The stand-in LLM in its own process (its CPU is not the backend's)."""
+    """The stand-in LLM in its own process (its CPU is not the backend's): ``bench_predict.stand_in``."""
 
     def __init__(self, latency_s: float):
-        self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "fakellm", "--port", str(self.port), "--latency-ms",
-                                      str(int(latency_s * 1000))], cwd=REPO, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        self._cm = stand_in(types.SimpleNamespace(stand_in="process", latency_ms=int(latency_s * 1000)))
+        self.url = self._cm.__enter__().openai_base_url
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        self._cm.__exit__(None, None, None)
 
 
 def env_of(settings: Settings, prompts: str, llm_url: str) -> dict:
@@ -129,6 +122,11 @@ def phase_runs(ls, settings: Settings, env: dict, version: str, args) -> None:
           f"tasks/s; ideal {args.workers} workers x {settings.predict_concurrency} / {args.latency:g} s = "
           f"{ideal:.0f} tasks/s; ratio {rate / ideal:.2f} (whole) / {run_rate / ideal:.2f} (queued part); "
           f"{first['cached']} cache hits (repeated texts)")
+    from backend.runstore import open_run_store
+
+    rec = open_run_store(settings).get(first["run_id"]) or {}
+    print(f"   in the chunk jobs: {rec.get('predict_s', 0):.1f} s predicting, {rec.get('write_s', 0):.1f} s "
+          f"writing to Label Studio (summed over chunks; {rec.get('chunks', 0)} chunks)")
     print(f"   cost: estimated ${e:.4f}, actual ${first['usd']:.4f} ({(first['usd'] - e) / e:+.1%}); "
           f"{first['provider_calls']} provider calls, failed {first['failed'] or 'none'}")
     LabelStudioClient(settings).delete_model_version(pid, version)

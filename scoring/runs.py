@@ -383,12 +383,7 @@ def new_totals(plan: RunPlan) -> dict:
 
 def tally(outcomes: list[TaskOutcome], totals: dict) -> None:
     """Add ``outcomes`` to the counters: cache hits, provider calls and their tokens, failures by reason."""
-    for o in outcomes:
-        if o.cached:
-            totals["cached"] += 1
-        elif o.usage is not None:
-            totals["provider_calls"] += 1
-            totals["input_tokens"] += o.usage.input_tokens
-            totals["output_tokens"] += o.usage.output_tokens
-        if not o.ok:
-            totals["failed"][o.status] += 1
+    c = counts(outcomes, None)
+    for k in ("cached", "provider_calls", "input_tokens", "output_tokens"):
+        totals[k] += c[k]
+    totals["failed"].update(c["failed"])

@@ -142,7 +142,18 @@ def phase_predict(ls, settings: Settings, env: dict, prompts: str, args) -> None
     llm = Stand_in(args.predict_latency)
     s = settings.replace(openai_base_url=llm.url, predict_deadline=args.predict_deadline)
     version = load_versions(prompts).default
-    server = make_server("127.0.0.1", 0, create_app(s, load_versions(prompts)), threaded=True)
+    app = create_app(s, load_versions(prompts))
+    replies: list[float] = []   # how long each /predict took in the backend (Label Studio then stores the results)
+
+    def timed(environ, start_response):
+        t = time.perf_counter()
+        try:
+            return list(app(environ, start_response))
+        finally:
+            if environ.get("PATH_INFO") == "/predict":
+                replies.append(time.perf_counter() - t)
+
+    server = make_server("127.0.0.1", 0, timed, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         pid = make_project(ls, args.predict_tasks, "bench predict")
@@ -159,7 +170,9 @@ def phase_predict(ls, settings: Settings, env: dict, prompts: str, args) -> None
                    for _ in range(1)]
         counts = per_task(settings, pid, version)
         print(f"3. Retrieve Predictions of {args.predict_tasks} tasks at {args.predict_latency:g} s "
-              f"(PREDICT_DEADLINE {args.predict_deadline:g}): answered in {reply:.1f} s; overflow chunk jobs "
+              f"(PREDICT_DEADLINE {args.predict_deadline:g}): the backend replied in "
+              f"{', '.join(f'{r:.1f}' for r in replies)} s, Label Studio's action (reply + storing) took {reply:.1f} s;"
+              f" overflow chunk jobs "
               f"{len(runs)}; afterwards {sum(1 for c in counts if c == 1)} with one prediction, "
               f"{sum(1 for c in counts if c == 0)} lost, {sum(1 for c in counts if c > 1)} duplicated "
               f"(worker exit {[w.returncode for w in workers]})")

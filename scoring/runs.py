@@ -72,6 +72,8 @@ class RunOptions:
     estimate_sample: int = 5    # real calls made for the estimate when the ledger knows nothing
     chunk: int = 50             # tasks predicted and written per chunk
     progress: bool = True
+    queued: bool = False        # chunk jobs on the RQ queue (REDIS_URL), followed by the command
+    detach: bool = False        # queued: return once the chunk jobs are queued
 
 
 @dataclass

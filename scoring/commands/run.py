@@ -70,10 +70,9 @@ def run(args, settings: Settings) -> int:
         raise ScoringError("--budget must be 0 or more (USD)")
     options = RunOptions(project=args.project, version=args.version, tasks=args.tasks, seed=args.seed,
                          use_cache=not args.no_cache, estimate_sample=max(0, args.estimate_sample),
-                         chunk=max(1, args.chunk), progress=not args.no_progress)
-    queued = bool(settings.redis_url) and not args.in_process
-    result = run_version(settings, options, estimate_only=args.estimate, budget=args.budget, yes=args.yes,
-                         queued=queued, detach=args.detach)
+                         chunk=max(1, args.chunk), progress=not args.no_progress,
+                         queued=bool(settings.redis_url) and not args.in_process, detach=args.detach)
+    result = run_version(settings, options, estimate_only=args.estimate, budget=args.budget, yes=args.yes)
     if args.json_out:
         write_json(args.json_out, result)
     return 0
@@ -131,7 +130,7 @@ def confirm(question: str, yes: bool, stdin=None) -> None:
 
 
 def run_version(settings: Settings, options: RunOptions, *, estimate_only: bool = False, budget: float | None = None,
-                yes: bool = False, stdin=None, queued: bool = False, detach: bool = False) -> dict:
+                yes: bool = False, stdin=None) -> dict:
     """Plan, check the budget, confirm, run; prints the plan and the summary; returns the ``--json`` document."""
     runner = Runner(settings, options)
     plan = runner.plan()
@@ -153,10 +152,10 @@ def run_version(settings: Settings, options: RunOptions, *, estimate_only: bool 
             done = totals["predicted"] + sum(totals["failed"].values()) + totals["skipped_existing"]
             print(f"  {done}/{plan.selected} task(s) done, {totals['provider_calls']} call(s)", file=sys.stderr)
 
-    if queued:
+    if options.queued:
         from scoring.runqueue import run_queued
 
-        result = run_queued(runner, plan, detach=detach)
+        result = run_queued(runner, plan, detach=options.detach)
         if result["status"] == "finished":
             print("\n".join(summary_lines(result)), flush=True)
         return result

@@ -13,9 +13,13 @@ description is ``backend/openapi.yaml``, served at ``GET /openapi.json``):
                    Fast and offline (Label Studio waits 3 s).
 ``POST /predict``  ``{"tasks": [...], "project": "<id>.<ts>", "label_config": ...}``
                    -> ``{"results": [...]}``, exactly one entry per task (a task that is
-                   not a JSON object gets ``[]`` and a ledger record saying why).
+                   not a JSON object gets ``[]`` and a ledger record saying why).  Tasks
+                   past ``PREDICT_DEADLINE`` get ``[]`` and are handed to an overflow run
+                   that writes them into Label Studio later (``backend.overflow``).
 ``POST /webhook``  Label Studio's project webhook.  ``TASKS_CREATED`` enqueues
-                   pre-labelling of the new tasks (``backend.jobs.prelabel_tasks``);
+                   pre-labelling of the new tasks (``backend.jobs.prelabel_tasks`` on RQ
+                   with ``REDIS_URL``; without it a run on the embedded queue,
+                   ``backend.embedded``);
                    ground-truth ``ANNOTATION_*`` events enqueue a debounced
                    rescore (``scoring.jobs.rescore_on_annotation``, by dotted
                    path).  Answers at once; never calls an LLM inline.
@@ -51,12 +55,34 @@ def build_routes(settings: Settings, versions: VersionSet, ledger: Any = None, q
         from backend.ledger import open_ledger
 
         ledger = open_ledger(settings)
+    warnings: dict[str, str] = {}
     if queue is None and settings.redis_url:
         from backend.jobs import JobQueue
 
         queue = JobQueue(settings)
+    elif queue is None:
+        from backend.embedded import build_embedded, missing_label_studio
+
+        queue = build_embedded(settings)
+        if queue is None:
+            warnings["label_studio"] = missing_label_studio(settings) or ""
     predictor = Predictor(settings, versions, ledger=ledger)
-    return Routes(settings, versions, predictor, open_project_versions(settings), queue)
+    routes = Routes(settings, versions, predictor, open_project_versions(settings), queue, warnings=warnings)
+    routes.overflow = build_overflow(queue)
+    return routes
+
+
+def build_overflow(queue: Any):
+    """The ``/predict`` overflow hand-off onto ``queue`` (RQ or embedded); None without a queue that runs."""
+    if queue is None or not hasattr(queue, "start_run"):
+        return None
+    from backend.overflow import Overflow
+
+    if getattr(queue, "mode", None) == "embedded":
+        return Overflow(queue.store, queue)
+    from backend.runstore import RedisRunStore
+
+    return Overflow(RedisRunStore(queue.connection, queue.queue.name), queue)
 
 
 def create_app(settings: Settings | None = None, versions: VersionSet | None = None, ledger=None, queue=None) -> Flask:

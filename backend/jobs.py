@@ -105,6 +105,8 @@ class JobQueue:
     are raised.
     """
 
+    mode = "queue"
+
     def __init__(self, settings: Settings, connection=None):
         from rq import Queue
 
@@ -160,6 +162,22 @@ class JobQueue:
             jobs.append(job.id)
         return ",".join(jobs)
 
+    def enqueue_chunks(self, chunks: list) -> None:
+        """Enqueue a run's chunk jobs (``backend.runwork.run_chunk``, deterministic ids, retried)."""
+        from backend.runwork import enqueue_rq
+
+        enqueue_rq(self.queue, chunks)
+
+    def start_run(self, project: int, version: str, task_ids: list, source: str) -> str:
+        """Record a run of ``task_ids`` (e.g. a ``/predict`` overflow) and enqueue its chunks; returns its id."""
+        from backend.runstore import RedisRunStore
+        from backend.runwork import new_run_id, split, start_run
+
+        store = RedisRunStore(self.connection, self.queue.name)
+        chunks = split(new_run_id(), project, version, task_ids)
+        return start_run(store, self, chunks, {"project": project, "version": version, "source": source,
+                                               "selected": len(task_ids)})
+
     def enqueue_rescore(self, project_id: str) -> str:
         """Schedule one rescore per project, ``rescore_debounce`` s ahead; fold repeats into it.
 
@@ -200,6 +218,8 @@ def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dic
     """
     from backend.ledger import open_ledger
     from backend.predictor import Predictor
+    from backend.runstore import open_run_store
+    from backend.runwork import write_fresh
     from backend.versions import load_versions
     from core.labelstudio import LabelStudioClient
 
@@ -216,9 +236,8 @@ def prelabel_tasks(project_id: str, task_ids: list[int], version_id: str) -> dic
     predictor = Predictor(job_settings, versions, ledger=open_ledger(settings))
     outcomes = predictor.predict(tasks, label_config, version_id, project=str(project_id)) if tasks else []
     preds = [dict(p, task=o.task_id) for o in outcomes if (p := predictor.prediction(o, version_id))]
-    if preds:
-        client.import_predictions(int(project_id), preds)
-    summary = {"tasks": len(task_ids), "predicted": len(preds), "skipped_existing": len(task_ids) - len(tasks),
+    written, taken = write_fresh(client, open_run_store(settings), int(project_id), version_id, preds)
+    summary = {"tasks": len(task_ids), "predicted": written, "skipped_existing": len(task_ids) - len(tasks) + taken,
                "failed": len(outcomes) - len(preds)}
     log.info("prelabel project %s: %s", project_id, summary)
     return summary

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -83,6 +83,8 @@ class Routes:
     predictor: Predictor
     project_versions: Any
     queue: Any = None
+    overflow: Any = None   # backend.overflow.Overflow, or None (no queue, or no Label Studio access)
+    warnings: dict = field(default_factory=dict)  # shown in /health (e.g. Label Studio access missing)
 
     def version_for(self, pid: str | None) -> str:
         """The version id a project uses: the one its /setup chose, else the default."""
@@ -113,6 +115,8 @@ class Routes:
         degraded = self.degraded()
         if degraded:   # still UP: Label Studio refuses a backend whose health fails
             reply["degraded"] = degraded
+        if self.warnings:
+            reply["warnings"] = self.warnings
         return jsonify(reply)
 
     def list_versions(self) -> Response:
@@ -155,8 +159,26 @@ class Routes:
         if not tasks:
             return jsonify({"results": []})
         vid = self.version_for(pid)
-        outcomes = self.predictor.predict(tasks, label_config, vid, project=pid)
-        return jsonify({"results": self.predictor.to_ls_results(outcomes, vid)})
+        if self.overflow is None:
+            outcomes = self.predictor.predict(tasks, label_config, vid, project=pid)
+            return jsonify({"results": self.predictor.to_ls_results(outcomes, vid)})
+        return jsonify({"results": self._predict_with_overflow(tasks, label_config, vid, pid)})
+
+    def _predict_with_overflow(self, tasks: list, label_config: str, vid: str, pid: str | None) -> list:
+        """Tasks an overflow run holds get ``[]`` (no call); those past the deadline are handed off."""
+        from backend.overflow import task_id
+
+        held = self.overflow.held(pid, vid, tasks)
+        todo = [i for i, t in enumerate(tasks) if task_id(t) not in held]
+        outcomes = self.predictor.predict([tasks[i] for i in todo], label_config, vid, project=pid) if todo else []
+        late = [{"id": tasks[i]["id"], "data": tasks[i].get("data") or {}} for i, o in zip(todo, outcomes, strict=True)
+                if o.status == "deadline" and task_id(tasks[i]) is not None]
+        if late:
+            self.overflow.hand_off(pid, vid, late)
+        results: list = [[] for _ in tasks]
+        for i, answer in zip(todo, self.predictor.to_ls_results(outcomes, vid), strict=True):
+            results[i] = answer
+        return results
 
     def webhook(self) -> Response:
         event = read_json_object(WEBHOOK_BODY)
@@ -166,8 +188,8 @@ class Routes:
             expect(event, name, types, "a JSON " + ("array" if types == (list,) else "object"))
         if self.queue is None:
             if action == "TASKS_CREATED":
-                log.info("TASKS_CREATED ignored: set REDIS_URL and run `python -m scoring worker` "
-                         "to pre-label on import")
+                log.info("TASKS_CREATED ignored: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the backend "
+                         "(embedded mode), or REDIS_URL and run `python -m scoring worker`, to pre-label on import")
             return jsonify({"status": "ok", "queued": None})
         try:
             done = self.queue.submit(action, pid, event, self.version_for(pid))

@@ -3,20 +3,26 @@
 Label Studio sends every selected task in one ``/predict`` call and waits 100 s.
 This sends 1,100 tasks (the largest batch measured from Label Studio) to the
 backend over HTTP; the stand-in LLM server answers each call after a fixed
-latency, like a hosted model would.  Prints wall time, throughput and how many
-tasks the deadline left for the next run, for a few concurrency settings.
+latency, like a hosted model would.  Prints wall time, throughput, how many
+tasks the deadline left for the next run, and the backend's overhead per task (wall
+and CPU of this process, which serves the backend; the stand-in runs in its own
+process, so its CPU is not counted), for a few concurrency settings.
 
-    .venv/bin/python bench/bench_predict.py [--tasks 1100] [--latency-ms 600]
+    .venv/bin/python bench/bench_predict.py [--tasks 1100] [--latency-ms 600] [--stand-in thread]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,13 +42,16 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=1100)
     ap.add_argument("--latency-ms", type=int, default=600)
     ap.add_argument("--concurrency", type=int, nargs="*", default=[8, 16, 32, 64])
+    ap.add_argument("--stand-in", choices=["process", "thread"], default="process",
+                    help="run the stand-in LLM in its own process (default) or in this one (its CPU counted)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     tasks = make_tasks(args.tasks)
     print(f"{args.tasks} tasks in one /predict, stand-in LLM latency {args.latency_ms} ms per call")
-    print(f"{'concurrency':>11}  {'wall s':>7}  {'tasks/s':>7}  {'labelled':>8}  {'left for next run':>17}")
-    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp, FakeLLM(latency_ms=args.latency_ms) as fake:
+    print(f"{'concurrency':>11}  {'wall s':>7}  {'tasks/s':>7}  {'labelled':>8}  {'left for next run':>17}  "
+          f"{'ms/task':>7}  {'CPU ms/task':>11}")
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp, stand_in(args) as fake:
         prompts = os.path.join(tmp, "prompts.yaml")
         with open(prompts, "w") as fh:
             yaml.safe_dump({"versions": [{"id": "bench-v1", "provider": "openai", "model": "gpt-4o-mini",
@@ -54,13 +63,42 @@ def main() -> None:
             threading.Thread(target=server.serve_forever, daemon=True).start()
             with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}", timeout=120) as http:
                 http.post("/setup", json={"project": "1.1", "schema": LABEL_CONFIG})
-                t0 = time.perf_counter()
-                body = {"tasks": tasks, "project": "1.1", "label_config": LABEL_CONFIG}
-                results = http.post("/predict", json=body).json()["results"]
-                wall = time.perf_counter() - t0
+                body = {"tasks": tasks[:20], "project": "1.1", "label_config": LABEL_CONFIG}
+                http.post("/predict", json=body)   # warm up: imports, clients, SQLite files
+                t0, c0 = time.perf_counter(), time.process_time()
+                results = http.post("/predict", json=dict(body, tasks=tasks)).json()["results"]
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             server.shutdown()
             done = sum(1 for r in results if r)
-            print(f"{conc:>11}  {wall:>7.1f}  {done / wall:>7.1f}  {done:>8}  {len(results) - done:>17}")
+            print(f"{conc:>11}  {wall:>7.1f}  {done / wall:>7.1f}  {done:>8}  {len(results) - done:>17}  "
+                  f"{wall / len(tasks) * 1000:>7.2f}  {cpu / len(tasks) * 1000:>11.2f}")
+
+
+@contextlib.contextmanager
+def stand_in(args):
+    """The stand-in LLM: in this process (``--stand-in thread``) or in its own (``python -m fakellm``)."""
+    if args.stand_in == "thread":
+        with FakeLLM(latency_ms=args.latency_ms) as fake:
+            yield fake
+        return
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen([sys.executable, "-m", "fakellm", "--port", str(port), "--latency-ms",
+                             str(args.latency_ms)], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield types.SimpleNamespace(openai_base_url=f"http://127.0.0.1:{port}/v1")
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ COMMANDS = {
     "history": "scoring.commands.history",     # past scoring runs of a project
     "suggest": "scoring.commands.suggest",     # which tasks to annotate next: a Data Manager tab
     "run": "scoring.commands.run",             # run a version on a project's tasks (in-process): plan, write
+    "runs": "scoring.commands.runs",           # list the runs of a project: status, progress, cost, failures
     "worker": "scoring.commands.worker",       # run the RQ worker (with its cron schedule)
     "calibrate": "scoring.commands.calibrate", # fit confidence -> P(right) on ground truth; store it for the backend
     "accept": "scoring.commands.accept",       # accept confident predictions at a target accuracy (and --undo)

@@ -35,16 +35,18 @@ import logging
 import math
 import random
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from backend.cache import cache_key
 from backend.ledger import open_ledger
 from backend.predictor import Predictor, TaskOutcome
 from backend.pricing import cost_usd, price_for
 from backend.prompt import render
 from backend.providers.base import Usage
+from backend.runstore import open_run_store
+from backend.runwork import counts, new_run_id, write_fresh
 from backend.schema import plan_for
 from backend.versions import load_versions
 from core.errors import Error, ScoringError
@@ -70,6 +72,8 @@ class RunOptions:
     estimate_sample: int = 5    # real calls made for the estimate when the ledger knows nothing
     chunk: int = 50             # tasks predicted and written per chunk
     progress: bool = True
+    queued: bool = False        # chunk jobs on the RQ queue (REDIS_URL), followed by the command
+    detach: bool = False        # queued: return once the chunk jobs are queued
 
 
 @dataclass
@@ -90,7 +94,8 @@ class RunPlan:
     todo: list[dict]                               # those without a prediction of the version
     skipped_existing: int
     not_found: int = 0                             # ids:FILE ids that are not in the project
-    cached: set = field(default_factory=set)       # task ids the cache answers
+    cached: set = field(default_factory=set)       # task ids the cache answers (or a repeat of an earlier request)
+    seen: set = field(default_factory=set)         # the cache keys of the tasks scanned so far
     unrenderable: dict = field(default_factory=dict)  # task id -> reason (fails without a call)
     approx: dict = field(default_factory=dict)     # task id -> approximated input tokens
     sample: list[TaskOutcome] = field(default_factory=list)  # calls already made for the estimate
@@ -204,7 +209,9 @@ class Runner:
         self.predictor = Predictor(run_settings, versions, ledger=self.ledger,
                                    cache="auto" if options.use_cache else None)
         self.provider = self.predictor.provider_factory(self.version, run_settings)
-        self.run_id = time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self.settings = settings
+        self.store = open_run_store(settings)   # run records (Redis with REDIS_URL, else SQLite), write lock
+        self.run_id = new_run_id()
         self.schema_plan: Any = None
         self.totals: dict | None = None
 
@@ -238,6 +245,12 @@ class Runner:
             plan.unrenderable[task["id"]] = exc.reason
             return
         plan.approx[task["id"]] = approx_tokens(system, parts, self.schema_plan.schema)
+        if self.predictor.cache_for(self.version) is not None:  # a repeat of an earlier task's request: a hit
+            key = cache_key(self.provider, system, parts, self.schema_plan.schema, self.schema_plan.schema_name)
+            if key in plan.seen:
+                plan.cached.add(task["id"])
+                return
+            plan.seen.add(key)
         if self.predictor.cached_answer(self.version, self.schema_plan, self.provider, system, parts) is not None:
             plan.cached.add(task["id"])
 
@@ -317,34 +330,44 @@ class Runner:
         """Predict and write every task of the plan, chunk by chunk (the sample's outcomes first);
         returns the totals."""
         totals = self.totals = new_totals(plan)  # kept up to date: what an interrupted run had written
-        sampled = {o.task_id for o in plan.sample}
-        rest = [t for t in plan.todo if t["id"] not in sampled]
+        rest = self.rest(plan)
         size = max(1, self.options.chunk)
-        if plan.sample:
-            self._write(plan.sample, totals)
-        for i in range(0, len(rest), size):
+        self.record(plan, chunks=len(range(0, len(rest), size)) + 1, mode="in-process")
+        self._write(plan.sample, totals, 0)
+        for n, i in enumerate(range(0, len(rest), size), start=1):
             outcomes = self.predictor.predict(rest[i:i + size], plan.label_config, self.version.id,
                                               project=self.project)
-            self._write(outcomes, totals)
+            self._write(outcomes, totals, n)
             if on_chunk is not None:
                 on_chunk(totals)
+        self.store.set_status(self.run_id, "finished")
         return totals
 
-    def _write(self, outcomes: list[TaskOutcome], totals: dict) -> None:
-        """Count ``outcomes`` and write their predictions, except on tasks that meanwhile got one."""
+    def rest(self, plan: RunPlan) -> list[dict]:
+        """The tasks still to predict after the estimate's sample."""
+        sampled = {o.task_id for o in plan.sample}
+        return [t for t in plan.todo if t["id"] not in sampled]
+
+    def record(self, plan: RunPlan, chunks: int, mode: str) -> None:
+        """Create the run record (``python -m scoring runs`` lists it)."""
+        self.store.create(self.run_id, {
+            "run_id": self.run_id, "project": self.options.project, "version": self.version.id, "source": "run",
+            "tasks": self.options.tasks, "selected": plan.selected, "skipped_before": plan.skipped_existing,
+            "estimate_usd": plan.estimate.usd, "chunks": chunks, "created": time.time(), "mode": mode})
+
+    def _write(self, outcomes: list[TaskOutcome], totals: dict, n: int) -> None:
+        """Count ``outcomes``, write their predictions (except on tasks that meanwhile got one, under the
+        (project, version) write lock), record the chunk ``n`` in the run record."""
         tally(outcomes, totals)
         ok = {o.task_id for o in outcomes if o.ok}
         preds = [dict(p, task=o.task_id) for o in outcomes
                  if (p := self.predictor.prediction(o, self.version.id)) is not None]
-        if not preds:
-            return
-        listed = self.client.tasks_by_ids(self.options.project, [p["task"] for p in preds])
-        taken = {t["id"] for t in listed if has_prediction(t, self.version.id)}  # an overlapping run wrote them
-        fresh = [p for p in preds if p["task"] not in taken]
-        if fresh:
-            self.client.import_predictions(self.options.project, fresh)
-        totals["skipped_existing"] += len(preds) - len(fresh)
+        fresh, taken = write_fresh(self.client, self.store, self.options.project, self.version.id,
+                                   preds, keep=True)
+        totals["skipped_existing"] += taken
         totals["predicted"] += sum(1 for p in fresh if p["task"] in ok)
+        self.store.chunk_done(self.run_id, n, dict(counts(outcomes, self.price), skipped_existing=taken,
+                                                   predicted=sum(1 for p in fresh if p["task"] in ok)))
 
     def result(self, plan: RunPlan, totals: dict) -> dict:
         """The ``--json`` document."""
@@ -366,12 +389,7 @@ def new_totals(plan: RunPlan) -> dict:
 
 def tally(outcomes: list[TaskOutcome], totals: dict) -> None:
     """Add ``outcomes`` to the counters: cache hits, provider calls and their tokens, failures by reason."""
-    for o in outcomes:
-        if o.cached:
-            totals["cached"] += 1
-        elif o.usage is not None:
-            totals["provider_calls"] += 1
-            totals["input_tokens"] += o.usage.input_tokens
-            totals["output_tokens"] += o.usage.output_tokens
-        if not o.ok:
-            totals["failed"][o.status] += 1
+    c = counts(outcomes, None)
+    for k in ("cached", "provider_calls", "input_tokens", "output_tokens"):
+        totals[k] += c[k]
+    totals["failed"].update(c["failed"])

@@ -11,8 +11,11 @@ and without ``--yes`` it refuses), then predicts and writes the predictions to L
 and prints the estimate next to the actual cost.  The logic is :mod:`scoring.runs`.  Refusals
 (``--budget`` exceeded, not confirmed) are one ``error: ...`` line and exit status 2.
 
-This is the in-process mode: the run lives and dies with this command.  A chunked run on the RQ
-worker (detached, listed afterwards) is not available yet.
+Two modes.  With ``REDIS_URL`` (queue mode, :mod:`scoring.runqueue`) the run is split into chunk
+jobs on the RQ queue, shared by every ``python -m scoring worker``; the command follows it with a
+progress bar (Ctrl-C detaches: the run goes on; ``--detach`` returns at once).  Without Redis (or
+with ``--in-process``) it runs in this process.  Either way the run is recorded:
+``python -m scoring runs --project ID`` lists runs with status, progress, cost and failures.
 """
 from __future__ import annotations
 
@@ -24,12 +27,13 @@ from core.settings import Settings
 from scoring.output import check_outputs, write_json
 from scoring.runs import Runner, RunOptions, RunPlan, new_totals, tally, usd_text
 
-HELP = "run a prompt version on a Label Studio project's tasks (in this process): plan, estimate, confirm, write"
+HELP = "run a prompt version on a Label Studio project's tasks (RQ workers, or in process): plan, confirm, write"
 
 
 def add_arguments(parser) -> None:
-    parser.epilog = ("In-process mode: the run lives and dies with this command (what it wrote stays written). "
-                     "Running on the RQ worker in chunks, detached, and listing runs are not available yet.")
+    parser.epilog = ("With REDIS_URL the run is chunk jobs on the RQ queue (run `python -m scoring worker`, any "
+                     "number of them); Ctrl-C detaches. Without it (or --in-process) it runs in this process. "
+                     "`python -m scoring runs --project ID` lists runs.")
     parser.add_argument("--project", required=True, type=int, help="Label Studio project id")
     parser.add_argument("--version", required=True, help="prompt version id (from PROMPTS_FILE)")
     parser.add_argument("--tasks", default="missing", metavar="missing|all|ground-truth|sample:N|ids:FILE",
@@ -52,6 +56,10 @@ def add_arguments(parser) -> None:
                         help="tasks predicted and written to Label Studio at a time (default 50)")
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", help="write the run's counts as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
+    parser.add_argument("--detach", action="store_true",
+                        help="queue mode: return as soon as the chunk jobs are queued (follow with `runs`)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run in this process even with REDIS_URL (no workers needed)")
 
 
 def run(args, settings: Settings) -> int:
@@ -63,7 +71,8 @@ def run(args, settings: Settings) -> int:
     check_outputs({"--json": args.json_out})  # before anything is spent
     options = RunOptions(project=args.project, version=args.version, tasks=args.tasks, seed=args.seed,
                          use_cache=not args.no_cache, estimate_sample=max(0, args.estimate_sample),
-                         chunk=max(1, args.chunk), progress=not args.no_progress)
+                         chunk=max(1, args.chunk), progress=not args.no_progress,
+                         queued=bool(settings.redis_url) and not args.in_process, detach=args.detach)
     result = run_version(settings, options, estimate_only=args.estimate, budget=args.budget, yes=args.yes)
     if args.json_out:
         write_json(args.json_out, result)
@@ -144,6 +153,13 @@ def run_version(settings: Settings, options: RunOptions, *, estimate_only: bool 
             done = totals["predicted"] + sum(totals["failed"].values()) + totals["skipped_existing"]
             print(f"  {done}/{plan.selected} task(s) done, {totals['provider_calls']} call(s)", file=sys.stderr)
 
+    if options.queued:
+        from scoring.runqueue import run_queued
+
+        result = run_queued(runner, plan, detach=options.detach)
+        if result["status"] == "finished":
+            print("\n".join(summary_lines(result)), flush=True)
+        return result
     try:
         result = runner.result(plan, runner.execute(plan, on_chunk=progress))
     except KeyboardInterrupt:

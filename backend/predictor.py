@@ -141,10 +141,12 @@ class Predictor:
         schema = answer_schema(version.confidence, plan)
         return self.cache_call(cache.get, cache_key(provider, system, parts, schema, plan.schema_name))
 
-    def ask(self, version: PromptVersion, plan, provider, system: str, parts: list,
+    def ask(self, version: PromptVersion, plan, provider, prompt: tuple[str, list],
             outcome: TaskOutcome, deadline: float | None = None) -> tuple[dict, tuple | None]:
-        """The answer from the cache or the provider, and ``(cache, key, answer)`` to store once
-        the answer proved valid (None: nothing to store).  Fills ``outcome.usage``/``cached``/``saved``."""
+        """The answer to ``prompt`` (system text, user parts) from the cache or the provider, and
+        ``(cache, key, answer)`` to store once the answer proved valid (None: nothing to store).
+        Fills ``outcome.usage``/``cached``/``saved``."""
+        system, parts = prompt
         cache = self.cache_for(version)
         schema = answer_schema(version.confidence, plan)  # verbalized: plus the answer_confidence key
         key = cache_key(provider, system, parts, schema, plan.schema_name) if cache is not None else None
@@ -209,7 +211,7 @@ class Predictor:
         outcome = TaskOutcome(task_id=task.get("id"))
         try:
             system, parts = render(version, plan, task, self.media, deadline=deadline)
-            data, store = self.ask(version, plan, provider, system, parts, outcome, deadline)
+            data, store = self.ask(version, plan, provider, (system, parts), outcome, deadline)
             regions, stats = plan.to_result(data, task.get("data") or {})
             outcome.regions, outcome.stats = regions, stats
             if store is not None:  # a valid answer: worth keeping

@@ -54,6 +54,16 @@ def _int(value: Any) -> int:
     return int(f) if f is not None else 0
 
 
+def _coverage_notes(have_ledger: bool, calls: int, tasks: int, n_scored: int, notes: list[str]) -> None:
+    """Say when the ledger knows nothing of the version, or of only some of the scored tasks."""
+    if have_ledger and calls == 0 and tasks == 0:
+        notes.append("the ledger has no usage for this version (predictions made elsewhere or before the ledger "
+                     "existed): cost unknown")
+    if 0 < tasks < n_scored:
+        notes.append(f"the ledger has usage for {tasks} tasks but {n_scored} were scored: some predictions were made "
+                     "outside this backend")
+
+
 def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: int) -> dict:
     """Build the report's ``cost`` section from a ledger summary.
 
@@ -85,12 +95,7 @@ def cost_section(ledger_summary: dict | None, n_scored: int, n_project_tasks: in
     output_tokens = _int(s.get("output_tokens"))
     errors = {str(k): _int(v) for k, v in (s.get("errors") or {}).items() if _int(v)}
 
-    if ledger_summary is not None and calls == 0 and tasks == 0:
-        notes.append("the ledger has no usage for this version (predictions made elsewhere or before the ledger "
-                     "existed): cost unknown")
-    if 0 < tasks < n_scored:
-        notes.append(f"the ledger has usage for {tasks} tasks but {n_scored} were scored: some predictions were made "
-                     "outside this backend")
+    _coverage_notes(ledger_summary is not None, calls, tasks, n_scored, notes)
     quality = _quality(s, notes)
     usd, usd_partial = _usd(s, tasks > 0 or calls > 0, notes)
     usd_per_task = usd / tasks if usd is not None and tasks > 0 else None

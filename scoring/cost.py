@@ -165,7 +165,8 @@ def compare_table(reports: list[dict]) -> list[dict]:
     ``n_tasks`` and ``cost`` (a :func:`cost_section`).  Row keys: ``version``,
     ``reference``, ``score``, ``score_delta`` (score minus the best score),
     ``n_tasks`` (the tasks the report looked at, compared or skipped: the report's ``n_tasks``),
-    ``n_compared`` (the tasks actually compared: what the score is over), ``usd_per_task``, ``projected_usd``, ``relative_cost``
+    ``n_compared`` (the tasks actually compared: what the score is over), ``usd_per_task``,
+    ``projected_usd``, ``relative_cost``
     (``usd_per_task`` / the best version's; ``None`` when either is unknown or the
     best is free), ``best`` (True on the best-scoring row).
 

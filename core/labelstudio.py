@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable
 
 import httpx
 
+from core.dataviews import DataViewsMixin
 from core.errors import ConfigError, LabelStudioError
 from core.secrets import mask
 from core.settings import Settings
@@ -95,8 +96,10 @@ def _body_summary(exc: BaseException, limit: int = 200) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
-class LabelStudioClient:
+class LabelStudioClient(DataViewsMixin):
     """The scoring worker's client for one Label Studio (``settings.label_studio_url``).
+
+    Data Manager tabs (``views``, ``upsert_view``, ``view_tasks`` ...) come from ``core.dataviews``.
 
     ``attempts`` tries per call in all, sleeping ``backoff * 2**i`` seconds between
     them (0.5, 1, 2 s by default); ``timeout`` seconds per HTTP request.
@@ -375,38 +378,7 @@ class LabelStudioClient:
                     raise
         return len(ids)
 
-    # ------------------------------------------------------------------ Data Manager
-    def columns(self, project_id: int) -> list[dict]:
-        """The Data Manager's columns of a project (``GET /api/dm/columns``)."""
-        data = self._call(f"reading Data Manager columns of project {project_id}", self._raw,
-                          "GET", "api/dm/columns", params={"project": int(project_id)})
-        return list((data or {}).get("columns", []))
-
-    def views(self, project_id: int) -> list[dict]:
-        """The Data Manager tabs of a project as ``{"id", "title", "data"}``."""
-        views = self._call(f"listing Data Manager tabs of project {project_id}", self.sdk.views.list,
-                           project=int(project_id))
-        return [{"id": v.id, "title": (v.data or {}).get("title"), "data": v.data or {}} for v in views]
-
-    def upsert_view(self, project_id: int, title: str, data: dict) -> int:
-        """Create the Data Manager tab ``title`` or update it in place; return its id."""
-        data = {**data, "title": title}
-        for view in self.views(project_id):
-            if view["title"] == title:
-                self._call(f"updating Data Manager tab '{title}'", self.sdk.views.update, str(view["id"]),
-                           project=int(project_id), data=data)
-                return view["id"]
-        view = self._call(f"creating Data Manager tab '{title}'", self.sdk.views.create, project=int(project_id),
-                          data=data)
-        return view.id
-
-    def view_tasks(self, project_id: int, view_id: int) -> list[dict]:
-        """Tasks of a Data Manager tab in its order, as ``{"id", "predictions_score"}``."""
-        def run():
-            return [{"id": t.id, "predictions_score": getattr(t, "predictions_score", None)}
-                    for t in self.sdk.tasks.list(project=int(project_id), view=int(view_id), fields="all")]
-        return self._call(f"listing tasks of Data Manager tab {view_id}", run)
-
+    # ------------------------------------------------------------------ links
     def task_url(self, project_id: int, task_id: int) -> str:
         """Where a person opens the task in Label Studio."""
         return label_studio_task_url(self.url, project_id)(task_id)

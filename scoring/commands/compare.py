@@ -41,7 +41,8 @@ def table_lines(result: dict, tolerance: float = TOLERANCE) -> list[str]:
              f"{'× cost':>7}"]
     for row in result["table"]:
         lines.append(f"  {str(row['version']):<24} {num(row['score']):>7} {num(row['score_delta'], '+.3f'):>7} "
-                     f"{row['n_compared']:>6} {usd_fixed(row['usd_per_task']):>10} {usd_fixed(row['projected_usd']):>10} "
+                     f"{row['n_compared']:>6} {usd_fixed(row['usd_per_task']):>10} "
+                     f"{usd_fixed(row['projected_usd']):>10} "
                      f"{num(row['relative_cost'], '.2f'):>7}{'  best' if row['best'] else ''}")
     pick = result.get("cheapest_good_enough")
     best = result["table"][0] if result["table"] else None

@@ -143,7 +143,8 @@ def tab_data(client: LabelStudioClient, project_id: int, name: str, active: bool
         # the value is a list: Label Studio iterates it (a bare string would match letter by letter)
         "filters": {"conjunction": "and", "items": [{"filter": "filter:tasks:predictions_model_versions",
                                                       "operator": "contains", "type": "List", "value": [name]}]},
-        "ordering": [f"tasks:{SCORE_COLUMN}"] if active else [],
+        # inactive: by task id (an empty ordering would not replace the score sort: Label Studio keeps the old one)
+        "ordering": [f"tasks:{SCORE_COLUMN}"] if active else ["tasks:id"],
         "hiddenColumns": {"explore": hidden, "labeling": list(hidden)},
         EVAL_KEY: name,
         CURRENT_MARK: bool(active),

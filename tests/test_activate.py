@@ -14,6 +14,7 @@ from scoring.engine import evaluate
 from scoring.evaltabs import BACKEND_KEY, EVAL_KEY, evaluation_tabs
 from scoring.writeback import WriteOptions, write_back
 from tests.fixtures.ls_export import make_fixture
+from tests.test_ui_browser import chrome  # noqa: F401, F811  (the fixture)
 
 pytestmark = pytest.mark.labelstudio
 CHEAP, GOOD = "eval(v-cheap vs ground_truth)", "eval(v-good vs ground_truth)"
@@ -139,3 +140,47 @@ def test_a_tab_of_an_earlier_release_is_taken_over(project):
     _, out = score_and_write(client, pid, "v-cheap", make_current=True)
     assert out["tab"]["id"] == old
     assert [v["title"] for v in client.views(pid)] == [DEFAULT_TAB, "★ v-cheap vs GT"]
+
+
+# --------------------------------------------------------------------------- what a person sees
+TAB_LABELS = "return [...document.querySelectorAll('[role=tab]')].map(t => t.getAttribute('aria-label'));"
+# Of each tab title, the part drawn: the tab strip cuts titles with an ellipsis (about 15 characters at 1440 px).
+VISIBLE_PART = """
+return [...document.querySelectorAll('[role=tab] span')].map(s => {
+  const r = document.createRange(); const text = s.textContent; let n = text.length;
+  const box = s.getBoundingClientRect();
+  while (n > 0) { r.setStart(s.firstChild, 0); r.setEnd(s.firstChild, n);
+                  if (r.getBoundingClientRect().right <= box.right + 0.5) break; n--; }
+  return text.slice(0, n);
+});
+"""
+HEADER = "return [...document.querySelectorAll('.lsf-table-head .lsf-table__cell')].map(c => c.innerText.trim());"
+
+
+@pytest.mark.browser
+def test_in_the_data_manager_only_the_active_tab_shows_scores(project, label_studio, chrome):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    from tests import browser
+    from tests.lsharness import PASSWORD, USERNAME
+
+    pid, ids, client = project
+    score_and_write(client, pid, "v-cheap", make_current=True)
+    score_and_write(client, pid, "v-good", make_current=True)
+    browser.login(chrome, label_studio.url, USERNAME, PASSWORD)
+    chrome.get(f"{label_studio.url}/projects/{pid}/data")
+    browser.wait_for_app(chrome)
+    labels = browser.wait(lambda: chrome.execute_script(TAB_LABELS), message="the tab strip")
+    assert labels == [DEFAULT_TAB, "☆ v-cheap vs GT (inactive)", "★ v-good vs GT"]
+    visible = chrome.execute_script(VISIBLE_PART)
+    # The marker and the version are always drawn; "(inactive)" is cut here, the missing score column says it.
+    assert visible[1].startswith("☆ v-cheap") and visible[2].startswith("★ v-good"), visible
+
+    def header_of(title):
+        chrome.find_element(By.CSS_SELECTOR, f'[role=tab][aria-label="{title}"]').click()
+        return browser.wait(lambda: (lambda h: h if "ID" in h else None)(chrome.execute_script(HEADER)),
+                            message=f"the table of {title!r}")
+
+    assert "Prediction score" in header_of("★ v-good vs GT")
+    browser.wait(lambda: "Prediction score" not in header_of("☆ v-cheap vs GT (inactive)"),
+                 message="the inactive tab without the Prediction score column")

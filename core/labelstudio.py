@@ -43,6 +43,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+DELETE_WORKERS = 4  # concurrent per-id deletes (measured on 1.23.2: about 80 ms one by one, 40 ms each with 4, 60 with 8)
 # Full predictions (the point); drafts as ids and no annotation history (not needed, about 20% faster).
 EXPORT_OPTIONS = {"predictions": {"only_id": False}, "drafts": {"only_id": True},
                   "annotations__completed_by": {"only_id": True}, "include_annotation_history": False}
@@ -306,25 +307,39 @@ class LabelStudioClient(DataViewsMixin):
         return int((data or {}).get("deleted_predictions", 0))
 
     def delete_predictions(self, prediction_ids: Iterable[int], progress: bool = False,
-                           on_delete: Callable[[int], None] | None = None) -> int:
-        """Delete predictions one by one (about 80 ms each on 1.23.2); return how many.
+                           on_delete: Callable[[int], None] | None = None, workers: int = DELETE_WORKERS) -> int:
+        """Delete predictions by id, ``workers`` requests at a time; return how many.
 
-        A prediction that is already gone counts as deleted (a rerun after a crash).
-        ``on_delete(n_done)`` is called after each one.
+        About 80 ms each one by one on 1.23.2, 40 ms each 4 at a time.  One already gone counts as deleted (a
+        rerun after a crash).  ``on_delete(n_done)`` is called after each one; the first failure is raised.
         """
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
         from tqdm import tqdm
 
-        ids = list(prediction_ids)
-        done = 0
-        for pred_id in tqdm(ids, desc="remove replaced predictions", unit="pred", disable=not progress, leave=False):
+        ids, done = [int(i) for i in prediction_ids], 0
+        with ThreadPoolExecutor(max(1, workers)) as pool, \
+                tqdm(total=len(ids), desc="remove replaced predictions", unit="pred", disable=not progress,
+                     leave=False) as bar:
+            futures = [pool.submit(self._delete_if_there, pred_id) for pred_id in ids]
             try:
-                self._call(f"deleting prediction {pred_id}", self._delete_one, int(pred_id))
-            except _Gone:
-                pass
-            done += 1
-            if on_delete is not None:
-                on_delete(done)
+                for future in as_completed(futures):
+                    future.result()
+                    done += 1
+                    bar.update(1)
+                    if on_delete is not None:
+                        on_delete(done)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
         return done
+
+    def _delete_if_there(self, pred_id: int) -> None:
+        try:
+            self._call(f"deleting prediction {pred_id}", self._delete_one, pred_id)
+        except _Gone:
+            pass
 
     def _delete_one(self, pred_id: int) -> None:
         from label_studio_sdk.core.api_error import ApiError

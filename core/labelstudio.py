@@ -43,7 +43,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-DELETE_WORKERS = 4  # concurrent per-id deletes (measured on 1.23.2: about 80 ms one by one, 40 ms each with 4, 60 with 8)
+DELETE_WORKERS = 4  # per-id deletes at a time (1.23.2: about 80 ms each one by one, 40 ms with 4, 60 with 8)
 # Full predictions (the point); drafts as ids and no annotation history (not needed, about 20% faster).
 EXPORT_OPTIONS = {"predictions": {"only_id": False}, "drafts": {"only_id": True},
                   "annotations__completed_by": {"only_id": True}, "include_annotation_history": False}

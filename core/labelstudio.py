@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable
 
 import httpx
 
+from core.dataviews import DataViewsMixin
 from core.errors import ConfigError, LabelStudioError
 from core.secrets import mask
 from core.settings import Settings
@@ -42,6 +43,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+DELETE_WORKERS = 4  # per-id deletes at a time (1.23.2: about 80 ms each one by one, 40 ms with 4, 60 with 8)
 # Full predictions (the point); drafts as ids and no annotation history (not needed, about 20% faster).
 EXPORT_OPTIONS = {"predictions": {"only_id": False}, "drafts": {"only_id": True},
                   "annotations__completed_by": {"only_id": True}, "include_annotation_history": False}
@@ -95,8 +97,10 @@ def _body_summary(exc: BaseException, limit: int = 200) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
-class LabelStudioClient:
+class LabelStudioClient(DataViewsMixin):
     """The scoring worker's client for one Label Studio (``settings.label_studio_url``).
+
+    Data Manager tabs (``views``, ``upsert_view``, ``view_tasks`` ...) come from ``core.dataviews``.
 
     ``attempts`` tries per call in all, sleeping ``backoff * 2**i`` seconds between
     them (0.5, 1, 2 s by default); ``timeout`` seconds per HTTP request.
@@ -303,25 +307,39 @@ class LabelStudioClient:
         return int((data or {}).get("deleted_predictions", 0))
 
     def delete_predictions(self, prediction_ids: Iterable[int], progress: bool = False,
-                           on_delete: Callable[[int], None] | None = None) -> int:
-        """Delete predictions one by one (about 80 ms each on 1.23.2); return how many.
+                           on_delete: Callable[[int], None] | None = None, workers: int = DELETE_WORKERS) -> int:
+        """Delete predictions by id, ``workers`` requests at a time; return how many.
 
-        A prediction that is already gone counts as deleted (a rerun after a crash).
-        ``on_delete(n_done)`` is called after each one.
+        About 80 ms each one by one on 1.23.2, 40 ms each 4 at a time.  One already gone counts as deleted (a
+        rerun after a crash).  ``on_delete(n_done)`` is called after each one; the first failure is raised.
         """
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
         from tqdm import tqdm
 
-        ids = list(prediction_ids)
-        done = 0
-        for pred_id in tqdm(ids, desc="remove replaced predictions", unit="pred", disable=not progress, leave=False):
+        ids, done = [int(i) for i in prediction_ids], 0
+        with ThreadPoolExecutor(max(1, workers)) as pool, \
+                tqdm(total=len(ids), desc="remove replaced predictions", unit="pred", disable=not progress,
+                     leave=False) as bar:
+            futures = [pool.submit(self._delete_if_there, pred_id) for pred_id in ids]
             try:
-                self._call(f"deleting prediction {pred_id}", self._delete_one, int(pred_id))
-            except _Gone:
-                pass
-            done += 1
-            if on_delete is not None:
-                on_delete(done)
+                for future in as_completed(futures):
+                    future.result()
+                    done += 1
+                    bar.update(1)
+                    if on_delete is not None:
+                        on_delete(done)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
         return done
+
+    def _delete_if_there(self, pred_id: int) -> None:
+        try:
+            self._call(f"deleting prediction {pred_id}", self._delete_one, pred_id)
+        except _Gone:
+            pass
 
     def _delete_one(self, pred_id: int) -> None:
         from label_studio_sdk.core.api_error import ApiError
@@ -375,38 +393,7 @@ class LabelStudioClient:
                     raise
         return len(ids)
 
-    # ------------------------------------------------------------------ Data Manager
-    def columns(self, project_id: int) -> list[dict]:
-        """The Data Manager's columns of a project (``GET /api/dm/columns``)."""
-        data = self._call(f"reading Data Manager columns of project {project_id}", self._raw,
-                          "GET", "api/dm/columns", params={"project": int(project_id)})
-        return list((data or {}).get("columns", []))
-
-    def views(self, project_id: int) -> list[dict]:
-        """The Data Manager tabs of a project as ``{"id", "title", "data"}``."""
-        views = self._call(f"listing Data Manager tabs of project {project_id}", self.sdk.views.list,
-                           project=int(project_id))
-        return [{"id": v.id, "title": (v.data or {}).get("title"), "data": v.data or {}} for v in views]
-
-    def upsert_view(self, project_id: int, title: str, data: dict) -> int:
-        """Create the Data Manager tab ``title`` or update it in place; return its id."""
-        data = {**data, "title": title}
-        for view in self.views(project_id):
-            if view["title"] == title:
-                self._call(f"updating Data Manager tab '{title}'", self.sdk.views.update, str(view["id"]),
-                           project=int(project_id), data=data)
-                return view["id"]
-        view = self._call(f"creating Data Manager tab '{title}'", self.sdk.views.create, project=int(project_id),
-                          data=data)
-        return view.id
-
-    def view_tasks(self, project_id: int, view_id: int) -> list[dict]:
-        """Tasks of a Data Manager tab in its order, as ``{"id", "predictions_score"}``."""
-        def run():
-            return [{"id": t.id, "predictions_score": getattr(t, "predictions_score", None)}
-                    for t in self.sdk.tasks.list(project=int(project_id), view=int(view_id), fields="all")]
-        return self._call(f"listing tasks of Data Manager tab {view_id}", run)
-
+    # ------------------------------------------------------------------ links
     def task_url(self, project_id: int, task_id: int) -> str:
         """Where a person opens the task in Label Studio."""
         return label_studio_task_url(self.url, project_id)(task_id)

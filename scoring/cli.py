@@ -28,6 +28,7 @@ COMMANDS = {
     "worker": "scoring.commands.worker",       # run the RQ worker (with its cron schedule)
     "calibrate": "scoring.commands.calibrate", # fit confidence -> P(right) on ground truth; store it for the backend
     "accept": "scoring.commands.accept",       # accept confident predictions at a target accuracy (and --undo)
+    "activate": "scoring.commands.activate",   # which evaluation the Data Manager's scores show (or --backend)
 }
 
 

@@ -170,7 +170,9 @@ def compare_table(reports: list[dict]) -> list[dict]:
     Each report is a scoring report with ``version``, ``reference``, ``score``,
     ``n_tasks`` and ``cost`` (a :func:`cost_section`).  Row keys: ``version``,
     ``reference``, ``score``, ``score_delta`` (score minus the best score),
-    ``n_tasks``, ``usd_per_task``, ``projected_usd``, ``relative_cost``
+    ``n_tasks`` (the tasks the report looked at, compared or skipped: the report's ``n_tasks``),
+    ``n_compared`` (the tasks actually compared: what the score is over), ``usd_per_task``,
+    ``projected_usd``, ``relative_cost``
     (``usd_per_task`` / the best version's; ``None`` when either is unknown or the
     best is free), ``best`` (True on the best-scoring row).
 
@@ -180,12 +182,12 @@ def compare_table(reports: list[dict]) -> list[dict]:
     Example: v1 scores 0.90 at $0.003/task, v2 scores 0.89 at $0.001/task::
 
         >>> rows = compare_table([
-        ...     {"version": "v1", "reference": "ground_truth", "score": 0.90, "n_tasks": 50,
+        ...     {"version": "v1", "reference": "ground_truth", "score": 0.90, "n_tasks": 50, "n_compared": 40,
         ...      "cost": {"usd_per_task": 0.003, "projected_usd": 3.0}},
         ...     {"version": "v2", "reference": "ground_truth", "score": 0.89, "n_tasks": 50,
         ...      "cost": {"usd_per_task": 0.001, "projected_usd": 1.0}}])
-        >>> [(r["version"], round(r["relative_cost"], 3)) for r in rows]
-        [('v1', 1.0), ('v2', 0.333)]
+        >>> [(r["version"], round(r["relative_cost"], 3), r["n_compared"]) for r in rows]
+        [('v1', 1.0, 40), ('v2', 0.333, 50)]
     """
     from core.errors import ScoringError
 
@@ -205,6 +207,7 @@ def compare_table(reports: list[dict]) -> list[dict]:
             "reference": r.get("reference"),
             "score": _num(r.get("score")),
             "n_tasks": _int(r.get("n_tasks")),
+            "n_compared": _int(r.get("n_compared", r.get("n_tasks"))),
             "usd_per_task": _num(cost.get("usd_per_task")),
             "projected_usd": _num(cost.get("projected_usd")),
         })

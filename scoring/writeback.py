@@ -25,13 +25,14 @@ compared task ends with exactly one prediction (verified by counting), nothing e
 When the bulk import itself fails, the predictions it created in this run are
 removed again before the error is raised.
 
-A Data Manager tab "Agreement: <version> vs <reference>" is created (or updated)
-with the filter *Prediction model versions contains eval(<version> vs <reference>)*,
-the order *Prediction score ascending* (lowest agreement first) and the "Prediction
-score" column shown.  ``WriteOptions(make_current=True)`` makes the evaluation the project's
-current model version (Settings → Annotation → Prelabeling) so that the column shows
-agreement; the name is stable, so this is needed once.  The reviewer's steps are in
-the README ("Write-back: reviewing the lowest-agreement tasks").
+Each evaluation has a Data Manager tab (``scoring.evaltabs``): "★ <version> vs GT" while it is the
+*active* evaluation -- the project's current model version, the one whose scores the "Prediction
+score" column shows -- filtered to the evaluation, lowest agreement first; "☆ <version> vs GT
+(inactive)" otherwise, without the score column and its sort (they would show the active
+evaluation's scores).  ``WriteOptions(make_current=True)`` makes the evaluation active
+(``scoring.evaltabs.activate``: every evaluation tab is retitled, and the model version current
+before any evaluation -- the ML backend's -- is remembered for the way back).  The reviewer's steps
+are in the README ("Write-back: reviewing the lowest-agreement tasks").
 """
 from __future__ import annotations
 
@@ -42,32 +43,21 @@ from typing import Callable
 
 from core.errors import LabelStudioError
 from core.labelstudio import LabelStudioClient
+from scoring.evaltabs import (  # noqa: F401  (evaluation_name, tab_title: re-exported, used by callers)
+    CURRENT_MARK,
+    activate,
+    evaluation_name,
+    evaluation_tabs,
+    refresh_tabs,
+    remembered_backend,
+    tab_title,
+)
 
 log = logging.getLogger(__name__)
 
-SHOWN_COLUMNS = ("predictions_score", "predictions_model_versions")
 WRITE_CHUNK = 10_000  # predictions per import request (see write_back)
 REWRITE_MIN = 200     # replace in bulk when at least this many, and at least half, of the old ones go
 SCORE_EPS = 1e-9
-CURRENT_MARK = "llm_prelabel_evaluation_is_current"  # kept in the tab's data: survives a crash mid-rewrite
-
-
-def evaluation_name(version: str, against: str) -> str:
-    """The model version of an evaluation's predictions.
-
-    >>> evaluation_name("v-good", "ground_truth")
-    'eval(v-good vs ground_truth)'
-    """
-    return f"eval({version} vs {against})"
-
-
-def tab_title(version: str, against: str) -> str:
-    """Title of the Data Manager tab of an evaluation.
-
-    >>> tab_title("v-good", "ground_truth")
-    'Agreement: v-good vs ground_truth'
-    """
-    return f"Agreement: {version} vs {against}"
 
 
 def _canon(result) -> str:
@@ -158,25 +148,6 @@ def plan(wanted: list[dict], existing: list[dict]) -> Plan:
     return out
 
 
-def tab_data(client: LabelStudioClient, project_id: int, name: str, current: bool = False) -> dict:
-    """Data Manager tab settings: filter to the evaluation, lowest agreement first, score column shown."""
-    hidden = []
-    for col in client.columns(project_id):
-        vis = col.get("visibility_defaults")
-        if not vis or col.get("id") == "data" or col.get("id") in SHOWN_COLUMNS:
-            continue
-        if not vis.get("explore", True):
-            hidden.append("tasks:" + ("data." if col.get("parent") == "data" else "") + str(col["id"]))
-    return {
-        # the value is a list: Label Studio iterates it (a bare string would match letter by letter)
-        "filters": {"conjunction": "and", "items": [{"filter": "filter:tasks:predictions_model_versions",
-                                                      "operator": "contains", "type": "List", "value": [name]}]},
-        "ordering": ["tasks:predictions_score"],
-        "hiddenColumns": {"explore": hidden, "labeling": list(hidden)},
-        CURRENT_MARK: bool(current),
-    }
-
-
 def review_title(version: str) -> str:
     """The review-queue tab of a version: ``"Review: v2, least confident first"``."""
     return f"Review: {version}, least confident first"
@@ -225,7 +196,6 @@ class _Target:
     client: LabelStudioClient
     pid: int
     name: str      # evaluation_name(version, against): the predictions' model version
-    title: str     # tab_title(version, against): the Data Manager tab
     opts: WriteOptions
 
 
@@ -239,8 +209,10 @@ def write_back(client: LabelStudioClient, project_id: int, report: dict, tasks: 
     project after each import request (about 10 s per request at 10,000 tasks).
 
     Returns ``{"model_version", "mode": "incremental"|"rewrite", "written", "created", "deleted",
-    "unchanged", "rejected", "tab": {"id", "title"}, "current_model_version",
-    "previous_model_version"}``; ``written`` is the number of evaluation predictions in
+    "unchanged", "rejected", "tab": {"id", "title", "active"}, "current_model_version",
+    "previous_model_version", "backend_model_version"}``: ``previous_model_version`` is the project's model
+    version before this run, ``backend_model_version`` the one before any evaluation was made current (the way
+    back, ``activate --backend``; None when unknown).  ``written`` is the number of evaluation predictions in
     Label Studio afterwards.  Raises ``LabelStudioError`` when Label Studio fails or the
     counts do not come out right after a repair pass.
     """
@@ -248,10 +220,11 @@ def write_back(client: LabelStudioClient, project_id: int, report: dict, tasks: 
     version = opts.version or report["version"]
     against = opts.against or report.get("reference") or "ground_truth"
     pid = int(project_id)
-    t = _Target(client, pid, evaluation_name(version, against), tab_title(version, against), opts)
+    t = _Target(client, pid, evaluation_name(version, against), opts)
     wanted = evaluation_predictions(report, tasks, t.name)
     previous = client.project(pid)["model_version"] or None
-    tab = next((v for v in client.views(pid) if v["title"] == t.title), None)
+    views = client.views(pid)
+    tab = evaluation_tabs(views).get(t.name)
     # A bulk rewrite clears the project's current version when it is this evaluation; the tab
     # remembers it, so that a run after a crash in that window can put it back.
     was_current = previous == t.name or (previous is None and bool(tab and tab["data"].get(CURRENT_MARK)))
@@ -261,16 +234,26 @@ def write_back(client: LabelStudioClient, project_id: int, report: dict, tasks: 
     if rejected:  # Label Studio 1.23.2 logs and drops predictions its validator rejects
         log.warning("evaluation %s: Label Studio rejected %d of %d predictions (see its log)", t.name, rejected,
                     len(wanted))
-    current = previous
-    if opts.make_current or was_current:
-        if client.project(pid)["model_version"] != t.name:  # a bulk delete of the current version clears it
-            client.set_model_version(pid, t.name)
-        current = t.name
-    view_id = client.upsert_view(pid, t.title, tab_data(client, pid, t.name, current=current == t.name))
+    current, backend, tabs = _settle_tabs(t, previous, was_current, remembered_backend(views))
     return {"model_version": t.name, "mode": mode, "written": stored, "created": totals["created"],
             "deleted": totals["deleted"], "unchanged": 0 if first.rewrite(opts.rewrite_min) else first.keep,
-            "rejected": rejected, "tab": {"id": view_id, "title": t.title}, "current_model_version": current,
-            "previous_model_version": previous}
+            "rejected": rejected, "tab": tabs[t.name], "current_model_version": current,
+            "previous_model_version": previous, "backend_model_version": backend}
+
+
+def _settle_tabs(t: _Target, previous: str | None, was_current: bool,
+                 backend: str | None) -> tuple[str | None, str | None, dict]:
+    """Make the evaluation current when asked (or put it back after a bulk rewrite), then title every
+    evaluation tab after the current model version; return (current, backend version, tabs)."""
+    if t.opts.make_current:
+        done = activate(t.client, t.pid, t.name, previous=previous)
+        return done["current"], done["backend_model_version"], done["tabs"]
+    current = previous
+    if was_current:
+        if t.client.project(t.pid)["model_version"] != t.name:  # a bulk delete of the current version clears it
+            t.client.set_model_version(t.pid, t.name)
+        current = t.name
+    return current, backend or None, refresh_tabs(t.client, t.pid, current, ensure=t.name)
 
 
 def _reconcile(t: _Target, first: Plan, wanted: list[dict], tab: dict | None,
@@ -283,8 +266,7 @@ def _reconcile(t: _Target, first: Plan, wanted: list[dict], tab: dict | None,
         p = first if attempt == 1 else plan(wanted, client.predictions_of_version(pid, name))
         mode = "rewrite" if p.rewrite(t.opts.rewrite_min) else "incremental"
         if mode == "rewrite" and was_current and not (tab and tab["data"].get(CURRENT_MARK)):
-            tab = {"id": client.upsert_view(pid, t.title, tab_data(client, pid, name, current=True)),
-                   "data": {CURRENT_MARK: True}}
+            tab = {**refresh_tabs(client, pid, name, ensure=name)[name], "data": {CURRENT_MARK: True}}
         log.info("evaluation %s: %d to create, %d to delete, %d unchanged (%s)", name, len(p.create), len(p.delete),
                  p.keep, mode)
         created, deleted = _execute(t, p, mode, wanted)

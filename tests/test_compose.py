@@ -313,7 +313,9 @@ def stop(proc: subprocess.Popen) -> str:
 def test_the_worker_health_checks_follow_a_real_worker(service, queue_name, tmp_path):
     doc = compose()
     check = healthcheck(service, doc)[1:]
-    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "RQ_QUEUE": queue_name}
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "RQ_QUEUE": queue_name,
+           # as compose sets them (x-app): the worker checks them at start, it does not call Label Studio
+           "LABEL_STUDIO_URL": "http://label-studio:8080", "LABEL_STUDIO_API_KEY": "compose-test-token"}
     assert run_check(check, env) == 1  # no worker yet
     command = doc["services"][service]["command"][1:]
     if "--schedules" in command:

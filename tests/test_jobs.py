@@ -388,16 +388,28 @@ schedules:
 
 
 def test_worker_command_runs_schedules_and_jobs_fail_fast_without_label_studio(conn, qname, pid, tmp_path):
-    """`python -m scoring worker --schedules F --burst` fires the interval schedule, runs it, and the scoring job
-    it enqueues fails at once with an actionable message (no Label Studio configured), without using retries."""
+    """Without Label Studio settings `python -m scoring worker --schedules F` refuses to start in one line (each
+    scheduled run would fail with a traceback in the log); a plain worker starts with a one-line warning, and the
+    scheduled scoring job it runs fails at once with an actionable message, without using retries."""
     path = write_schedules(tmp_path, f"schedules:\n  - {{project: {pid}, version: v1, interval: 3600}}\n")
     env = {"REDIS_URL": REDIS_URL, "RQ_QUEUE": qname, "DATA_DIR": str(tmp_path), "LOG_LEVEL": "WARNING"}
     name = f"score {pid} v1 vs ground_truth"
     try:
         out = subprocess.run([sys.executable, "-m", "scoring", "worker", "--schedules", path, "--burst"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-        assert out.returncode == 0, out.stderr
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.strip().splitlines() == [
+            f"error: the scheduled scoring runs of {path} need LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the "
+            "worker's environment (e.g. LABEL_STUDIO_URL=http://localhost:8080, LABEL_STUDIO_API_KEY=<Account & "
+            "Settings → Access Token>)"]
         score_id = jobs.score_job_id(pid, "v1")
+        assert Job.exists(score_id, connection=conn) is False          # nothing was scheduled
+        build_cron(Settings(redis_url=REDIS_URL, queue_name=qname), path, conn).enqueue_jobs()
+        out = subprocess.run([sys.executable, "-m", "scoring", "worker", "--burst"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        assert ("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY not set: scoring and pre-labelling jobs will fail"
+                in out.stderr.splitlines()[0]), out.stderr
         job = Job.fetch(score_id, connection=conn)
         assert job.get_status() == "failed" and job.retries_left == 0
         assert "LABEL_STUDIO_URL" in job.latest_result().exc_string

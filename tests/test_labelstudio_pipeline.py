@@ -168,7 +168,7 @@ def test_score_command_with_write_back(label_studio, cli_env, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "'eval(v-cheap vs ground_truth)' now has 19 prediction(s) (19 written, 0 replaced or removed" in out
-    assert "before it was 'v-good'" in out
+    assert f"python -m scoring activate --project {pid} --backend (back to 'v-good'" in out
     assert main(["score", "--project", str(pid), "--version", "v-cheap", "--write-back", "--no-progress"]) == 0
     assert "now has 19 prediction(s) (0 written, 0 replaced or removed, 19 unchanged)" in capsys.readouterr().out
 

@@ -126,7 +126,7 @@ def test_rerun_changes_only_what_changed(project, label_studio):
     assert client.model_version_counts(pid) == counts1
     assert scores_by_ref(client, pid, ids)["t02"] == 1.0
     assert client.project(pid)["model_version"] == CHEAP
-    assert [v["title"] for v in client.views(pid)].count("Agreement: v-cheap vs ground_truth") == 1
+    assert [v["title"] for v in client.views(pid)].count("★ v-cheap vs GT") == 1
 
     # A second evaluation lives next to the first one.
     _, good = score_and_write(client, pid, version="v-good")

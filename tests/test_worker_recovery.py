@@ -91,7 +91,9 @@ class Workers:
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "REDIS_", "RQ_"))}
-        env.update(REDIS_URL=self.redis_url, RQ_QUEUE=QUEUE, LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+        env.update(REDIS_URL=self.redis_url, RQ_QUEUE=QUEUE, LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+                   # a worker with --schedules checks them at start; nothing here reaches Label Studio
+                   LABEL_STUDIO_URL="http://127.0.0.1:9", LABEL_STUDIO_API_KEY="recovery-test-token")
         log = open(self.folder / f"{name}.log", "wb")
         process = subprocess.Popen([sys.executable, "-m", "scoring", "worker", *args], cwd=ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -56,7 +56,8 @@ def table_lines(result: dict) -> list[str]:
     for row in result["table"]:
         lines.append(f"  {str(row['version']):<24} {num(row['score']):>7} {_ci(cis.get(row['version'])):>16} "
                      f"{num(row['score_delta'], '+.3f'):>7} "
-                     f"{row['n_tasks']:>6} {usd_fixed(row['usd_per_task']):>10} {usd_fixed(row['projected_usd']):>10} "
+                     f"{row['n_compared']:>6} {usd_fixed(row['usd_per_task']):>10} "
+                     f"{usd_fixed(row['projected_usd']):>10} "
                      f"{num(row['relative_cost'], '.2f'):>7}{'  best' if row['best'] else ''}")
     lines += paired_lines(result)
     for control, alpha in (result.get("alpha") or {}).items():

@@ -50,11 +50,28 @@ def run(args, settings: Settings) -> int:
         return 0
     if not runs:
         print(f"no scoring runs recorded for project {args.project}"
-              + (f" and version {args.version}" if args.version else ""))
+              + (f" and version {args.version}" if args.version else "") + f" in {where(settings)}")
         return 0
     for line in [*table_lines(runs), "", "how each version moved:", *move_lines(runs, trend)]:
         print(line)
     return 0
+
+
+def where(settings: Settings) -> str:
+    """Where the history is kept, for messages (the Redis password masked).
+
+    >>> where(Settings(redis_url="redis://:pw@cache:6379/0"))
+    'the Redis history at redis://***@cache:6379/0 (REDIS_URL)'
+    >>> where(Settings(redis_url=None, data_dir="/var/lib/x"))
+    'the SQLite history /var/lib/x/history.sqlite3 (no REDIS_URL set; DATA_DIR=/var/lib/x)'
+    """
+    from core.spool import safe_url
+    from core.stores import sqlite_path
+
+    if settings.redis_url:
+        return f"the Redis history at {safe_url(settings.redis_url)} (REDIS_URL)"
+    path = sqlite_path(settings, "history.sqlite3")
+    return f"the SQLite history {path} (no REDIS_URL set; DATA_DIR={settings.data_dir})"
 
 
 def table_lines(runs: list[dict]) -> list[str]:

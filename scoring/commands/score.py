@@ -87,7 +87,7 @@ def summary_lines(report: dict) -> list[str]:
         lines += ["", f"  {title}:"]
         lines += [f"    {num(r['score'])}  task {r['id']}  {r.get('url') or ''}" for r in low[:10]]
     if report.get("write_back"):
-        lines += _write_back_lines(report["write_back"])
+        lines += _write_back_lines(report["write_back"], report.get("project"))
     cands = report.get("candidates")
     if cands is not None:
         lines += ["", f"  created {len(cands)} ground-truth candidate annotation(s) (not marked ground truth): "
@@ -105,22 +105,24 @@ def _cost_lines(report: dict) -> list[str]:
     return lines + [f"        ({note})" for note in cost.get("notes") or ()]
 
 
-def _write_back_lines(wb: dict) -> list[str]:
+def _write_back_lines(wb: dict, pid=None) -> list[str]:
     lines = ["", f"  write-back: '{wb['model_version']}' now has {wb['written']} prediction(s) "
                  f"({wb['created']} written, {wb['deleted']} replaced or removed, {wb['unchanged']} unchanged"
                  f"{', rewritten in bulk' if wb['mode'] == 'rewrite' else ''}); Data Manager tab "
                  f"'{wb['tab']['title']}'"]
     if wb.get("rejected"):
         lines.append(f"  warning: Label Studio rejected {wb['rejected']} of them (see its log)")
+    pid = pid if pid is not None else "ID"
     if wb["current_model_version"] == wb["model_version"]:
-        lines.append("  it is the project's current model version: the tab lists the lowest agreement first")
-        if wb.get("previous_model_version") not in (None, wb["model_version"]):
-            lines.append(f"  (before it was {wb['previous_model_version']!r}: pick that again in Settings → "
-                         "Annotation → Prelabeling when the review is done)")
+        lines.append("  it is the active evaluation (the project's current model version): the tab lists the lowest "
+                     "agreement first; other evaluation tabs are marked (inactive) and show no scores")
+        back = wb.get("backend_model_version")
+        before = f" (back to {back!r}, current before any evaluation)" if back else ""
+        lines.append(f"  when the review is done: python -m scoring activate --project {pid} --backend{before}")
     else:
-        lines.append(f"  the project's current model version is {wb['current_model_version']!r}: the 'Prediction "
-                     "score' column shows agreement only once this evaluation is selected (rerun with "
-                     "--make-current, or Settings → Annotation → Prelabeling)")
+        lines.append(f"  the project's current model version is {wb['current_model_version']!r}: this evaluation's tab "
+                     "is marked (inactive) and shows no scores until it is made active "
+                     f"(python -m scoring activate --project {pid} --evaluation \"{wb['model_version']}\")")
     return lines
 
 

@@ -14,6 +14,12 @@ schedule then gets one pass: interval schedules fire once, cron ones only if
 due).  ``--simple`` runs jobs in the worker process instead of a forked child
 (for debugging).  Stop it with Ctrl+C (finishes the current job) or SIGTERM.
 
+Label Studio is checked at start: every job this worker runs talks to it (scoring reads and
+writes the project, pre-labelling writes predictions).  Without ``LABEL_STUDIO_URL`` and
+``LABEL_STUDIO_API_KEY`` a worker with ``--schedules`` refuses to start (one line, exit 2:
+each scheduled run would fail); a plain worker starts with a one-line warning (it may serve
+jobs of other kinds, and a misconfigured job still fails at once with the same message).
+
 It outlives a Redis outage (every process waits, logging one line per back-off
 step, and carries on when Redis answers again) and repairs what a killed worker
 left behind within about ``4/3 * WORKER_DEAD_AFTER`` seconds: see ``scoring.worker``.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 
+from core.errors import ConfigError
 from core.settings import Settings
 
 HELP = "run the RQ worker that executes scoring and pre-labelling jobs (and the cron schedule)"
@@ -52,8 +59,32 @@ def _run_cron(settings: Settings, path: str) -> None:  # the child process (spaw
         log.warning("cron schedule stopped while Redis was unreachable (%s)", str(exc) or type(exc).__name__)
 
 
+def missing_label_studio(settings: Settings) -> str | None:
+    """What is missing to reach Label Studio, or None.
+
+    >>> missing_label_studio(Settings(label_studio_url="http://ls:8080", label_studio_api_key=None))
+    'LABEL_STUDIO_API_KEY'
+    """
+    missing = [name for name, value in (("LABEL_STUDIO_URL", settings.label_studio_url),
+                                        ("LABEL_STUDIO_API_KEY", settings.label_studio_api_key)) if not value]
+    return " and ".join(missing) or None
+
+
+def check_label_studio(settings: Settings, schedules: str | None) -> None:
+    """Refuse to run ``schedules`` without Label Studio settings; warn once for a plain worker."""
+    missing = missing_label_studio(settings)
+    if missing is None:
+        return
+    if schedules:
+        raise ConfigError(f"the scheduled scoring runs of {schedules} need {missing} in the worker's environment "
+                          "(e.g. LABEL_STUDIO_URL=http://localhost:8080, LABEL_STUDIO_API_KEY=<Account & Settings → "
+                          "Access Token>)")
+    log.warning("%s not set: scoring and pre-labelling jobs will fail until the worker is restarted with it", missing)
+
+
 def run(args, settings: Settings) -> int:
     """Run the worker until stopped (or until the queue is empty with ``--burst``); returns 0."""
+    check_label_studio(settings, args.schedules)
     from redis.exceptions import RedisError
     from rq import Queue
 

@@ -35,7 +35,6 @@ tags, and per-region controls, are skipped and listed in
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -277,15 +276,7 @@ def plan_for(label_config: str) -> Plan:
     """
     if not isinstance(label_config, str):
         return build_plan(label_config)  # raises the "empty" error
-    outcome = _plan_cached(labelconfig.config_key(label_config), label_config)
-    if isinstance(outcome, LabelConfigError):
-        raise LabelConfigError(str(outcome))
-    return outcome
+    return _plan_cached(label_config)
 
 
-@functools.lru_cache(maxsize=64)
-def _plan_cached(key: str, label_config: str) -> Plan | LabelConfigError:
-    try:
-        return build_plan(label_config)
-    except LabelConfigError as exc:
-        return exc
+_plan_cached = labelconfig.cached_per_config(build_plan)  # a plan, or its error, once per config

@@ -35,9 +35,11 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from core.errors import LabelConfigError
+
+T = TypeVar("T")
 
 DEFAULT_MAX_RATING = 5
 
@@ -161,6 +163,33 @@ def config_key(config: str) -> str:
     return hashlib.sha256(config.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def cached_per_config(build: Callable[[str], T]) -> Callable[[str], T]:
+    """``build(config)``, computed once per config (by its sha256, 64 configs kept) and its
+    :class:`LabelConfigError` cached too, so a bad config fails fast every time it is sent again
+    (Label Studio calls ``/setup`` repeatedly).  ``.cache_info()`` is the cache's.
+
+    >>> calls = []
+    >>> twice = cached_per_config(lambda c: calls.append(c) or len(c))
+    >>> twice("<View/>"), twice("<View/>"), len(calls)
+    (7, 7, 1)
+    """
+    @functools.lru_cache(maxsize=64)
+    def outcome(key: str, config: str) -> T | LabelConfigError:
+        try:
+            return build(config)
+        except LabelConfigError as exc:
+            return exc
+
+    def cached(config: str) -> T:
+        done = outcome(config_key(config), config)
+        if isinstance(done, LabelConfigError):
+            raise LabelConfigError(str(done))
+        return done
+
+    cached.cache_info = outcome.cache_info  # type: ignore[attr-defined]
+    return cached
+
+
 def one_line(text: Any) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()
 
@@ -173,19 +202,7 @@ def parse(config: str) -> LabelConfig:
     """
     if not isinstance(config, str) or not config.strip():
         raise LabelConfigError("the label config is empty; set one in the project's Settings -> Labeling Interface")
-    outcome = _parse_cached(config_key(config), config)
-    if isinstance(outcome, LabelConfigError):
-        raise LabelConfigError(str(outcome))
-    return outcome
-
-
-@functools.lru_cache(maxsize=64)
-def _parse_cached(key: str, config: str) -> LabelConfig | LabelConfigError:
-    """The parsed config, or the error it raises (cached too: a bad config fails fast every time)."""
-    try:
-        return _read(config)
-    except LabelConfigError as exc:
-        return exc
+    return _parse_cached(config)
 
 
 def _read(config: str) -> LabelConfig:
@@ -203,6 +220,9 @@ def _read(config: str) -> LabelConfig:
     objects = {o.name: _object_info(o) for o in sdk_objects}
     controls = tuple(_control_info(c, objects, elements) for c in sdk_controls)
     return LabelConfig(config=config, interface=interface, controls=controls, objects=tuple(objects.values()))
+
+
+_parse_cached = cached_per_config(_read)  # the parsed config, or its error, once per config
 
 
 def _named_elements(interface) -> dict[str, Any]:

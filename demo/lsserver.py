@@ -230,24 +230,29 @@ class LabelStudioServer:
         self.stop()
 
 
-def find_binary() -> str:
-    """The label-studio command: $LS_BIN, else whatever tools/ensure_label_studio.sh prints.
+def installed_command(env_var: str, script: Path, timeout: float) -> str:
+    """The command ``$env_var`` names, else the path the install ``script`` prints (last line).
 
-    Raises RuntimeError with the installer's output when it cannot be installed.
+    Raises RuntimeError with the script's output when it cannot install it.
     """
-    binary = os.environ.get("LS_BIN")  # documented exception: see the module docstring
-    if binary:
-        if not os.access(binary, os.X_OK):
-            raise RuntimeError(f"LS_BIN={binary} is not an executable")
-        return binary
+    given = os.environ.get(env_var)  # documented exception: see the module docstring
+    if given:
+        if not os.access(given, os.X_OK):
+            raise RuntimeError(f"{env_var}={given} is not an executable")
+        return given
     try:
-        out = subprocess.run(["bash", str(ENSURE_SCRIPT)], capture_output=True, text=True, timeout=900)
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"tools/ensure_label_studio.sh failed: {exc}") from exc
+        raise RuntimeError(f"tools/{script.name} failed: {exc}") from exc
     path = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     if out.returncode != 0 or not path or not os.access(path, os.X_OK):
-        raise RuntimeError(f"tools/ensure_label_studio.sh failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
+        raise RuntimeError(f"tools/{script.name} failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
     return path
+
+
+def find_binary() -> str:
+    """The label-studio command: $LS_BIN, else whatever tools/ensure_label_studio.sh prints."""
+    return installed_command("LS_BIN", ENSURE_SCRIPT, timeout=900)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ harness's policy).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
+
+from demo.lsserver import installed_command
 
 REPO = Path(__file__).resolve().parent.parent
 ENSURE_SCRIPT = REPO / "tools" / "ensure_chromium.sh"
@@ -31,19 +32,7 @@ T = TypeVar("T")
 
 def find_chromedriver() -> str:
     """The chromedriver command: $CHROMEDRIVER, else what tools/ensure_chromium.sh prints."""
-    driver = os.environ.get("CHROMEDRIVER")  # documented exception: see the module docstring
-    if driver:
-        if not os.access(driver, os.X_OK):
-            raise RuntimeError(f"CHROMEDRIVER={driver} is not an executable")
-        return driver
-    try:
-        out = subprocess.run(["bash", str(ENSURE_SCRIPT)], capture_output=True, text=True, timeout=1200)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeError(f"tools/ensure_chromium.sh failed: {exc}") from exc
-    path = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-    if out.returncode != 0 or not path:
-        raise RuntimeError(f"tools/ensure_chromium.sh failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
-    return path
+    return installed_command("CHROMEDRIVER", ENSURE_SCRIPT, timeout=1200)
 
 
 def chromium(profile_dir: str | Path):

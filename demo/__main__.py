@@ -136,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare_table(reports)
     best = next(r for r in reports if r["version"] == rows[0]["version"])
     paired = paired_comparison(reports, {r["version"]: r["usd_per_task"] for r in rows}, PairOptions(margin=0.03))
+    cheap = rows[-1]["version"]
+    mvm = evaluate(tasks, LABEL_CONFIG, cheap, against=rows[0]["version"])
     render_html({**best, "compare": paired}, os.path.join(args.out, "report.html"),
-                ReportOptions(comparison=rows, tolerance=0.03))
+                ReportOptions(comparison=rows, tolerance=0.03, model_vs_model=mvm))
 
     print(f"\nQuality against ground truth ({len(tasks)} tasks) and cost (projected to {args.project_size:,} tasks):")
     lines = [["version", "score", *best["per_control"], "usd/task", "projected", "relative cost"]]
@@ -152,8 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(lines))
     print(f"\nVerdict: {paired['verdict']}")
 
-    cheap = rows[-1]["version"]
-    mvm = evaluate(tasks, LABEL_CONFIG, cheap, against=rows[0]["version"])
     worst = sorted(mvm["tasks"], key=lambda t: t["score"])[:3]
     print(f"\nWithout ground truth: {cheap} agrees with {rows[0]['version']} at {mvm['score']:.3f}"
           f" (Cohen's kappa on sentiment {mvm['kappa'].get('sentiment', float('nan')):.3f});"

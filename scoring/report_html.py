@@ -54,6 +54,7 @@ from scoring.report_figures import (
     history_series,
     img,
 )
+from scoring.report_model_vs_model import model_vs_model_section
 from scoring.uncertainty import interval_text, ppi_text
 
 
@@ -72,6 +73,7 @@ class ReportOptions:
     secrets: Iterable[str] = ()                     # values masked as *** wherever they appear
     tolerance: float = MARGIN                       # the verdict's margin; names a point-estimate pick only when
                                                     # the report has no paired comparison (and so no verdict)
+    model_vs_model: dict | None = None              # a report of one version against another: its own section
 
 
 def _e(value) -> str:
@@ -359,6 +361,7 @@ def build_html(report: dict, options: ReportOptions | None = None) -> str:
         *_figures(report),
         *calibration_section(report),
         *_versions(report, opts),
+        *model_vs_model_section(opts.model_vs_model),
         f"<h2>Lowest-agreement tasks (below 1.0, up to {opts.lowest_n})</h2>",
         _lowest(report, opts.task_url, opts.lowest_n),
         _skipped(report),

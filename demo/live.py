@@ -152,14 +152,17 @@ def score(settings: Settings, pid: int, versions: list[DemoVersion]) -> tuple[st
     return best, other
 
 
-
 def where_to_look(stack: Stack, pid: int, title: str, best: str, other: str) -> None:
     ls = stack.label_studio
     say(f"\nLabel Studio: {ls.url}/projects/{pid}/data")
     say(f"  log in as {ADMIN.username} / {ADMIN.password}   (API token {ADMIN.token})")
-    say(f"  open the Data Manager tabs \"Agreement: {best} vs ground_truth\", \"Agreement: {other} vs ground_truth\" "
-        f"and \"Agreement: {other} vs {best}\" (lowest agreement first; the Prediction score column shows the "
-        f"agreement of eval({best} vs ground_truth))")
+    from scoring.evaltabs import tab_title
+
+    say(f"  open the Data Manager tab \"{tab_title(best, 'ground_truth')}\": the active evaluation, lowest "
+        "agreement first, with its Prediction score column")
+    say(f"  the other evaluations' tabs, \"{tab_title(other, 'ground_truth', active=False)}\" and "
+        f"\"{tab_title(other, best, active=False)}\", show their tasks without scores until you make one active: "
+        f"llm-prelabel activate --project {pid} --version {other}   (back to the backend: --backend)")
     say(f"  the model connection: {ls.url}/projects/{pid}/settings/model (\"{title}\")")
 
 

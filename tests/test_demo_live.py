@@ -67,7 +67,7 @@ def test_live_demo_runs_the_loop_in_label_studio_and_stops_everything(tmp_path, 
     url = re.search(r"Label Studio: (http://127\.0\.0\.1:\d+)/projects/(\d+)/data", text)
     assert url, text
     assert f"log in as {ADMIN.username} / {ADMIN.password}" in text
-    assert f'"Agreement: {STRONG} vs ground_truth"' in text or f'"Agreement: {CHEAP} vs ground_truth"' in text
+    assert f'"★ {STRONG} vs GT"' in text or f'"★ {CHEAP} vs GT"' in text   # the active evaluation's tab
     assert "versions against ground_truth" in text and "Stopped every process the demo started." in text
     pid = int(re.search(r"\(pid (\d+);", text).group(1))
     assert group_alive(pid) == []  # Label Studio and anything it spawned are gone
@@ -108,7 +108,9 @@ def check_label_studio(found) -> None:
     assert counts[STRONG] == 12 and counts[CHEAP] == 12, counts
     assert counts[f"eval({STRONG} vs ground_truth)"] == 6 and counts[f"eval({CHEAP} vs ground_truth)"] == 6
     tabs = {v["title"] for v in client.views(pid)}
-    assert {f"Agreement: {STRONG} vs ground_truth", f"Agreement: {CHEAP} vs ground_truth"} <= tabs
+    active = {f"★ {STRONG} vs GT", f"★ {CHEAP} vs GT"} & tabs
+    inactive = {f"☆ {STRONG} vs GT (inactive)", f"☆ {CHEAP} vs GT (inactive)"} & tabs
+    assert len(active) == 1 and len(inactive) == 1 and "Default" in tabs, tabs
     assert client.project(pid)["model_version"].startswith("eval(")
     [ml] = client.sdk.ml.list(project=pid)
     assert ml.title == f"LLM pre-labels: {STRONG}"

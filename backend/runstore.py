@@ -38,11 +38,13 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
+from core.locks import exclusive
 from core.settings import Settings
 from core.stores import SQLiteFile, key, redis_connection, sqlite_path
 
 MARKER_TTL = 3600          # s an in-progress marker lives at most
-LOCK_TTL = 300             # s a Redis write lock lives at most (a killed holder frees it then)
+LOCK_TTL = 300             # s a chunk waits at most for the (project, version) write lock
+WRITE_LOCK_TTL = 30        # s the write lock outlives a holder that stopped renewing it (killed)
 COUNTS = ("tasks", "predicted", "skipped_existing", "cached", "provider_calls", "input_tokens", "output_tokens")
 
 SCHEMA = """
@@ -126,7 +128,10 @@ class RedisRunStore:
 
     @contextmanager
     def write_lock(self, project: str, version: str) -> Iterator[None]:
-        with self.r.lock(f"{self.base}:lock:{project}:{version}", timeout=LOCK_TTL, blocking_timeout=LOCK_TTL):
+        """The Redis lock, renewed while held (``core.locks.exclusive``): a SIGKILLed holder frees it
+        ``WRITE_LOCK_TTL`` s later, not after the whole wait."""
+        with exclusive(self.r, f"{self.base}:lock:{project}:{version}", ttl=WRITE_LOCK_TTL, wait=LOCK_TTL,
+                       what="prediction write"):
             yield
 
 

@@ -13,7 +13,6 @@ in tests/test_labelstudio_writeback.py.)
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import yaml
 
 from backend.ledger import open_ledger
 from core.settings import Settings
+from demo.lsserver import free_port
 from fakellm.dataset import LABEL_CONFIG, make_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,11 +45,6 @@ FAULTS = {
 CLEAN = 3   # tasks without a fault, before, between and after the faulty ones
 VERSIONS = {"oa-v1": ("openai", "gpt-4o-mini"), "an-v1": ("anthropic", "claude-haiku-4-5")}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

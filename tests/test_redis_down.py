@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -37,16 +36,12 @@ from backend.versions import load_versions
 from core.settings import Settings
 from core.spool import RedisLink, redis_link
 from core.stores import PROJECT_VERSIONS_KEY
+from demo.lsserver import free_port
 from fakellm.dataset import LABEL_CONFIG, make_tasks
 
 REDIS_SERVER = "/usr/bin/redis-server"
 # no skip: tools/ensure_redis.sh (make test) installs redis-server; a missing one must fail the run
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from rq.scheduler import RQScheduler
 
 from core.errors import ConfigError
 from core.settings import Settings
+from demo.lsserver import free_port
 from scoring.worker import SCHEDULER_LOCK_TTL, Recovery, ScoringWorker, stop_waiting, waiting_connection
 from tests.jobs_for_tests import runs
 
@@ -41,11 +41,6 @@ RECOVERY_LIMIT = 60.0   # s: what "recovered quickly" means here
 
 
 # --------------------------------------------------------------------------- processes
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class RedisServer:
     """A private redis-server on a free port; ``persist`` keeps the data across a restart (append-only

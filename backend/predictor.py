@@ -244,18 +244,22 @@ class Predictor:
 
     # -- a batch --------------------------------------------------------------
     def predict(
-        self, tasks: list, label_config: str, version_id: str | None, project: str | None = None
+        self, tasks: list, label_config: str, version_id: str | None, project: str | None = None,
+        on_outcome: Callable[[TaskOutcome], None] | None = None,
     ) -> list[TaskOutcome]:
         """Label every task; always returns one outcome per task, in order.
 
         Each task's usage record is written as soon as the task finishes (a backend killed
-        mid-batch loses at most the calls in flight).  Raises only ConfigError (unknown
-        version, unusable label config): those concern the whole request, not one task.
+        mid-batch loses at most the calls in flight), and ``on_outcome(outcome)`` is called
+        then, scored, from the worker thread (a run writes predictions while it predicts).
+        Raises only ConfigError (unknown version, unusable label config): those concern the
+        whole request, not one task.
         """
         version = self.versions.get(version_id)
         plan = plan_for(label_config)
         provider = self.provider_factory(version, self.settings)
-        batch = _Batch(self, version, project, tasks, deadline=self.clock() + self.settings.predict_deadline)
+        batch = _Batch(self, version, project, tasks, deadline=self.clock() + self.settings.predict_deadline,
+                       on_outcome=on_outcome)
 
         def run(i: int) -> None:
             if not batch.claim(i):
@@ -275,7 +279,6 @@ class Predictor:
             wait(futures, timeout=batch.left() + 3.0)  # calls in flight get 3 s more
             pool.shutdown(wait=False, cancel_futures=True)
         done = batch.close()
-        self.score(version, project, done)
         n_bad = sum(not o.ok for o in done)
         log.info("version %s: %d tasks, %d labelled, %d without prediction",
                  version.id, len(done), len(done) - n_bad, n_bad)
@@ -326,9 +329,10 @@ class _Batch:
     recorded exactly once: a worker records its task as soon as it finishes.
     """
 
-    def __init__(self, predictor: Predictor, version: PromptVersion, project: str | None, tasks: list, deadline: float):
+    def __init__(self, predictor: Predictor, version: PromptVersion, project: str | None, tasks: list, deadline: float,
+                 on_outcome: Callable[[TaskOutcome], None] | None = None):
         self.predictor, self.version, self.project, self.tasks = predictor, version, project, tasks
-        self.deadline = deadline
+        self.deadline, self.on_outcome = deadline, on_outcome
         self.outcomes: list[TaskOutcome | None] = [None] * len(tasks)
         self.claimed = [False] * len(tasks)
         self.lock = threading.Lock()
@@ -347,8 +351,16 @@ class _Batch:
             return True
 
     def finish(self, i: int, outcome: TaskOutcome) -> None:
-        self.outcomes[i] = outcome
+        """Score and record one task's outcome; keep it and hand it to ``on_outcome`` unless the
+        batch was closed without it (it ran past the deadline: its usage is still recorded)."""
+        self.predictor.score(self.version, self.project, [outcome])
+        with self.lock:
+            in_time = self.outcomes[i] is None
+            if in_time:
+                self.outcomes[i] = outcome
         self.predictor.record(self.version, self.project, [outcome])
+        if in_time and self.on_outcome is not None:
+            self.on_outcome(outcome)
 
     def close(self) -> list[TaskOutcome]:
         """One outcome per task: tasks never started are claimed (and recorded) here; tasks
@@ -357,10 +369,16 @@ class _Batch:
             unstarted = [i for i, c in enumerate(self.claimed) if not c]
             for i in unstarted:
                 self.claimed[i] = True
+            fresh = set(unstarted)
+            running = [i for i, o in enumerate(self.outcomes) if o is None and i not in fresh]
         for i in unstarted:
             self.finish(i, self.predictor.late_outcome(self.tasks[i]))
-        return [o or TaskOutcome(task_id=_task_id(t), status="deadline", message="PREDICT_DEADLINE passed")
-                for o, t in zip(self.outcomes, self.tasks, strict=True)]
+        with self.lock:
+            for i in running:
+                if self.outcomes[i] is None:
+                    self.outcomes[i] = TaskOutcome(task_id=_task_id(self.tasks[i]), status="deadline",
+                                                   message="PREDICT_DEADLINE passed")
+            return list(self.outcomes)  # type: ignore[arg-type]
 
 
 def _task_id(task: Any) -> Any:

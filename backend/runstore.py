@@ -70,12 +70,24 @@ def totals(chunks: Iterable[dict]) -> dict:
     return dict(out, failed=dict(failed), usd=usd, **seconds)
 
 
-def summarise(meta: dict, status: str, chunks: dict[int, dict]) -> dict:
-    """One run as ``runs`` lists it: meta, status, chunks done, totals."""
+def summarise(meta: dict, status: str, chunks: dict[int, dict], writes: dict | None = None) -> dict:
+    """One run as ``runs`` lists it: meta, status, chunks done, totals.  ``writes`` (queue mode):
+    ``{"predicted", "skipped_existing", "pending"}`` of its predictions written by :mod:`backend.runwrites`;
+    the run is finished when every chunk is done and none of its predictions waits to be written."""
+    writes = writes or {}
     done = dict(meta, **totals(chunks.values()), chunks_done=len(chunks))
-    if status == "running" and len(chunks) >= int(meta.get("chunks") or 0):
+    for k in ("predicted", "skipped_existing"):
+        done[k] += int(writes.get(k) or 0)
+    done["writes_pending"] = max(0, int(writes.get("pending") or 0))
+    if status == "running" and len(chunks) >= int(meta.get("chunks") or 0) and not done["writes_pending"]:
         status = "finished"
     return dict(done, status=status)
+
+
+FORGET_IF_EMPTY = """
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
+return 0
+"""
 
 
 class RedisRunStore:
@@ -103,7 +115,12 @@ class RedisRunStore:
         if not raw:
             return None
         chunks = {int(k): json.loads(v) for k, v in self.r.hgetall(f"{self.base}:{run_id}:chunks").items()}
-        return summarise(json.loads(raw[b"meta"]), raw[b"status"].decode(), chunks)
+        with self.r.pipeline(transaction=False) as p:
+            p.scard(f"{self.base}:{run_id}:written_ok")
+            p.scard(f"{self.base}:{run_id}:skipped")
+            ok, skipped = p.execute()
+        writes = {"predicted": ok, "skipped_existing": skipped, "pending": int(raw.get(b"pending") or 0)}
+        return summarise(json.loads(raw[b"meta"]), raw[b"status"].decode(), chunks, writes)
 
     def runs(self, project: int | str, limit: int = 50) -> list[dict]:
         ids = self.r.zrevrange(f"{self.base}:project:{project}", 0, limit - 1)
@@ -127,12 +144,74 @@ class RedisRunStore:
             self.r.delete(*[f"{self.base}:busy:{project}:{version}:{t}" for t in task_ids])
 
     @contextmanager
-    def write_lock(self, project: str, version: str) -> Iterator[None]:
+    def write_lock(self, project: str, version: str, wait: float = LOCK_TTL) -> Iterator[None]:
         """The Redis lock, renewed while held (``core.locks.exclusive``): a SIGKILLed holder frees it
-        ``WRITE_LOCK_TTL`` s later, not after the whole wait."""
-        with exclusive(self.r, f"{self.base}:lock:{project}:{version}", ttl=WRITE_LOCK_TTL, wait=LOCK_TTL,
+        ``WRITE_LOCK_TTL`` s later, not after the whole wait.  ``LockBusy`` after ``wait`` s."""
+        with exclusive(self.r, f"{self.base}:lock:{project}:{version}", ttl=WRITE_LOCK_TTL, wait=wait,
                        what="prediction write"):
             yield
+
+    # -- predictions waiting to be written (queue mode; see backend.runwrites)
+    def _writes(self, project, version) -> str:
+        return f"{self.base}:writes:{project}:{version}"
+
+    def push_writes(self, project: str, version: str, run_id: str, items: list[dict]) -> None:
+        """Queue ``items`` (``{"task", "ok", "pred"}``) of ``run_id`` for writing, durably."""
+        if not items:
+            return
+        with self.r.pipeline() as p:
+            p.rpush(self._writes(project, version), *[json.dumps(dict(i, run=run_id)) for i in items])
+            p.sadd(f"{self.base}:writes", json.dumps([str(project), version]))
+            p.hincrby(f"{self.base}:{run_id}", "pending", len(items))
+            p.execute()
+
+    def write_keys(self) -> list[tuple[str, str]]:
+        """The (project, version) pairs with predictions waiting (or that had some lately)."""
+        return [tuple(json.loads(k)) for k in self.r.smembers(f"{self.base}:writes")]  # type: ignore[misc]
+
+    def peek_writes(self, project: str, version: str, n: int) -> list[dict]:
+        """The first ``n`` waiting items (left waiting until :meth:`done_writes`)."""
+        return [json.loads(i) for i in self.r.lrange(self._writes(project, version), 0, n - 1)]
+
+    def claim_written(self, tasks_by_run: dict[str, list[int]], claim: bool = True) -> None:
+        """Note (``claim=False``: unnote) tasks as written by their run -- before importing them, so a
+        writer killed after the import leaves them counted as the run's own, not as skipped."""
+        with self.r.pipeline() as p:
+            for run, tasks in tasks_by_run.items():
+                if tasks:
+                    (p.sadd if claim else p.srem)(f"{self.base}:{run}:written", *tasks)
+            p.execute()
+
+    def written_by(self, run_of_task: dict[int, str]) -> set[int]:
+        """Which of these tasks their run already noted as written."""
+        if not run_of_task:
+            return set()
+        with self.r.pipeline(transaction=False) as p:
+            for task, run in run_of_task.items():
+                p.sismember(f"{self.base}:{run}:written", task)
+            flags = p.execute()
+        return {t for t, f in zip(run_of_task, flags, strict=True) if f}
+
+    def done_writes(self, project: str, version: str, n: int, per_run: dict[str, dict]) -> None:
+        """Drop the first ``n`` waiting items; per run ``{"entries", "ok": [tasks], "skipped": [tasks]}``."""
+        wkey = self._writes(project, version)
+        with self.r.pipeline() as p:
+            p.ltrim(wkey, n, -1)
+            for run, c in per_run.items():
+                p.hincrby(f"{self.base}:{run}", "pending", -int(c["entries"]))
+                if c["ok"]:
+                    p.sadd(f"{self.base}:{run}:written_ok", *c["ok"])
+                if c["skipped"]:
+                    p.sadd(f"{self.base}:{run}:skipped", *c["skipped"])
+            p.eval(FORGET_IF_EMPTY, 2, wkey, f"{self.base}:writes", json.dumps([str(project), version]))
+            p.execute()
+
+    def writer_beat(self, ttl: float) -> None:
+        """A write loop is alive (for ``ttl`` s): chunk jobs leave their writes to it."""
+        self.r.set(f"{self.base}:writer-alive", "1", px=int(ttl * 1000))
+
+    def writer_alive(self) -> bool:
+        return bool(self.r.exists(f"{self.base}:writer-alive"))
 
 
 class SQLiteRunStore:
@@ -186,7 +265,7 @@ class SQLiteRunStore:
                            [(project, version, t) for t in task_ids])
 
     @contextmanager
-    def write_lock(self, project: str, version: str) -> Iterator[None]:
+    def write_lock(self, project: str, version: str, wait: float = LOCK_TTL) -> Iterator[None]:
         """A thread lock (this process) and an ``fcntl`` file lock (other processes on this machine)."""
         import fcntl
 

@@ -5,33 +5,42 @@ path (:data:`CHUNK_JOB`) on the RQ queue with the deterministic id ``<run id>-<n
 of ``python -m scoring worker`` processes on any number of machines share a run), or run by the
 backend's embedded queue (:mod:`backend.embedded`) without Redis.  A chunk job:
 
-1. lists its tasks in Label Studio and drops those that already have a prediction of the version
-   (a chunk that runs again -- a retry after its worker was killed -- redoes nothing);
-2. predicts the rest through :class:`backend.predictor.Predictor` (response cache, usage ledger);
-3. under the (project, version) write lock lists them again and imports only the predictions of
-   tasks still without one (:func:`write_fresh`): two overlapping runs never give a task two
-   predictions of the same version;
+1. takes its tasks' data from the job (a run's chunks carry it), or lists them in Label Studio and
+   drops those that already have a prediction of the version;
+2. predicts them through :class:`backend.predictor.Predictor` (response cache, usage ledger) and,
+   while it predicts, writes every ``WRITE_BATCH`` predictions to Label Studio from a thread of
+   its own (:class:`StreamWriter`), so Label Studio stores the first ones while the model answers
+   the next: each write asks Label Studio, under the (project, version) write lock, which of the
+   tasks got a prediction of the version meanwhile and imports only the others
+   (:func:`write_fresh`): two overlapping runs, or a chunk that runs again (a retry after its worker
+   was killed, its answers then coming from the response cache), never give a task two predictions
+   of the same version;
+3. waits for the last write;
 4. removes the tasks' in-progress markers (overflow) and records its counts in the run record
    (:mod:`backend.runstore`; a chunk recorded twice counts once).
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from backend.pricing import cost_usd, price_for
 from backend.providers.base import Usage
-from backend.runstore import RunStore, open_run_store
+from backend.runstore import LOCK_TTL, RedisRunStore, RunStore, open_run_store
+from core.errors import LabelStudioError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CHUNK_JOB = "backend.runwork.run_chunk"
-RUN_CHUNK = 50               # tasks per chunk job
+RUN_CHUNK = 500              # tasks per chunk job
+WRITE_BATCH = 200            # predictions per Label Studio import while a chunk is predicting
 CHUNK_RETRY = (3, [5, 30, 120])   # RQ retries of a chunk job, and the seconds before each
 
 
@@ -96,16 +105,117 @@ def counts(outcomes: list, price) -> dict:
 def write_fresh(client, store: RunStore, project: int, version: str, preds: list[dict],
                 keep: bool = False) -> tuple[Any, int]:
     """Import ``preds`` except on tasks that already have a prediction of ``version``, under the
-    (project, version) write lock; returns (how many were written, or with ``keep`` which, skipped)."""
+    (project, version) write lock; returns (how many were written, or with ``keep`` which, skipped).
+
+    The check asks Label Studio only for the tasks among them that have one
+    (:meth:`~core.labelstudio.LabelStudioClient.tasks_with_version`); see :func:`import_present`.
+    """
     if not preds:
         return ([] if keep else 0), 0
     with store.write_lock(str(project), version):
-        listed = client.tasks_by_ids(project, [p["task"] for p in preds])
-        free = {t["id"] for t in listed if not any(p.get("model_version") == version for p in t["predictions"])}
-        fresh = [p for p in preds if p["task"] in free]   # not written meanwhile, still in the project
-        if fresh:
-            client.import_predictions(project, fresh)
+        taken = client.tasks_with_version(project, [p["task"] for p in preds], version)
+        fresh = import_present(client, project, [p for p in preds if p["task"] not in taken])
     return (fresh if keep else len(fresh)), len(preds) - len(fresh)
+
+
+def import_present(client, project: int, preds: list[dict]) -> list[dict]:
+    """Import ``preds``; returns those written.  A task deleted from the project meanwhile makes Label
+    Studio refuse the whole import (HTTP 400, nothing written): the tasks still there are then listed
+    and written without it."""
+    if not preds:
+        return []
+    try:
+        client.import_predictions(project, preds, chunk=len(preds))
+        return preds
+    except LabelStudioError as exc:
+        if exc.status != 400:
+            raise
+        there = {t["id"] for t in client.tasks_by_ids(project, [p["task"] for p in preds])}
+        if len(there) == len(preds):
+            raise
+    fresh = [p for p in preds if p["task"] in there]
+    log.warning("project %s: %d task(s) left the project meanwhile; their predictions are dropped",
+                project, len(preds) - len(fresh))
+    if fresh:
+        client.import_predictions(project, fresh, chunk=len(fresh))
+    return fresh
+
+
+class StreamWriter:
+    """Writes predictions to Label Studio from a thread of its own while more are being predicted.
+
+    ``add(prediction)`` (thread-safe, from the predictor's worker threads) queues one; every
+    ``batch`` queued ones are written by :func:`write_fresh` (so a chunk's model calls go on
+    while Label Studio stores the first ones), and :meth:`close` writes the rest and returns
+    (the task ids written, how many were skipped because the task had one meanwhile).  The
+    first failed write is raised by :meth:`close`; nothing is written after it.
+
+    >>> class LS:
+    ...     def tasks_with_version(self, project, ids, version): return {2}
+    ...     def import_predictions(self, project, preds): imported.extend(p["task"] for p in preds)
+    >>> imported = []
+    >>> w = StreamWriter(LS(), _NoLock(), 1, "v", batch=2)
+    >>> for t in (1, 2, 3): w.add({"task": t, "model_version": "v", "result": []})
+    >>> w.close(), sorted(imported)
+    (({1, 3}, 1), [1, 3])
+    """
+
+    def __init__(self, client, store: RunStore, project: int, version: str, batch: int = WRITE_BATCH):
+        self.client, self.store, self.project, self.version = client, store, project, version
+        self.batch = max(1, batch)
+        self.written: set[int] = set()
+        self.skipped = 0
+        self.write_s = 0.0          # seconds spent writing (overlapping the predictions)
+        self.error: BaseException | None = None
+        self._pending: list[dict] = []
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name=f"write-{project}-{version}", daemon=True)
+        self._thread.start()
+
+    def add(self, prediction: dict) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._pending.append(prediction)
+            if len(self._pending) >= self.batch:
+                self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or len(self._pending) >= self.batch)
+                take, self._pending = self._pending, []
+                last = self._closed
+            if take and self.error is None:
+                t0 = time.perf_counter()
+                try:
+                    fresh, skipped = write_fresh(self.client, self.store, self.project, self.version, take, keep=True)
+                    self.written.update(p["task"] for p in fresh)
+                    self.skipped += skipped
+                except BaseException as exc:  # raised by close(), in the caller's thread
+                    self.error = exc
+                self.write_s += time.perf_counter() - t0
+            if last:
+                return
+
+    def close(self) -> tuple[set[int], int]:
+        """Write what is left; returns (task ids written, skipped); raises the first write error."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.written, self.skipped
+
+
+class _NoLock:
+    """A store whose write lock is no lock (the doctest above)."""
+
+    @contextmanager
+    def write_lock(self, project: str, version: str) -> Iterator[None]:
+        yield
 
 
 class ChunkRunner:
@@ -147,25 +257,83 @@ class ChunkRunner:
         todo = [{"id": t["id"], "data": t["data"]} for t in listed
                 if not any(p.get("model_version") == version.id for p in t["predictions"])]
         predictor = self.predictor(chunk.use_cache, len(todo))
-        outcomes = []
-        t0 = time.perf_counter()
-        if todo:
-            label_config = self.client.label_config(chunk.project)
-            outcomes = predictor.predict(todo, label_config, version.id, project=str(chunk.project))
-        preds = [dict(p, task=o.task_id) for o in outcomes if (p := predictor.prediction(o, version.id))]
-        t1 = time.perf_counter()
-        written, skipped = write_fresh(self.client, self.store, chunk.project, version.id, preds)
+        label_config = self.client.label_config(chunk.project) if todo else ""
+        written: set[int] = set()
+        if isinstance(self.store, RedisRunStore):   # queue mode: the write loops import them (backend.runwrites)
+            outcomes, queued, seconds = predict_and_queue(predictor, self.store, chunk, version.id, todo,
+                                                          label_config)
+            skipped = 0
+            left = [t for t in chunk.task_ids if t not in queued]   # their markers go when written
+        else:
+            outcomes, written, skipped, seconds = predict_and_write(
+                predictor, self.client, self.store, chunk.project, version.id, todo, label_config)
+            left = chunk.task_ids
         ok = {o.task_id for o in outcomes if o.ok}
         result = dict(counts(outcomes, price_for(version)), tasks=len(chunk.task_ids),
-                      predicted=min(written, len(ok)), skipped_existing=len(listed) - len(todo) + skipped,
-                      predict_s=round(t1 - t0, 3), write_s=round(time.perf_counter() - t1, 3))
+                      predicted=len(written & ok), skipped_existing=len(listed) - len(todo) + skipped,
+                      **seconds)
         missing = len(chunk.task_ids) - len(listed)
         if missing:
             result["failed"] = dict(result["failed"], not_in_project=missing)
-        self.store.unmark(str(chunk.project), version.id, chunk.task_ids)
+        self.store.unmark(str(chunk.project), version.id, left)
         self.store.chunk_done(chunk.run_id, chunk.n, result)
+        if isinstance(self.store, RedisRunStore) and not self.store.writer_alive():   # no write loop: write them now
+            from backend.runwrites import drain
+
+            drain(self.store, self.client, str(chunk.project), version.id, wait=LOCK_TTL)
         log.info("run %s chunk %d (project %s, %s): %s", chunk.run_id, chunk.n, chunk.project, version.id, result)
         return result
+
+
+def predict_and_write(predictor, client, store: RunStore, project: int, version_id: str, tasks: list[dict],
+                      label_config: str) -> tuple[list, set[int], int, dict]:
+    """Predict ``tasks`` and write their predictions while predicting (:class:`StreamWriter`).
+
+    Returns (the outcomes, the task ids written, how many were skipped because the task had a
+    prediction of the version meanwhile, ``{"predict_s", "write_s", "tail_s"}``: seconds predicting,
+    seconds Label Studio took to store (overlapping the former), seconds waited for the last write).
+    What was predicted is written even when predicting fails (the error is then raised)."""
+    writer = StreamWriter(client, store, project, version_id)
+
+    def add(outcome) -> None:
+        p = predictor.prediction(outcome, version_id)
+        if p is not None:
+            writer.add(dict(p, task=outcome.task_id))
+
+    outcomes = []
+    t0 = time.perf_counter()
+    try:
+        if tasks:
+            outcomes = predictor.predict(tasks, label_config, version_id, project=str(project), on_outcome=add)
+    except BaseException:
+        try:
+            writer.close()
+        except Exception as exc:
+            log.warning("project %s, %s: writing the predictions failed too: %s", project, version_id, exc)
+        raise
+    t1 = time.perf_counter()
+    written, skipped = writer.close()
+    return outcomes, written, skipped, {"predict_s": round(t1 - t0, 3), "write_s": round(writer.write_s, 3),
+                                        "tail_s": round(time.perf_counter() - t1, 3)}
+
+
+def predict_and_queue(predictor, store: RedisRunStore, chunk: Chunk, version_id: str, tasks: list[dict],
+                      label_config: str) -> tuple[list, set[int], dict]:
+    """Predict ``tasks``, queueing each prediction for the write loops the moment it is made
+    (:mod:`backend.runwrites`); returns (the outcomes, the task ids queued, ``{"predict_s"}``)."""
+    queued: set[int] = set()
+
+    def add(outcome) -> None:
+        p = predictor.prediction(outcome, version_id)
+        if p is not None:
+            store.push_writes(str(chunk.project), version_id, chunk.run_id,
+                              [{"task": outcome.task_id, "ok": outcome.ok, "pred": dict(p, task=outcome.task_id)}])
+            queued.add(outcome.task_id)
+
+    t0 = time.perf_counter()
+    outcomes = predictor.predict(tasks, label_config, version_id, project=str(chunk.project),
+                                 on_outcome=add) if tasks else []
+    return outcomes, queued, {"predict_s": round(time.perf_counter() - t0, 3)}
 
 
 def start_run(store: RunStore, sink, chunks: list[Chunk], meta: dict) -> str:

@@ -121,7 +121,14 @@ class ProviderTimeout(ProviderError):
 
 
 class LabelStudioError(Error):
+    """Label Studio refused a request or did not answer; ``status`` is the HTTP status of a refusal
+    (a 4xx other than 429), None when it did not answer properly."""
+
     reason = "label_studio"
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class ScoringError(Error):

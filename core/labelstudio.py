@@ -139,7 +139,7 @@ class LabelStudioClient(DataViewsMixin):
                 if status is None:
                     raise
                 if status not in RETRY_STATUS:
-                    raise LabelStudioError(self._scrub(self._client_error(what, status, exc))) from None
+                    raise LabelStudioError(self._scrub(self._client_error(what, status, exc)), status=status) from None
                 last = f"HTTP {status}: {_body_summary(exc)}"
             if attempt < self.attempts - 1:
                 delay = self.backoff * (2 ** attempt)
@@ -204,6 +204,30 @@ class LabelStudioClient(DataViewsMixin):
             return [{"id": t.id, "data": t.data,
                      "predictions": [_as_dict(p) for p in getattr(t, "predictions", None) or []]} for t in listing]
         return self._call(f"listing {len(ids)} tasks of project {project_id}", run)
+
+    def tasks_with_version(self, project_id: int, task_ids: Iterable[int], model_version: str) -> set[int]:
+        """Which of these tasks already have a prediction of ``model_version``.
+
+        Asks the Data Manager for just those tasks among ``task_ids`` (a ``predictions_model_versions``
+        filter), so the answer costs what it finds: a listing of every task costs about 3 ms a task
+        (measured on 1.23.2 at 10,000 tasks), this about 0.1 s when none has one.  The filter matches
+        a version that *contains* ``model_version`` (``v1`` finds ``v10`` too), so what it finds is
+        listed in full and checked exactly.
+        """
+        ids = [int(i) for i in task_ids]
+        if not ids:
+            return set()
+        query = json.dumps({"selectedItems": {"all": False, "included": ids},
+                            "filters": {"conjunction": "and", "items": [
+                                {"filter": "filter:tasks:predictions_model_versions", "operator": "contains",
+                                 "type": "List", "value": [model_version]}]}})
+
+        def run():
+            return [t.id for t in self.sdk.tasks.list(project=int(project_id), query=query, page_size=len(ids))]
+        found = self._call(f"finding predictions of {model_version!r} among {len(ids)} tasks of project "
+                           f"{project_id}", run)
+        return {t["id"] for t in self.tasks_by_ids(project_id, found)
+                if any(p.get("model_version") == model_version for p in t["predictions"])}
 
     def pull_project(self, project_id: int, progress: bool = True) -> tuple[list[dict], str]:
         """All tasks of a project with annotations and *full* predictions, and its label config.

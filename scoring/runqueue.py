@@ -5,7 +5,8 @@ After the plan (:class:`scoring.runs.Runner`), the estimate's sample answers are
 ``backend.runwork.run_chunk`` jobs with deterministic ids ``<run id>-<n>`` (retried by RQ; a
 chunk that runs again skips what it wrote).  Any number of ``python -m scoring worker`` processes,
 on any machine that reaches Redis and Label Studio, share them.  The command then follows the
-run record (:mod:`backend.runstore`) with a progress bar until every chunk is done; Ctrl-C
+run record (:mod:`backend.runstore`) with a progress bar until every chunk is done and every
+prediction written (its own write loop, :mod:`backend.runwrites`, helps the workers'); Ctrl-C
 detaches (the run goes on), ``--detach`` returns at once.  ``python -m scoring runs --project ID``
 lists runs and their progress afterwards.
 """
@@ -94,6 +95,7 @@ def result_of(runner: Runner, plan: RunPlan, record: dict) -> dict:
 def run_queued(runner: Runner, plan: RunPlan, *, detach: bool = False) -> dict:
     """Queue the run; follow it (Ctrl-C detaches) unless ``detach``; returns the ``--json`` document."""
     from backend.jobs import JobQueue
+    from backend.runwrites import start_write_loop
     from core.stores import redis_connection
 
     queue = JobQueue(runner.settings, connection=redis_connection(runner.settings, "the run queue"))
@@ -108,11 +110,15 @@ def run_queued(runner: Runner, plan: RunPlan, *, detach: bool = False) -> dict:
         if runner.options.progress:
             print("\r" + bar(record, plan.selected), end="", file=sys.stderr, flush=True)
 
+    writes = start_write_loop(runner.settings)   # this process helps write the run's predictions meanwhile
     try:
         record = follow(runner.store, runner.run_id, queue.queue, show)
     except KeyboardInterrupt:
         print(f"\ndetached: run {runner.run_id} goes on in the workers; see {where}", file=sys.stderr)
         return result_of(runner, plan, runner.store.get(runner.run_id) or {})
+    finally:
+        if writes is not None:
+            writes.stop(drain=False)
     if runner.options.progress:
         print(file=sys.stderr)
     return result_of(runner, plan, record)

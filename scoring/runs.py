@@ -2,11 +2,12 @@
 
 A run pulls the project (snapshot export), selects tasks, makes a *plan* before spending anything,
 then predicts the tasks in chunks through :class:`backend.predictor.Predictor` (so the response
-cache and the usage ledger work exactly as for ``/predict``) and writes each chunk to Label Studio
-in bulk (``model_version`` = the version id) as soon as it is done: an interrupted run keeps what
-it wrote.  Right before each chunk is written the tasks' predictions are listed again and tasks
-that meanwhile got a prediction of the version (an overlapping run) are skipped, so a run never
-gives a task a second prediction of the same version.
+cache and the usage ledger work exactly as for ``/predict``) and writes their predictions to Label
+Studio in bulk (``model_version`` = the version id) while it predicts, every ``WRITE_BATCH``
+(:func:`backend.runwork.predict_and_write`): an interrupted run keeps what it wrote.  Right before
+each write Label Studio is asked which of the tasks meanwhile got a prediction of the version (an
+overlapping run); those are skipped, so a run never gives a task a second prediction of the same
+version.
 
 Task selection (``--tasks``, :func:`select_tasks`): ``missing`` (tasks without a prediction of the
 version), ``all``, ``ground-truth`` (tasks with an annotation marked ground truth), ``sample:N``
@@ -46,7 +47,7 @@ from backend.pricing import cost_usd, price_for
 from backend.prompt import render
 from backend.providers.base import Usage
 from backend.runstore import open_run_store
-from backend.runwork import counts, new_run_id, write_fresh
+from backend.runwork import RUN_CHUNK, counts, new_run_id, predict_and_write, write_fresh
 from backend.schema import plan_for
 from backend.versions import load_versions
 from core.errors import Error, ScoringError
@@ -70,7 +71,7 @@ class RunOptions:
     seed: int = 0               # sample:N and the estimate's sample
     use_cache: bool = True      # False: --no-cache
     estimate_sample: int = 5    # real calls made for the estimate when the ledger knows nothing
-    chunk: int = 50             # tasks predicted and written per chunk
+    chunk: int = RUN_CHUNK      # tasks predicted per chunk (written while predicting)
     progress: bool = True
     queued: bool = False        # chunk jobs on the RQ queue (REDIS_URL), followed by the command
     detach: bool = False        # queued: return once the chunk jobs are queued
@@ -335,9 +336,10 @@ class Runner:
         self.record(plan, chunks=len(range(0, len(rest), size)) + 1, mode="in-process")
         self._write(plan.sample, totals, 0)
         for n, i in enumerate(range(0, len(rest), size), start=1):
-            outcomes = self.predictor.predict(rest[i:i + size], plan.label_config, self.version.id,
-                                              project=self.project)
-            self._write(outcomes, totals, n)
+            outcomes, written, taken, _ = predict_and_write(self.predictor, self.client, self.store,
+                                                            self.options.project, self.version.id,
+                                                            rest[i:i + size], plan.label_config)
+            self._count(outcomes, written, taken, totals, n)
             if on_chunk is not None:
                 on_chunk(totals)
         self.store.set_status(self.run_id, "finished")
@@ -356,18 +358,23 @@ class Runner:
             "estimate_usd": plan.estimate.usd, "chunks": chunks, "created": time.time(), "mode": mode})
 
     def _write(self, outcomes: list[TaskOutcome], totals: dict, n: int) -> None:
-        """Count ``outcomes``, write their predictions (except on tasks that meanwhile got one, under the
-        (project, version) write lock), record the chunk ``n`` in the run record."""
-        tally(outcomes, totals)
-        ok = {o.task_id for o in outcomes if o.ok}
+        """Write the predictions of ``outcomes`` (the estimate's sample: already predicted), except on tasks
+        that meanwhile got one (under the (project, version) write lock); count them as chunk ``n``."""
         preds = [dict(p, task=o.task_id) for o in outcomes
                  if (p := self.predictor.prediction(o, self.version.id)) is not None]
         fresh, taken = write_fresh(self.client, self.store, self.options.project, self.version.id,
                                    preds, keep=True)
+        self._count(outcomes, {p["task"] for p in fresh}, taken, totals, n)
+
+    def _count(self, outcomes: list[TaskOutcome], written: set, taken: int, totals: dict, n: int) -> None:
+        """Add chunk ``n`` (its outcomes, the task ids written, how many were skipped) to the totals and
+        record it in the run record."""
+        tally(outcomes, totals)
+        predicted = len(written & {o.task_id for o in outcomes if o.ok})
         totals["skipped_existing"] += taken
-        totals["predicted"] += sum(1 for p in fresh if p["task"] in ok)
+        totals["predicted"] += predicted
         self.store.chunk_done(self.run_id, n, dict(counts(outcomes, self.price), skipped_existing=taken,
-                                                   predicted=sum(1 for p in fresh if p["task"] in ok)))
+                                                   predicted=predicted))
 
     def result(self, plan: RunPlan, totals: dict) -> dict:
         """The ``--json`` document."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
+from backend.runwork import RUN_CHUNK, WRITE_BATCH
 from core.errors import ScoringError
 from core.settings import Settings
 from scoring.output import check_outputs, write_json
@@ -52,8 +53,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither answer from nor store in the response cache (every task calls the provider)")
-    parser.add_argument("--chunk", type=int, default=50, metavar="N",
-                        help="tasks predicted and written to Label Studio at a time (default 50)")
+    parser.add_argument("--chunk", type=int, default=RUN_CHUNK, metavar="N",
+                        help=f"tasks per chunk: one queue job each, predictions written to Label Studio every "
+                             f"{WRITE_BATCH} while it predicts (default {RUN_CHUNK})")
     parser.add_argument("--json", dest="json_out", metavar="OUT.json", help="write the run's counts as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
     parser.add_argument("--detach", action="store_true",

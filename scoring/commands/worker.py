@@ -14,6 +14,11 @@ schedule then gets one pass: interval schedules fire once, cron ones only if
 due).  ``--simple`` runs jobs in the worker process instead of a forked child
 (for debugging).  Stop it with Ctrl+C (finishes the current job) or SIGTERM.
 
+A child process next to the worker writes the predictions that runs' chunk jobs queue
+(``backend.runwrites.WriteLoop``: few, big imports into Label Studio while the jobs go on
+predicting); it writes what is still queued when the worker stops (up to ``STOP_DRAIN_S``; the
+rest stays queued for another worker).  A ``--burst`` worker writes what is queued before it exits.
+
 Label Studio is checked at start: every job this worker runs talks to it (scoring reads and
 writes the project, pre-labelling writes predictions).  Without ``LABEL_STUDIO_URL`` and
 ``LABEL_STUDIO_API_KEY`` a worker with ``--schedules`` refuses to start (one line, exit 2:
@@ -26,6 +31,7 @@ left behind within about ``4/3 * WORKER_DEAD_AFTER`` seconds: see ``scoring.work
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 
@@ -59,6 +65,25 @@ def _run_cron(settings: Settings, path: str) -> None:  # the child process (spaw
         log.warning("cron schedule stopped while Redis was unreachable (%s)", str(exc) or type(exc).__name__)
 
 
+def _run_writes(settings: Settings) -> None:  # the child process (spawned: no thread of the worker is forked)
+    import signal
+    import threading
+
+    from backend.runwrites import start_write_loop
+    from core.secrets import install_log_filter
+
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    install_log_filter(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    loop = start_write_loop(settings)
+    if loop is None:
+        return
+    stop.wait()
+    loop.stop(drain=True, wait=STOP_DRAIN_S)
+
+
 def missing_label_studio(settings: Settings) -> str | None:
     """What is missing to reach Label Studio, or None.
 
@@ -80,6 +105,9 @@ def check_label_studio(settings: Settings, schedules: str | None) -> None:
                           "(e.g. LABEL_STUDIO_URL=http://localhost:8080, LABEL_STUDIO_API_KEY=<Account & Settings → "
                           "Access Token>)")
     log.warning("%s not set: scoring and pre-labelling jobs will fail until the worker is restarted with it", missing)
+
+
+STOP_DRAIN_S = 8.0    # s a stopping worker's write process spends at most writing what is queued (the rest stays)
 
 
 def run(args, settings: Settings) -> int:
@@ -108,6 +136,12 @@ def run(args, settings: Settings) -> int:
             log.info("cron scheduler started (pid %s) with %d schedules from %s",
                      cron_process.pid, len(schedules), args.schedules)
     worker = make_worker(settings, [queue], connection, simple=args.simple)
+    writes = None
+    if not args.burst and missing_label_studio(settings) is None:
+        # imports the predictions that runs' chunk jobs queue (backend.runwrites); a spawned child, like cron's
+        writes = multiprocessing.get_context("spawn").Process(
+            target=_run_writes, args=(settings,), name="prediction-writes", daemon=True)
+        writes.start()
     try:
         worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level)
     except RedisError as exc:  # asked to stop while Redis was unreachable: nothing more to record
@@ -117,6 +151,12 @@ def run(args, settings: Settings) -> int:
             worker.wait_for_horse()
     finally:
         _stop(cron_process)
+        _stop(writes)
+        if args.burst and missing_label_studio(settings) is None:   # what the jobs queued and left
+            from backend.runwrites import WriteLoop
+
+            with contextlib.suppress(Exception):
+                WriteLoop.for_settings(settings).stop(drain=True, wait=STOP_DRAIN_S)
     return 0
 
 

@@ -1,0 +1,172 @@
+"""Queue mode's writes: chunk jobs queue their predictions in Redis; write loops import them in bulk.
+
+Label Studio 1.23.2 recounts *every task of the project* on each prediction import (``update_tasks_counters``
+over the project, in the request): measured at 10,000 tasks, an import costs 0.2-1.2 s while the
+project has no predictions and 6-8 s once it holds 10,000, whatever its size (1 or 1,000
+predictions).  A run at scale must therefore import rarely and in big batches, and never make a
+chunk job wait for one.  So, with ``REDIS_URL``:
+
+* a chunk job (:mod:`backend.runwork`) queues each prediction the moment it is made
+  (``RedisRunStore.push_writes``: a Redis list per (project, version), durable, counted in the
+  run's ``pending``) and ends when it has predicted its tasks;
+* a **write loop** (:class:`WriteLoop`: a process next to every ``python -m scoring worker``, and a
+  thread of a ``python -m scoring run`` that follows its run) looks every ``POLL_S`` seconds and, holding the
+  (project, version) write lock, imports *everything* queued in one request (:func:`drain`); what
+  is queued while Label Studio works on one import goes in the next, so the imports grow as they slow
+  down (group commit).  Loops on other machines find the lock held and leave it;
+* a chunk job that finds no write loop alive (none has beaten in ``ALIVE_S``: an RQ worker started
+  some other way) drains itself before it ends.
+
+Before importing, the writer asks Label Studio which of the tasks already have a prediction of the
+version (:meth:`~core.labelstudio.LabelStudioClient.tasks_with_version`, about 0.1 s) and skips them,
+so two overlapping runs, or a chunk run twice, never give a task two predictions of the version; the
+tasks are noted as the run's own before the import and the queue is trimmed after it, so a writer
+killed in between (SIGKILL) leaves the next one to find them written and counted as the run's.  A
+run is finished when its chunks are done and none of its predictions waits (``runs`` shows how many
+wait).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+
+from core.errors import Error
+from core.locks import LockBusy
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5          # s between two looks of a write loop at the queued predictions
+ALIVE_S = 5.0         # s a write loop's beat lasts: without one, chunk jobs write their own predictions
+MAX_IMPORT = 5000     # predictions per import request at most
+ERROR_PAUSE_S = 5.0   # s a write loop waits after a failed write (Label Studio down) before the next try
+
+
+def drain(store, client, project: str, version: str, wait: float = 0.0) -> int:
+    """Import every queued prediction of (project, version); returns how many queue entries were handled.
+
+    With ``wait=0`` it returns 0 at once when another writer holds the lock (that writer imports what
+    is queued now too: it looks again before letting go)."""
+    handled = 0
+    try:
+        with store.write_lock(str(project), version, wait=wait):
+            while items := store.peek_writes(str(project), version, MAX_IMPORT):
+                write_items(store, client, project, version, items)
+                handled += len(items)
+    except LockBusy:
+        return handled
+    return handled
+
+
+def write_items(store, client, project: str, version: str, items: list[dict]) -> None:
+    """Write the first ``len(items)`` queued entries (the caller holds the write lock)."""
+    from backend.runwork import import_present
+
+    first: dict[int, dict] = {}
+    for it in items:   # a task queued twice (a chunk that ran again) is written once
+        first.setdefault(int(it["task"]), it)
+    taken = client.tasks_with_version(int(project), list(first), version)
+    own = store.written_by({t: first[t]["run"] for t in taken})   # noted by their run: written by a killed writer
+    fresh = [it for t, it in first.items() if t not in taken]
+    claims = _by_run(fresh)
+    store.claim_written(claims)
+    try:
+        written = {p["task"] for p in import_present(client, int(project), [dict(it["pred"]) for it in fresh])}
+    except BaseException:
+        store.claim_written(claims, claim=False)
+        raise
+    lost = {run: [t for t in tasks if t not in written] for run, tasks in claims.items()}
+    store.claim_written(lost, claim=False)   # left the project meanwhile
+    per_run: dict[str, dict] = defaultdict(lambda: {"entries": 0, "ok": [], "skipped": []})
+    for it in items:
+        per_run[it["run"]]["entries"] += 1
+    for t, it in first.items():
+        if t in written and it.get("ok"):
+            per_run[it["run"]]["ok"].append(t)
+        elif t in taken and t not in own:
+            per_run[it["run"]]["skipped"].append(t)
+    store.done_writes(str(project), version, len(items), dict(per_run))
+    store.unmark(str(project), version, list(first))
+    log.info("project %s, %s: %d prediction(s) written, %d skipped (had one)", project, version, len(written),
+             len(taken) - len(own))
+
+
+def _by_run(items: list[dict]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = defaultdict(list)
+    for it in items:
+        out[it["run"]].append(int(it["task"]))
+    return dict(out)
+
+
+class WriteLoop:
+    """A thread that writes every run's queued predictions (see the module docstring).
+
+    ``start()`` it beside a worker; ``stop()`` ends it and, with ``drain=True``, writes whatever is
+    still queued before returning (a ``--burst`` worker, a followed run that ends)."""
+
+    def __init__(self, store, client, poll: float = POLL_S):
+        self.store, self.client, self.poll = store, client, poll
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "WriteLoop":
+        self._thread = threading.Thread(target=self._run, name="prediction-writes", daemon=True)
+        self._thread.start()
+        return self
+
+    def once(self, wait: float = 0.0) -> int:
+        """One look: drain every (project, version) with queued predictions; returns entries handled."""
+        handled = 0
+        for project, version in self.store.write_keys():
+            handled += drain(self.store, self.client, project, version, wait=wait)
+        return handled
+
+    def _run(self) -> None:
+        from redis.exceptions import RedisError
+
+        failing = False
+        while not self._stop.is_set():
+            pause = self.poll
+            try:
+                self.store.writer_beat(ALIVE_S)
+                self.once()
+                if failing:
+                    log.info("queued predictions are being written again")
+                failing = False
+            except (Error, RedisError, OSError) as exc:   # Label Studio or Redis down: one line, then quiet
+                if not failing:
+                    log.warning("writing queued predictions failed (%s: %s); trying again every %g s",
+                                type(exc).__name__, exc, ERROR_PAUSE_S)
+                failing, pause = True, ERROR_PAUSE_S
+            except Exception:
+                log.exception("writing queued predictions failed; trying again in %g s", ERROR_PAUSE_S)
+                pause = ERROR_PAUSE_S
+            self._stop.wait(pause)
+
+    def stop(self, drain: bool = True, wait: float = 300.0) -> None:
+        """End the loop; with ``drain`` write what is still queued first (waiting up to ``wait`` s for
+        another writer).  A failure is logged: what is queued stays queued for the next loop."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=wait)
+        if drain:
+            try:
+                self.once(wait=wait)
+            except Exception as exc:
+                log.warning("queued predictions left for the next write loop: %s: %s", type(exc).__name__, exc)
+
+
+    @classmethod
+    def for_settings(cls, settings) -> "WriteLoop":
+        """A (not started) loop over the run records and the Label Studio of ``settings``."""
+        from backend.runstore import open_run_store
+        from core.labelstudio import LabelStudioClient
+
+        return cls(open_run_store(settings), LabelStudioClient(settings))
+
+
+def start_write_loop(settings) -> WriteLoop | None:
+    """A started :class:`WriteLoop` for ``settings`` (queue mode), or None without ``REDIS_URL`` or Label Studio."""
+    if not settings.redis_url or not settings.label_studio_url or not settings.label_studio_api_key:
+        return None
+    return WriteLoop.for_settings(settings).start()

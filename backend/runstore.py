@@ -204,7 +204,15 @@ class RedisRunStore:
                 if c["skipped"]:
                     p.sadd(f"{self.base}:{run}:skipped", *c["skipped"])
             p.eval(FORGET_IF_EMPTY, 2, wkey, f"{self.base}:writes", json.dumps([str(project), version]))
+            p.set(f"{wkey}:at", repr(time.time()), ex=86400)
             p.execute()
+
+    def queued_writes(self, project: str, version: str) -> int:
+        return int(self.r.llen(self._writes(project, version)))
+
+    def last_import(self, project: str, version: str) -> float:
+        """When (epoch s) the last import of (project, version) ended; 0 if never."""
+        return float(self.r.get(f"{self._writes(project, version)}:at") or 0)
 
     def writer_beat(self, ttl: float) -> None:
         """A write loop is alive (for ``ttl`` s): chunk jobs leave their writes to it."""

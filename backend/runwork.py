@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 CHUNK_JOB = "backend.runwork.run_chunk"
 RUN_CHUNK = 500              # tasks per chunk job
-WRITE_BATCH = 200            # predictions per Label Studio import while a chunk is predicting
+WRITE_BATCH = 200            # predictions per Label Studio import while a chunk is predicting (no Redis)
+QUEUE_EVERY = 32             # predictions queued for the write loops at a time (Redis)
 CHUNK_RETRY = (3, [5, 30, 120])   # RQ retries of a chunk job, and the seconds before each
 
 
@@ -319,20 +320,35 @@ def predict_and_write(predictor, client, store: RunStore, project: int, version_
 
 def predict_and_queue(predictor, store: RedisRunStore, chunk: Chunk, version_id: str, tasks: list[dict],
                       label_config: str) -> tuple[list, set[int], dict]:
-    """Predict ``tasks``, queueing each prediction for the write loops the moment it is made
-    (:mod:`backend.runwrites`); returns (the outcomes, the task ids queued, ``{"predict_s"}``)."""
+    """Predict ``tasks``, queueing their predictions for the write loops (:mod:`backend.runwrites`)
+    ``QUEUE_EVERY`` at a time as they are made, the rest at the end; returns (the outcomes, the task
+    ids queued, ``{"predict_s"}``).  A chunk killed meanwhile loses at most what was not queued yet:
+    its retry predicts that again (from the response cache)."""
     queued: set[int] = set()
+    buffer: list[dict] = []
+    lock = threading.Lock()
+
+    def push(items: list[dict]) -> None:
+        store.push_writes(str(chunk.project), version_id, chunk.run_id, items)
+        queued.update(i["task"] for i in items)
 
     def add(outcome) -> None:
         p = predictor.prediction(outcome, version_id)
-        if p is not None:
-            store.push_writes(str(chunk.project), version_id, chunk.run_id,
-                              [{"task": outcome.task_id, "ok": outcome.ok, "pred": dict(p, task=outcome.task_id)}])
-            queued.add(outcome.task_id)
+        if p is None:
+            return
+        with lock:
+            buffer.append({"task": outcome.task_id, "ok": outcome.ok, "pred": dict(p, task=outcome.task_id)})
+            if len(buffer) < QUEUE_EVERY:
+                return
+            items = buffer[:]
+            buffer.clear()
+            push(items)
 
     t0 = time.perf_counter()
     outcomes = predictor.predict(tasks, label_config, version_id, project=str(chunk.project),
                                  on_outcome=add) if tasks else []
+    with lock:
+        push(buffer)
     return outcomes, queued, {"predict_s": round(time.perf_counter() - t0, 3)}
 
 

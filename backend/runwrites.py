@@ -10,10 +10,10 @@ chunk job wait for one.  So, with ``REDIS_URL``:
   (``RedisRunStore.push_writes``: a Redis list per (project, version), durable, counted in the
   run's ``pending``) and ends when it has predicted its tasks;
 * a **write loop** (:class:`WriteLoop`: a process next to every ``python -m scoring worker``, and a
-  thread of a ``python -m scoring run`` that follows its run) looks every ``POLL_S`` seconds and, holding the
-  (project, version) write lock, imports *everything* queued in one request (:func:`drain`); what
-  is queued while Label Studio works on one import goes in the next, so the imports grow as they slow
-  down (group commit).  Loops on other machines find the lock held and leave it;
+  thread of a ``python -m scoring run`` that follows its run) looks every ``POLL_S`` seconds and, holding
+  the (project, version) write lock, imports *everything* queued in one request (:func:`drain`): at
+  most every ``IMPORT_EVERY_S`` seconds while the queue grows, at once when it stopped growing (the
+  run's chunks are done).  Loops on other machines find the lock held and leave it;
 * a chunk job that finds no write loop alive (none has beaten in ``ALIVE_S``: an RQ worker started
   some other way) drains itself before it ends.
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 
 from core.errors import Error
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5          # s between two looks of a write loop at the queued predictions
 ALIVE_S = 5.0         # s a write loop's beat lasts: without one, chunk jobs write their own predictions
 MAX_IMPORT = 5000     # predictions per import request at most
+IMPORT_EVERY_S = 10.0  # s between two imports of a (project, version) while its queue grows
 ERROR_PAUSE_S = 5.0   # s a write loop waits after a failed write (Label Studio down) before the next try
 
 
@@ -108,16 +110,28 @@ class WriteLoop:
         self.store, self.client, self.poll = store, client, poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._seen: dict[tuple[str, str], int] = {}
 
     def start(self) -> "WriteLoop":
         self._thread = threading.Thread(target=self._run, name="prediction-writes", daemon=True)
         self._thread.start()
         return self
 
-    def once(self, wait: float = 0.0) -> int:
-        """One look: drain every (project, version) with queued predictions; returns entries handled."""
+    def once(self, wait: float = 0.0, paced: bool = False) -> int:
+        """One look: drain every (project, version) with queued predictions; returns entries handled.
+
+        ``paced`` (the loop): while a queue is still growing, import it at most every ``IMPORT_EVERY_S``
+        seconds (each import costs Label Studio a recount of the project); once it stops growing (the
+        run's chunks are done), at once."""
         handled = 0
         for project, version in self.store.write_keys():
+            if paced:
+                queued = self.store.queued_writes(project, version)
+                growing = queued > self._seen.get((project, version), 0)
+                self._seen[(project, version)] = queued
+                if not queued or (growing and queued < MAX_IMPORT
+                                  and time.time() - self.store.last_import(project, version) < IMPORT_EVERY_S):
+                    continue
             handled += drain(self.store, self.client, project, version, wait=wait)
         return handled
 
@@ -129,7 +143,7 @@ class WriteLoop:
             pause = self.poll
             try:
                 self.store.writer_beat(ALIVE_S)
-                self.once()
+                self.once(paced=True)
                 if failing:
                     log.info("queued predictions are being written again")
                 failing = False

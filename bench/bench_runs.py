@@ -41,6 +41,7 @@ from rq import Queue  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from backend.app import create_app  # noqa: E402
+from backend.runwork import RUN_CHUNK  # noqa: E402
 from backend.versions import load_versions  # noqa: E402
 from core.labelstudio import LabelStudioClient  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -74,8 +75,10 @@ def env_of(settings: Settings, prompts: str, llm_url: str) -> dict:
 
 
 def make_project(ls, n: int, title: str) -> int:
+    """A project of ``n`` tasks, each text its own (``make_tasks`` repeats texts, which the response
+    cache would answer: the ratio to the ideal must count one model call a task)."""
     pid = ls.create_project(LABEL_CONFIG, title=title)
-    data = [{"data": t["data"]} for t in make_tasks(n)]
+    data = [{"data": dict(t["data"], text=f"{t['data']['text']} (#{i})")} for i, t in enumerate(make_tasks(n))]
     for i in range(0, n, 2000):
         ls.sdk().projects.import_tasks(id=pid, request=data[i:i + 2000], commit_to_project=True)
     return pid
@@ -121,7 +124,7 @@ def phase_runs(ls, settings: Settings, env: dict, version: str, args) -> None:
           f"follow) {wall:.1f} s = {rate:.1f} tasks/s; from queueing to done {run_wall:.1f} s = {run_rate:.1f} "
           f"tasks/s; ideal {args.workers} workers x {settings.predict_concurrency} / {args.latency:g} s = "
           f"{ideal:.0f} tasks/s; ratio {rate / ideal:.2f} (whole) / {run_rate / ideal:.2f} (queued part); "
-          f"{first['cached']} cache hits (repeated texts)")
+          f"{first['provider_calls']} provider calls, {first['cached']} cache hits")
     from backend.runstore import open_run_store
 
     rec = open_run_store(settings).get(first["run_id"]) or {}
@@ -219,7 +222,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--chunk", type=int, default=128)
+    ap.add_argument("--chunk", type=int, default=RUN_CHUNK)
     ap.add_argument("--predict-tasks", type=int, default=1000)
     ap.add_argument("--predict-latency", type=float, default=1.0)
     ap.add_argument("--predict-deadline", type=float, default=90.0)

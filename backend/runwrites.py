@@ -133,6 +133,7 @@ class WriteLoop:
                                   and time.time() - self.store.last_import(project, version) < IMPORT_EVERY_S):
                     continue
             handled += drain(self.store, self.client, project, version, wait=wait)
+            self._seen[(project, version)] = 0
         return handled
 
     def _run(self) -> None:

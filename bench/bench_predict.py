@@ -85,8 +85,12 @@ def stand_in(args):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    proc = subprocess.Popen([sys.executable, "-m", "fakellm", "--port", str(port), "--latency-ms",
-                             str(args.latency_ms)], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    # gunicorn's threaded worker keeps connections alive, as the hosted APIs do (``python -m fakellm``,
+    # on werkzeug's development server, closes each one: a new connection per call)
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "64", "-w", "1",
+                             "--keep-alive", "75", "--log-level", "warning", "-b", f"127.0.0.1:{port}",
+                             f"fakellm.__main__:wsgi(latency_ms={int(args.latency_ms)})"],
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):

@@ -56,5 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def wsgi(latency_ms: int = 0):
+    """The stand-in's WSGI app for a server that keeps connections alive between requests, as the
+    hosted APIs do (werkzeug's, behind ``main``, closes each one): the benches run
+    ``gunicorn -k gthread --threads 64 'fakellm.__main__:wsgi(latency_ms=200)'`` (one process: the
+    stand-in's counters live in it)."""
+    return FakeLLM(latency_ms=latency_ms).app
+
+
 if __name__ == "__main__":
     sys.exit(main())

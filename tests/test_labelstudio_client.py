@@ -177,3 +177,33 @@ def test_bad_key_is_not_retried_and_says_what_to_fix(label_studio):
 def test_unknown_project_is_a_404_message(label_studio):
     with pytest.raises(LabelStudioError, match="not found"):
         client_for(label_studio).pull_project(987654, progress=False)
+
+
+def test_tasks_with_version_finds_exactly_that_version(label_studio):
+    """What every run write asks first: which of these tasks already have a prediction of the version.
+    Label Studio's filter matches versions that *contain* the name (v1 finds v10); the answer must not."""
+    config = ('<View><Text name="text" value="$text"/><Choices name="c" toName="text">'
+              '<Choice value="A"/><Choice value="B"/></Choices></View>')
+    pid = label_studio.create_project(config, title="tasks with version")
+    sdk = label_studio.sdk()
+    sdk.projects.import_tasks(id=pid, request=[{"data": {"text": f"t{i}"}} for i in range(6)], commit_to_project=True)
+    ids = sorted(t.id for t in sdk.tasks.list(project=pid, page_size=10))
+    client = client_for(label_studio)
+
+    def pred(task: int, version: str) -> dict:
+        return {"task": task, "model_version": version, "score": 0.5,
+                "result": [{"from_name": "c", "to_name": "text", "type": "choices", "value": {"choices": ["A"]}}]}
+    client.import_predictions(pid, [pred(ids[0], "v1"), pred(ids[1], "v10"), pred(ids[2], "V1"),
+                                    pred(ids[3], "v1"), pred(ids[3], "v10")])
+    assert client.tasks_with_version(pid, ids, "v1") == {ids[0], ids[3]}
+    assert client.tasks_with_version(pid, ids, "v10") == {ids[1], ids[3]}
+    assert client.tasks_with_version(pid, ids[1:3], "v1") == set()     # only among the tasks asked about
+    assert client.tasks_with_version(pid, ids, "v2") == set()
+    assert client.tasks_with_version(pid, [], "v1") == set()
+
+
+def test_a_refused_request_carries_its_status(label_studio):
+    client = client_for(label_studio)
+    with pytest.raises(LabelStudioError) as err:
+        client.import_predictions(10 ** 6, [{"task": 1, "model_version": "v", "result": []}])
+    assert err.value.status == 404

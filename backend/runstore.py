@@ -11,9 +11,19 @@ what they share:
   ``llm-prelabel:runs:<queue>:``, the queue name keeping test runs apart) or in SQLite
   (``DATA_DIR/runs.sqlite3``) without it::
 
-      llm-prelabel:runs:<queue>:<run id>            hash  meta -> JSON, status -> text
+      llm-prelabel:runs:<queue>:<run id>            hash  meta -> JSON, status -> text, pending -> int
       llm-prelabel:runs:<queue>:<run id>:chunks     hash  chunk number -> JSON counts
       llm-prelabel:runs:<queue>:project:<project>   zset  run id by creation time
+      llm-prelabel:runs:<queue>:<run id>:written    set   task ids the run wrote (noted before the import)
+      llm-prelabel:runs:<queue>:<run id>:written_ok set   ... of them, tasks that got an answer (``predicted``)
+      llm-prelabel:runs:<queue>:<run id>:skipped    set   task ids skipped: another run had written one
+
+* in queue mode, the **predictions waiting to be written** (``backend.runwrites``)::
+
+      llm-prelabel:runs:<queue>:writes                       set   [project, version] with some waiting
+      llm-prelabel:runs:<queue>:writes:<project>:<version>   list  JSON {task, ok, pred, run}
+      llm-prelabel:runs:<queue>:writes:<project>:<version>:at      when the last import ended
+      llm-prelabel:runs:<queue>:writer-alive                 a write loop beat in the last few seconds
 
 * **in-progress markers** per (project, version, task): set while an overflow run owns a
   task, so a ``/predict`` meanwhile answers ``[]`` for it without calling the model;

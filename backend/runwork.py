@@ -153,7 +153,7 @@ class StreamWriter:
 
     >>> class LS:
     ...     def tasks_with_version(self, project, ids, version): return {2}
-    ...     def import_predictions(self, project, preds): imported.extend(p["task"] for p in preds)
+    ...     def import_predictions(self, project, preds, chunk=0): imported.extend(p["task"] for p in preds)
     >>> imported = []
     >>> w = StreamWriter(LS(), _NoLock(), 1, "v", batch=2)
     >>> for t in (1, 2, 3): w.add({"task": t, "model_version": "v", "result": []})

@@ -52,6 +52,7 @@ from tests.lsharness import start_server  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDIS_URL = "redis://127.0.0.1:6379/0"
+LS_IMPORT_FLAG = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
 
 
 class Stand_in:
@@ -228,7 +229,13 @@ def main() -> None:
     ap.add_argument("--predict-deadline", type=float, default=90.0)
     ap.add_argument("--overhead-tasks", type=int, default=500)
     ap.add_argument("--skip", nargs="*", default=[], choices=["runs", "predict", "overhead"])
+    ap.add_argument("--ls-import-flag", action="store_true",
+                    help=f"start Label Studio with {LS_IMPORT_FLAG}=true (each prediction import recounts only "
+                         "its own tasks, not the whole project: see README, 'Runs at scale')")
     args = ap.parse_args()
+    if args.ls_import_flag:   # read by the Label Studio process this script starts, not by this project
+        os.environ[LS_IMPORT_FLAG] = "true"
+    print(f"Label Studio {'with' if args.ls_import_flag else 'without'} {LS_IMPORT_FLAG}")
     logging.basicConfig(level=logging.ERROR)
     for name in ("werkzeug", "httpx", "backend", "scoring"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -37,7 +37,8 @@ def line(run: dict) -> str:
     return (f"{when}Z  {run['run_id']}  {run['version']}  {run.get('source', 'run')}/{run.get('mode', '?')}  "
             f"{run['status']}  {done}/{run.get('selected', done)} tasks ({run.get('chunks_done', 0)}/"
             f"{run.get('chunks', 0)} chunks)  {run.get('provider_calls', 0)} call(s), {run.get('cached', 0)} cached  "
-            f"{usd_text(run.get('usd'))}  failed: {failed}")
+            f"{usd_text(run.get('usd'))}  failed: {failed}"
+            + (f"  {run['writes_pending']} prediction(s) waiting to be written" if run.get("writes_pending") else ""))
 
 
 def run(args, settings: Settings) -> int:

@@ -22,7 +22,8 @@ what they share:
 
       llm-prelabel:runs:<queue>:writes                       set   [project, version] with some waiting
       llm-prelabel:runs:<queue>:writes:<project>:<version>   list  JSON {task, ok, pred, run}
-      llm-prelabel:runs:<queue>:writes:<project>:<version>:at      when the last import ended
+      llm-prelabel:runs:<queue>:writes:<project>:<version>:at      when the last import ended, and how long
+                                                                   it took: "<epoch s> <seconds>"
       llm-prelabel:runs:<queue>:writer-alive                 a write loop beat in the last few seconds
 
 * **in-progress markers** per (project, version, task): set while an overflow run owns a
@@ -214,15 +215,20 @@ class RedisRunStore:
                 if c["skipped"]:
                     p.sadd(f"{self.base}:{run}:skipped", *c["skipped"])
             p.eval(FORGET_IF_EMPTY, 2, wkey, f"{self.base}:writes", json.dumps([str(project), version]))
-            p.set(f"{wkey}:at", repr(time.time()), ex=86400)
             p.execute()
 
     def queued_writes(self, project: str, version: str) -> int:
         return int(self.r.llen(self._writes(project, version)))
 
-    def last_import(self, project: str, version: str) -> float:
-        """When (epoch s) the last import of (project, version) ended; 0 if never."""
-        return float(self.r.get(f"{self._writes(project, version)}:at") or 0)
+    def note_import(self, project: str, version: str, seconds: float) -> None:
+        """An import of (project, version) ended now, after ``seconds``."""
+        self.r.set(f"{self._writes(project, version)}:at", f"{time.time()!r} {seconds!r}", ex=86400)
+
+    def last_import(self, project: str, version: str) -> tuple[float, float]:
+        """(when, epoch s, the last import of (project, version) ended; how many seconds it took); 0s if never."""
+        raw = self.r.get(f"{self._writes(project, version)}:at")
+        at, took = (raw.decode().split() if raw else ("0", "0"))
+        return float(at), float(took)
 
     def writer_beat(self, ttl: float) -> None:
         """A write loop is alive (for ``ttl`` s): chunk jobs leave their writes to it."""

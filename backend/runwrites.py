@@ -11,9 +11,11 @@ chunk job wait for one.  So, with ``REDIS_URL``:
   run's ``pending``) and ends when it has predicted its tasks;
 * a **write loop** (:class:`WriteLoop`: a process next to every ``python -m scoring worker``, and a
   thread of a ``python -m scoring run`` that follows its run) looks every ``POLL_S`` seconds and, holding
-  the (project, version) write lock, imports *everything* queued in one request (:func:`drain`): at
-  most every ``IMPORT_EVERY_S`` seconds while the queue grows, at once when it stopped growing (the
-  run's chunks are done).  Loops on other machines find the lock held and leave it;
+  the (project, version) write lock, imports *everything* queued in one request (:func:`drain`); while
+  the queue grows it then waits ``IMPORT_PAUSE`` times as long as that import took (at least
+  ``IMPORT_EVERY_S``), so Label Studio's recounts take at most a quarter of its time however big the
+  project; once the queue stops growing (the run's chunks are done) it imports at once.  Loops on
+  other machines find the lock held and leave it;
 * a chunk job that finds no write loop alive (none has beaten in ``ALIVE_S``: an RQ worker started
   some other way) drains itself before it ends.
 
@@ -40,7 +42,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5          # s between two looks of a write loop at the queued predictions
 ALIVE_S = 5.0         # s a write loop's beat lasts: without one, chunk jobs write their own predictions
 MAX_IMPORT = 5000     # predictions per import request at most
-IMPORT_EVERY_S = 10.0  # s between two imports of a (project, version) while its queue grows
+IMPORT_EVERY_S = 5.0   # s at least between two imports of a (project, version) while its queue grows ...
+IMPORT_PAUSE = 3.0     # ... and at least 3x as long as the last one took (Label Studio recounts 1/4 of the time)
 ERROR_PAUSE_S = 5.0   # s a write loop waits after a failed write (Label Studio down) before the next try
 
 
@@ -52,9 +55,12 @@ def drain(store, client, project: str, version: str, wait: float = 0.0) -> int:
     handled = 0
     try:
         with store.write_lock(str(project), version, wait=wait):
+            t0 = time.monotonic()
             while items := store.peek_writes(str(project), version, MAX_IMPORT):
                 write_items(store, client, project, version, items)
                 handled += len(items)
+            if handled:
+                store.note_import(str(project), version, time.monotonic() - t0)
     except LockBusy:
         return handled
     return handled
@@ -120,17 +126,19 @@ class WriteLoop:
     def once(self, wait: float = 0.0, paced: bool = False) -> int:
         """One look: drain every (project, version) with queued predictions; returns entries handled.
 
-        ``paced`` (the loop): while a queue is still growing, import it at most every ``IMPORT_EVERY_S``
-        seconds (each import costs Label Studio a recount of the project); once it stops growing (the
-        run's chunks are done), at once."""
+        ``paced`` (the loop): while a queue is still growing, wait after an import ``IMPORT_PAUSE`` times
+        as long as it took, and at least ``IMPORT_EVERY_S`` seconds (each import costs Label Studio a
+        recount of the project, which grows with it: its imports then take at most a quarter of the
+        time); once the queue stops growing (the run's chunks are done), import at once."""
         handled = 0
         for project, version in self.store.write_keys():
             if paced:
                 queued = self.store.queued_writes(project, version)
                 growing = queued > self._seen.get((project, version), 0)
                 self._seen[(project, version)] = queued
+                at, took = self.store.last_import(project, version)
                 if not queued or (growing and queued < MAX_IMPORT
-                                  and time.time() - self.store.last_import(project, version) < IMPORT_EVERY_S):
+                                  and time.time() - at < max(IMPORT_EVERY_S, IMPORT_PAUSE * took)):
                     continue
             handled += drain(self.store, self.client, project, version, wait=wait)
             self._seen[(project, version)] = 0

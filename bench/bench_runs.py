@@ -129,8 +129,9 @@ def phase_runs(ls, settings: Settings, env: dict, version: str, args) -> None:
     from backend.runstore import open_run_store
 
     rec = open_run_store(settings).get(first["run_id"]) or {}
-    print(f"   in the chunk jobs: {rec.get('predict_s', 0):.1f} s predicting, {rec.get('write_s', 0):.1f} s "
-          f"writing to Label Studio (summed over chunks; {rec.get('chunks', 0)} chunks)")
+    print(f"   in the chunk jobs: {rec.get('predict_s', 0):.1f} s predicting, summed over {rec.get('chunks', 0)} "
+          f"chunks ({rec.get('predict_s', 0) / max(1, rec.get('chunks', 1) - 1):.1f} s a chunk of {args.chunk}; "
+          f"ideal {args.chunk / settings.predict_concurrency * args.latency:.2f} s); the write loops import meanwhile")
     print(f"   cost: estimated ${e:.4f}, actual ${first['usd']:.4f} ({(first['usd'] - e) / e:+.1%}); "
           f"{first['provider_calls']} provider calls, failed {first['failed'] or 'none'}")
     LabelStudioClient(settings).delete_model_version(pid, version)

@@ -142,8 +142,11 @@ def test_the_loop_imports_a_growing_queue_at_most_every_few_seconds_and_at_once_
     assert loop.once(paced=True) == 0
     assert loop.once(paced=True) == 2                       # stopped growing: the run's chunks are done
     store.push_writes("7", "v", "r1", [item(4)])
-    store.r.set(f"{store._writes('7', 'v')}:at", repr(time.time() - IMPORT_EVERY_S - 1))
+    store.r.set(f"{store._writes('7', 'v')}:at", f"{time.time() - IMPORT_EVERY_S - 1} 0.01")
     assert loop.once(paced=True) == 1                       # growing, but the last import is old enough
+    store.push_writes("7", "v", "r1", [item(5)])
+    store.r.set(f"{store._writes('7', 'v')}:at", f"{time.time() - IMPORT_EVERY_S - 1} 30")
+    assert loop.once(paced=True) == 0                       # ... unless it took long: 3x as long to wait
     assert ls.imports == [1, 2, 1]
 
 

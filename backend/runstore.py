@@ -11,7 +11,7 @@ what they share:
   ``llm-prelabel:runs:<queue>:``, the queue name keeping test runs apart) or in SQLite
   (``DATA_DIR/runs.sqlite3``) without it::
 
-      llm-prelabel:runs:<queue>:<run id>            hash  meta -> JSON, status -> text, pending -> int
+      llm-prelabel:runs:<queue>:<run id>            hash  meta -> JSON, status -> text, pending, dropped -> int
       llm-prelabel:runs:<queue>:<run id>:chunks     hash  chunk number -> JSON counts
       llm-prelabel:runs:<queue>:project:<project>   zset  run id by creation time
       llm-prelabel:runs:<queue>:<run id>:written    set   task ids the run wrote (noted before the import)
@@ -83,13 +83,17 @@ def totals(chunks: Iterable[dict]) -> dict:
 
 def summarise(meta: dict, status: str, chunks: dict[int, dict], writes: dict | None = None) -> dict:
     """One run as ``runs`` lists it: meta, status, chunks done, totals.  ``writes`` (queue mode):
-    ``{"predicted", "skipped_existing", "pending"}`` of its predictions written by :mod:`backend.runwrites`;
+    ``{"predicted", "skipped_existing", "pending", "dropped"}`` of its predictions written by
+    :mod:`backend.runwrites`;
     the run is finished when every chunk is done and none of its predictions waits to be written."""
     writes = writes or {}
     done = dict(meta, **totals(chunks.values()), chunks_done=len(chunks))
     for k in ("predicted", "skipped_existing"):
         done[k] += int(writes.get(k) or 0)
     done["writes_pending"] = max(0, int(writes.get("pending") or 0))
+    if writes.get("dropped"):   # its task (or project) left Label Studio before the prediction was written
+        done["failed"] = dict(done["failed"], not_in_project=done["failed"].get("not_in_project", 0)
+                              + int(writes["dropped"]))
     if status == "running" and len(chunks) >= int(meta.get("chunks") or 0) and not done["writes_pending"]:
         status = "finished"
     return dict(done, status=status)
@@ -130,7 +134,8 @@ class RedisRunStore:
             p.scard(f"{self.base}:{run_id}:written_ok")
             p.scard(f"{self.base}:{run_id}:skipped")
             ok, skipped = p.execute()
-        writes = {"predicted": ok, "skipped_existing": skipped, "pending": int(raw.get(b"pending") or 0)}
+        writes = {"predicted": ok, "skipped_existing": skipped, "pending": int(raw.get(b"pending") or 0),
+                  "dropped": int(raw.get(b"dropped") or 0)}
         return summarise(json.loads(raw[b"meta"]), raw[b"status"].decode(), chunks, writes)
 
     def runs(self, project: int | str, limit: int = 50) -> list[dict]:
@@ -210,6 +215,8 @@ class RedisRunStore:
             p.ltrim(wkey, n, -1)
             for run, c in per_run.items():
                 p.hincrby(f"{self.base}:{run}", "pending", -int(c["entries"]))
+                if c.get("dropped"):
+                    p.hincrby(f"{self.base}:{run}", "dropped", int(c["dropped"]))
                 if c["ok"]:
                     p.sadd(f"{self.base}:{run}:written_ok", *c["ok"])
                 if c["skipped"]:

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import defaultdict
 
-from core.errors import Error
+from core.errors import Error, LabelStudioError
 from core.locks import LockBusy
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,20 @@ def write_items(store, client, project: str, version: str, items: list[dict]) ->
     first: dict[int, dict] = {}
     for it in items:   # a task queued twice (a chunk that ran again) is written once
         first.setdefault(int(it["task"]), it)
-    taken = client.tasks_with_version(int(project), list(first), version)
+    try:
+        taken = client.tasks_with_version(int(project), list(first), version)
+    except LabelStudioError as exc:
+        if exc.status != 404:
+            raise
+        log.error("project %s is not in Label Studio any more: %d queued prediction(s) of %s dropped",
+                  project, len(first), version)
+        gone: dict[str, dict] = defaultdict(lambda: {"entries": 0, "ok": [], "skipped": [], "dropped": 0})
+        for it in items:
+            gone[it["run"]]["entries"] += 1
+        for it in first.values():
+            gone[it["run"]]["dropped"] += 1
+        store.done_writes(str(project), version, len(items), dict(gone))
+        return
     own = store.written_by({t: first[t]["run"] for t in taken})   # noted by their run: written by a killed writer
     fresh = [it for t, it in first.items() if t not in taken]
     claims = _by_run(fresh)
@@ -85,7 +98,7 @@ def write_items(store, client, project: str, version: str, items: list[dict]) ->
         raise
     lost = {run: [t for t in tasks if t not in written] for run, tasks in claims.items()}
     store.claim_written(lost, claim=False)   # left the project meanwhile
-    per_run: dict[str, dict] = defaultdict(lambda: {"entries": 0, "ok": [], "skipped": []})
+    per_run: dict[str, dict] = defaultdict(lambda: {"entries": 0, "ok": [], "skipped": [], "dropped": 0})
     for it in items:
         per_run[it["run"]]["entries"] += 1
     for t, it in first.items():
@@ -93,6 +106,8 @@ def write_items(store, client, project: str, version: str, items: list[dict]) ->
             per_run[it["run"]]["ok"].append(t)
         elif t in taken and t not in own:
             per_run[it["run"]]["skipped"].append(t)
+        elif t not in taken and t not in written:
+            per_run[it["run"]]["dropped"] += 1
     store.done_writes(str(project), version, len(items), dict(per_run))
     store.unmark(str(project), version, list(first))
     log.info("project %s, %s: %d prediction(s) written, %d skipped (had one)", project, version, len(written),

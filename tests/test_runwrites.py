@@ -108,6 +108,22 @@ def test_a_task_that_left_the_project_is_dropped_and_the_rest_written(store):
     assert ls.imports == [2] and ls.preds == {1: ["v"], 2: ["v"]}
     run = store.get("r1")
     assert (run["predicted"], run["writes_pending"], run["status"]) == (2, 0, "finished")
+    assert run["failed"] == {"not_in_project": 1}
+
+
+def test_predictions_of_a_deleted_project_are_dropped_not_retried_forever(store):
+    ls = Studio()
+    new_run(store, "r1")
+    store.push_writes("7", "v", "r1", [item(1), item(2)])
+
+    def gone(*a, **k):
+        raise LabelStudioError("not found", status=404)
+    ls.tasks_with_version = gone  # type: ignore[method-assign]
+    drain(store, ls, "7", "v")
+    run = store.get("r1")
+    assert (run["predicted"], run["writes_pending"], run["status"], run["failed"]) == \
+        (0, 0, "finished", {"not_in_project": 2})
+    assert ls.imports == [] and store.write_keys() == []
 
 
 def test_a_failed_import_keeps_the_queue_for_the_next_writer(store):

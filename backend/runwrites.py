@@ -71,7 +71,7 @@ def write_items(store, client, project: str, version: str, items: list[dict]) ->
     from backend.runwork import import_present
 
     first: dict[int, dict] = {}
-    for it in items:   # a task queued twice (a chunk that ran again) is written once
+    for it in items:   # a task queued twice (a chunk that ran again, two runs) is written once
         first.setdefault(int(it["task"]), it)
     try:
         taken = client.tasks_with_version(int(project), list(first), version)
@@ -80,12 +80,7 @@ def write_items(store, client, project: str, version: str, items: list[dict]) ->
             raise
         log.error("project %s is not in Label Studio any more: %d queued prediction(s) of %s dropped",
                   project, len(first), version)
-        gone: dict[str, dict] = defaultdict(lambda: {"entries": 0, "ok": [], "skipped": [], "dropped": 0})
-        for it in items:
-            gone[it["run"]]["entries"] += 1
-        for it in first.values():
-            gone[it["run"]]["dropped"] += 1
-        store.done_writes(str(project), version, len(items), dict(gone))
+        store.done_writes(str(project), version, len(items), _tally(items, first, set(), set(), set()))
         return
     own = store.written_by({t: first[t]["run"] for t in taken})   # noted by their run: written by a killed writer
     fresh = [it for t, it in first.items() if t not in taken]
@@ -98,6 +93,15 @@ def write_items(store, client, project: str, version: str, items: list[dict]) ->
         raise
     lost = {run: [t for t in tasks if t not in written] for run, tasks in claims.items()}
     store.claim_written(lost, claim=False)   # left the project meanwhile
+    store.done_writes(str(project), version, len(items), _tally(items, first, written, taken, own))
+    store.unmark(str(project), version, list(first))
+    log.info("project %s, %s: %d prediction(s) written, %d skipped (had one)", project, version, len(written),
+             len(taken) - len(own))
+
+
+def _tally(items: list[dict], first: dict[int, dict], written: set, taken: set, own: set) -> dict[str, dict]:
+    """Per run: queue entries handled, tasks that got an answer written, tasks skipped (another run's
+    prediction came first), tasks dropped (not in the project any more)."""
     per_run: dict[str, dict] = defaultdict(lambda: {"entries": 0, "ok": [], "skipped": [], "dropped": 0})
     for it in items:
         per_run[it["run"]]["entries"] += 1
@@ -108,10 +112,23 @@ def write_items(store, client, project: str, version: str, items: list[dict]) ->
             per_run[it["run"]]["skipped"].append(t)
         elif t not in taken and t not in written:
             per_run[it["run"]]["dropped"] += 1
-    store.done_writes(str(project), version, len(items), dict(per_run))
-    store.unmark(str(project), version, list(first))
-    log.info("project %s, %s: %d prediction(s) written, %d skipped (had one)", project, version, len(written),
-             len(taken) - len(own))
+    for run, tasks in _others(items, first).items():   # the same task queued by another run too
+        for t in tasks:
+            if t in written or t in taken:
+                per_run[run]["skipped"].append(t)
+            else:
+                per_run[run]["dropped"] += 1
+    return dict(per_run)
+
+
+def _others(items: list[dict], first: dict[int, dict]) -> dict[str, set[int]]:
+    """Per run, the tasks it queued that another run's entry in ``items`` came first for."""
+    out: dict[str, set[int]] = defaultdict(set)
+    for it in items:
+        t = int(it["task"])
+        if it["run"] != first[t]["run"]:
+            out[it["run"]].add(t)
+    return dict(out)
 
 
 def _by_run(items: list[dict]) -> dict[str, list[int]]:

@@ -86,6 +86,19 @@ def test_a_task_queued_twice_or_already_predicted_gets_no_second_prediction(stor
     assert (run["predicted"], run["skipped_existing"], run["writes_pending"]) == (1, 1, 0)
 
 
+def test_two_runs_queueing_the_same_task_write_it_once_and_the_second_counts_it_skipped(store):
+    ls = Studio()
+    new_run(store, "r1")
+    new_run(store, "r2")
+    store.push_writes("7", "v", "r1", [item(1), item(2)])
+    store.push_writes("7", "v", "r2", [item(2), item(3)])   # overlapping runs, written in one import
+    drain(store, ls, "7", "v")
+    assert ls.imports == [3] and all(ls.preds[t] == ["v"] for t in (1, 2, 3))
+    r1, r2 = store.get("r1"), store.get("r2")
+    assert (r1["predicted"], r1["skipped_existing"], r2["predicted"], r2["skipped_existing"]) == (2, 0, 1, 1)
+    assert r1["status"] == r2["status"] == "finished"
+
+
 def test_a_writer_killed_between_import_and_trim_leaves_nothing_to_double(store):
     """The next writer finds the tasks written and noted as the run's own: neither written again nor
     counted as skipped; a writer killed after noting but before importing leaves them to import."""

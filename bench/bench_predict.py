@@ -16,8 +16,6 @@ import argparse
 import contextlib
 import logging
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +32,7 @@ from backend.app import create_app  # noqa: E402
 from backend.versions import load_versions  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from fakellm import FakeLLM  # noqa: E402
+from fakellm.__main__ import keep_alive_server  # noqa: E402
 from fakellm.dataset import LABEL_CONFIG, make_tasks  # noqa: E402
 
 
@@ -81,28 +80,10 @@ def stand_in(args):
         with FakeLLM(latency_ms=args.latency_ms) as fake:
             yield fake
         return
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
     # gunicorn's threaded worker keeps connections alive, as the hosted APIs do (``python -m fakellm``,
     # on werkzeug's development server, closes each one: a new connection per call)
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "64", "-w", "1",
-                             "--keep-alive", "75", "--log-level", "warning", "-b", f"127.0.0.1:{port}",
-                             f"fakellm.__main__:wsgi(latency_ms={int(args.latency_ms)})"],
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield types.SimpleNamespace(openai_base_url=f"http://127.0.0.1:{port}/v1")
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with keep_alive_server(args.latency_ms) as url:
+        yield types.SimpleNamespace(openai_base_url=f"{url}/v1")
 
 
 if __name__ == "__main__":

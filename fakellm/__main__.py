@@ -10,7 +10,13 @@ Point the project at it with ``OPENAI_BASE_URL=http://127.0.0.1:8765/v1`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import socket
+import subprocess
 import sys
+import time
+from typing import Iterator
 
 from fakellm.answers import SchemaAnswer, TableAnswer, load_answer_source
 from fakellm.server import FakeLLM
@@ -54,6 +60,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fakellm: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def keep_alive_server(latency_ms: int = 0, threads: int = 64) -> Iterator[str]:
+    """Serve :func:`wsgi` with gunicorn's threaded worker on a free 127.0.0.1 port, in its own process;
+    yields its URL (``/v1`` for the openai SDK) once it answers, and stops it afterwards."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", str(threads), "-w", "1",
+                             "--keep-alive", "75", "--log-level", "warning", "-b", f"127.0.0.1:{port}",
+                             f"fakellm.__main__:wsgi(latency_ms={int(latency_ms)})"],
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def wsgi(latency_ms: int = 0):

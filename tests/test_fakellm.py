@@ -383,29 +383,11 @@ def test_samples_vary_with_temperature_and_are_informative(fake_llm):
 def test_the_benches_stand_in_keeps_connections_alive_like_a_hosted_api():
     """bench/bench_predict.py serves ``fakellm.__main__:wsgi`` with gunicorn's threaded worker: one
     connection carries many calls (werkzeug's server, behind ``python -m fakellm``, closes each)."""
-    import time
+    from fakellm.__main__ import keep_alive_server
 
-    import httpx
-
-    from demo.lsserver import free_port
-
-    port = free_port()
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "4", "-w", "1",
-                             "--keep-alive", "30", "-b", f"127.0.0.1:{port}", "fakellm.__main__:wsgi(latency_ms=0)"],
-                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        client = openai.OpenAI(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    with keep_alive_server(threads=4) as url:
+        client = openai.OpenAI(api_key="k", base_url=f"{url}/v1", max_retries=0)
         answers = [client.chat.completions.with_raw_response.create(
             model="m", messages=[{"role": "user", "content": "hi"}]) for _ in range(3)]
         assert all(a.headers.get("connection", "").lower() != "close" for a in answers)
         assert all(a.parse().choices[0].message.content is not None for a in answers)
-    finally:
-        proc.terminate()
-        proc.wait(10)

@@ -39,7 +39,8 @@ bench: $(VENV)/.installed
 
 bench-ls: $(VENV)/.installed
 	tools/ensure_redis.sh
-	LS_BIN="$$(tools/ensure_label_studio.sh)" && LS_BIN="$$LS_BIN" $(PY) bench/bench_scoring.py
+	LS_BIN="$$(tools/ensure_label_studio.sh)" && LS_BIN="$$LS_BIN" $(PY) bench/bench_scoring.py && \
+	  LS_BIN="$$LS_BIN" $(PY) bench/bench_ls_import.py
 
 # Label Studio's UI in headless Chromium (tests/test_ui_browser.py): screenshots in out/screenshots/,
 # the two the README shows copied to docs/screenshots/.

@@ -1,8 +1,8 @@
 """Queue mode's writes: chunk jobs queue their predictions in Redis; write loops import them in bulk.
 
 Label Studio 1.23.2 recounts *every task of the project* on each prediction import (``update_tasks_counters``
-over the project, in the request): measured at 10,000 tasks, an import costs 0.2-1.2 s while the
-project has no predictions and 6-8 s once it holds 10,000, whatever its size (1 or 1,000
+over the project, in the request): at 10,000 tasks (``bench/bench_ls_import.py``) an import costs 0.1-1.1 s while the
+project has no predictions and about 6 s once it holds 10,000, whatever its size (1 or 1,000
 predictions).  A run at scale must therefore import rarely and in big batches, and never make a
 chunk job wait for one.  So, with ``REDIS_URL``:
 

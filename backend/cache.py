@@ -34,7 +34,7 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.spool import RedisLink, redis_link
@@ -55,7 +55,10 @@ class CachedAnswer:
     output_tokens: int = 0
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        # the fields as they are (dataclasses.asdict deep-copies ``data`` first: measurably slower)
+        fields = {"data": self.data, "raw": self.raw, "input_tokens": self.input_tokens,
+                  "output_tokens": self.output_tokens}
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "CachedAnswer":
@@ -65,7 +68,11 @@ class CachedAnswer:
 class ResponseCache(Protocol):
     def get(self, key: str) -> CachedAnswer | None: ...
     def put(self, key: str, answer: CachedAnswer) -> None: ...
+    def holds(self, keys: list[str]) -> set[str]: ...   # which of ``keys`` get() would answer (a run's plan)
     def close(self) -> None: ...
+
+
+HOLDS_BATCH = 500  # keys asked in one round trip (Redis) or one query (SQLite) by ``holds``
 
 
 def _part(part: Any) -> Any:
@@ -111,6 +118,10 @@ class MemoryResponseCache:
         with self._lock:
             self._items[key] = answer.to_json()
 
+    def holds(self, keys: list[str]) -> set[str]:
+        with self._lock:
+            return set(keys) & self._items.keys()
+
     def close(self) -> None:
         pass
 
@@ -144,6 +155,16 @@ class SQLiteResponseCache:
         self._db.execute("INSERT OR REPLACE INTO answers (key, value, ts) VALUES (?, ?, ?)",
                          (key, answer.to_json(), time.time()))
 
+    def holds(self, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        oldest = time.time() - self.ttl_s if self.ttl_s else float("-inf")
+        for i in range(0, len(keys), HOLDS_BATCH):
+            part = keys[i:i + HOLDS_BATCH]
+            rows = self._db.query(f"SELECT key FROM answers WHERE ts >= ? AND key IN ({', '.join('?' * len(part))})",
+                                  (oldest, *part))
+            found.update(r[0] for r in rows)
+        return found
+
     def close(self) -> None:
         self._db.close()
 
@@ -171,6 +192,16 @@ class RedisResponseCache:
 
     def put(self, key: str, answer: CachedAnswer) -> None:
         self._call(self._r.set, f"{self.prefix}:{key}", answer.to_json(), ex=int(self.ttl_s) or None)
+
+    def holds(self, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(keys), HOLDS_BATCH):
+            part = keys[i:i + HOLDS_BATCH]
+            pipe = self._r.pipeline(transaction=False)
+            for k in part:
+                pipe.exists(f"{self.prefix}:{k}")
+            found.update(k for k, n in zip(part, self._call(pipe.execute), strict=True) if n)
+        return found
 
     def close(self) -> None:
         if self.link is None:  # the shared link belongs to the process

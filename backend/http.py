@@ -64,23 +64,20 @@ def error_reply(message: str, status: int, headers: dict | None = None) -> Respo
 
 
 def json_depth(value: Any) -> int:
-    """How deeply arrays and objects nest in ``value`` (iterative: no recursion limit).
+    """How deeply arrays and objects nest in ``value`` (level by level: no recursion limit).
 
     >>> json_depth(1), json_depth([]), json_depth({"a": [1, {"b": []}]})
     (0, 1, 4)
     """
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+    deepest, level = 0, [value]
+    while True:
+        containers = [item for item in level if isinstance(item, (dict, list))]
+        if not containers:
+            return deepest
+        deepest += 1
+        level = []
+        for item in containers:
+            level.extend(item.values() if isinstance(item, dict) else item)
 
 
 def read_json(what: str) -> Any:

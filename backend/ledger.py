@@ -39,7 +39,7 @@ import math
 import sqlite3
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Protocol
 
 from core import spool
@@ -75,7 +75,9 @@ class UsageRecord:
     rid: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False)  # id: a replayed record counts once
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        # the fields as they are (dataclasses.asdict deep-copies the dicts and lists first)
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, ensure_ascii=False,
+                          separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "UsageRecord":

@@ -79,10 +79,15 @@ def _record_args(prefix: str, rec: UsageRecord) -> list:
 
 
 def _write_records(connection, prefix: str, recs: list[UsageRecord]) -> None:
-    """Run the record script for each record, in one pipelined round trip."""
+    """Run the record script for each record: one record (the predictor's case: a record as each
+    task ends) in one ``EVALSHA``; more in one pipelined round trip (after redis-py's ``SCRIPT
+    EXISTS`` check, one round trip more: it is why one record is not pipelined)."""
     if not recs:
         return
     script = connection.register_script(_RECORD_LUA)
+    if len(recs) == 1:
+        script(args=_record_args(prefix, recs[0]))   # loads the script itself on NOSCRIPT
+        return
     pipe = connection.pipeline(transaction=False)
     for rec in recs:
         script(args=_record_args(prefix, rec), client=pipe)

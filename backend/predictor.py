@@ -133,13 +133,17 @@ class Predictor:
                         fn.__name__, type(exc).__name__, exc, CACHE_PAUSE_S)
             return None
 
-    def cached_answer(self, version: PromptVersion, plan, provider, system: str, parts: list) -> CachedAnswer | None:
-        """What the cache holds for this request (None: a miss, or no cache for ``version``); no provider call."""
+    def cached_keys(self, version: PromptVersion, keys: list[str]) -> set[str]:
+        """Which of these cache ``keys`` (:meth:`request_key`) the cache answers, in a few round trips;
+        no provider call (empty when ``version`` has no cache, or the cache fails)."""
         cache = self.cache_for(version)
-        if cache is None:
-            return None
-        schema = answer_schema(version.confidence, plan)
-        return self.cache_call(cache.get, cache_key(provider, system, parts, schema, plan.schema_name))
+        if cache is None or not keys:
+            return set()
+        return self.cache_call(cache.holds, keys) or set()
+
+    def request_key(self, version: PromptVersion, plan, provider, system: str, parts: list) -> str:
+        """The cache key of this request: the one :meth:`ask` looks up."""
+        return cache_key(provider, system, parts, answer_schema(version.confidence, plan), plan.schema_name)
 
     def ask(self, version: PromptVersion, plan, provider, prompt: tuple[str, list],
             outcome: TaskOutcome, deadline: float | None = None) -> tuple[dict, tuple | None]:
@@ -149,7 +153,7 @@ class Predictor:
         system, parts = prompt
         cache = self.cache_for(version)
         schema = answer_schema(version.confidence, plan)  # verbalized: plus the answer_confidence key
-        key = cache_key(provider, system, parts, schema, plan.schema_name) if cache is not None else None
+        key = self.request_key(version, plan, provider, system, parts) if cache is not None else None
         hit = self.cache_call(cache.get, key) if cache is not None else None
         if hit is not None:
             outcome.cached, outcome.saved = True, Usage(hit.input_tokens, hit.output_tokens)

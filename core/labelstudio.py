@@ -60,6 +60,22 @@ def label_studio_task_url(base_url: str, project_id) -> Callable[[object], str]:
     return lambda task_id: f"{base}/projects/{project_id}/data?task={task_id}"
 
 
+LIST_FIELDS = "id,data,predictions_model_versions"   # what list_tasks asks the Data Manager for
+LIST_PAGE = 5000
+
+
+def model_versions(value: Any) -> list[str]:
+    """A Data Manager ``predictions_model_versions`` as a list: an array on PostgreSQL, one
+    comma-joined string on SQLite (so a version id with a comma cannot be told apart there).
+
+    >>> model_versions("v1,v10"), model_versions(["v1"]), model_versions(""), model_versions(None)
+    (['v1', 'v10'], ['v1'], [], [])
+    """
+    if isinstance(value, list):
+        return [str(v) for v in value if v is not None]
+    return str(value).split(",") if value else []
+
+
 def _as_dict(obj: Any) -> dict:
     """An SDK model (pydantic) or a plain dict as a dict."""
     if isinstance(obj, dict):
@@ -228,6 +244,28 @@ class LabelStudioClient(DataViewsMixin):
                            f"{project_id}", run)
         return {t["id"] for t in self.tasks_by_ids(project_id, found)
                 if any(p.get("model_version") == model_version for p in t["predictions"])}
+
+    def list_tasks(self, project_id: int) -> tuple[list[dict], str]:
+        """Every task of a project as ``{"id", "data", "predictions": [{"model_version"}]}`` (only the
+        versions of its predictions), and the label config: a Data Manager listing of just those
+        fields, in pages of ``LIST_PAGE``.  Measured on 1.23.2 at 10,000 tasks: 2.5-2.8 s, against
+        5.8-7.6 s for :meth:`pull_project`'s snapshot export (full annotations and predictions).
+        A version id with a comma is ambiguous here (see :func:`model_versions`): use pull_project."""
+        config, pid = self.label_config(project_id), int(project_id)
+        tasks: dict[int, dict] = {}
+        page, total = 1, 1
+        while len(tasks) < total:
+            body = self._call(f"listing the tasks of project {pid} (page {page})", self._raw, "GET", "api/tasks/",
+                              params={"project": pid, "page": page, "page_size": LIST_PAGE, "fields": "all",
+                                      "include": LIST_FIELDS})
+            listed, total = body.get("tasks") or [], int(body.get("total") or 0)
+            for t in listed:
+                tasks[t["id"]] = {"id": t["id"], "data": t.get("data") or {}, "predictions": [
+                    {"model_version": v} for v in model_versions(t.get("predictions_model_versions"))]}
+            if not listed:   # the project shrank meanwhile
+                break
+            page += 1
+        return list(tasks.values()), config
 
     def pull_project(self, project_id: int, progress: bool = True) -> tuple[list[dict], str]:
         """All tasks of a project with annotations and *full* predictions, and its label config.

@@ -23,6 +23,9 @@ Faults, per request, by a marker anywhere in the system or user text:
                            ``max_tokens``.  (A ``max_tokens`` smaller than the answer does the
                            same, naturally.)
 ``[[fault:refusal]]``      OpenAI ``message.refusal``; Anthropic ``stop_reason: "refusal"``.
+``[[fault:bare]]``         OpenAI API: the fewest fields a compatible server may send (no
+                           ``usage``, no ``refusal``/``logprobs`` keys), as some local servers do.
+``[[fault:nochoices]]``    OpenAI API: ``"choices": []``.
 =========================  ==============================================================
 
 Server-wide: ``options.rpm_limit`` (429 with ``Retry-After`` above that many requests per
@@ -427,7 +430,7 @@ class FakeLLM:
         if kind == "timeout":
             self._stopping.wait(float(arg) if arg else self.options.timeout_s)
             return "timeout"
-        if kind in ("malformed", "truncated", "refusal"):
+        if kind in ("malformed", "truncated", "refusal", "bare", "nochoices"):
             return kind
         raise HTTPFault(400, "invalid_request_error", f"unknown fault marker [[fault:{kind}]]")
 
@@ -464,7 +467,7 @@ class FakeLLM:
         tool = (api == "anthropic" and "output_config" not in body
                 and (body.get("tool_choice") or {}).get("type") == "tool")
         if api == "openai":
-            return {
+            return openai_shape(fault, {
                 "id": f"chatcmpl-{request_id}",
                 "object": "chat.completion",
                 "created": int(time.time()),
@@ -483,7 +486,7 @@ class FakeLLM:
                           "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}},
                 "service_tier": "default",
                 "system_fingerprint": "fp_fakellm",
-            }
+            })
         if refusal:
             blocks, stop = [{"type": "text", "text": REFUSAL_TEXT}], "refusal"
         elif tool and not truncated and fault != "malformed":
@@ -503,6 +506,18 @@ class FakeLLM:
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "service_tier": "standard"},
         }
+
+
+def openai_shape(fault: str | None, reply: dict) -> dict:
+    """``reply`` as ``[[fault:bare]]`` / ``[[fault:nochoices]]`` reshape it (unchanged otherwise)."""
+    if fault == "nochoices":
+        return dict(reply, choices=[])
+    if fault == "bare":
+        choice = reply["choices"][0]
+        return {"id": reply["id"], "object": reply["object"], "model": reply["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": choice["message"]["content"]},
+                             "finish_reason": choice["finish_reason"]}]}
+    return reply
 
 
 class _QuietHandler(WSGIRequestHandler):

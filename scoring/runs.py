@@ -1,13 +1,14 @@
 """Running a prompt version on a Label Studio project, in this process (``python -m scoring run``).
 
-A run pulls the project (snapshot export), selects tasks, makes a *plan* before spending anything,
-then predicts the tasks in chunks through :class:`backend.predictor.Predictor` (so the response
-cache and the usage ledger work exactly as for ``/predict``) and writes their predictions to Label
-Studio in bulk (``model_version`` = the version id) while it predicts, every ``WRITE_BATCH``
-(:func:`backend.runwork.predict_and_write`): an interrupted run keeps what it wrote.  Right before
-each write Label Studio is asked which of the tasks meanwhile got a prediction of the version (an
-overlapping run); those are skipped, so a run never gives a task a second prediction of the same
-version.
+A run lists the project's tasks (a Data Manager listing of their data and prediction versions; the
+snapshot export for ``--tasks ground-truth``, which needs the annotations), selects tasks, makes a
+*plan* before spending anything, then predicts the tasks in chunks through
+:class:`backend.predictor.Predictor` (so the response cache and the usage ledger work exactly as for
+``/predict``) and writes their predictions to Label Studio in bulk (``model_version`` = the version
+id) while it predicts, every ``WRITE_BATCH`` (:func:`backend.runwork.predict_and_write`): an
+interrupted run keeps what it wrote. Right before each write Label Studio is asked which of the
+tasks meanwhile got a prediction of the version (an overlapping run); those are skipped, so a run
+never gives a task a second prediction of the same version.
 
 Task selection (``--tasks``, :func:`select_tasks`): ``missing`` (tasks without a prediction of the
 version), ``all``, ``ground-truth`` (tasks with an annotation marked ground truth), ``sample:N``
@@ -40,7 +41,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from backend.cache import cache_key
 from backend.ledger import open_ledger
 from backend.predictor import Predictor, TaskOutcome
 from backend.pricing import cost_usd, price_for
@@ -223,37 +223,50 @@ class Runner:
     # -- the plan -------------------------------------------------------------
     def plan(self) -> RunPlan:
         """Select, look up the cache, approximate tokens, measure (ledger or sample), estimate."""
-        tasks, label_config = self.client.pull_project(self.options.project, progress=self.options.progress)
+        tasks, label_config = self._pull()
         self.schema_plan = plan_for(label_config)
         selected, not_found = select_tasks(tasks, self.options.tasks, self.version.id, self.options.seed)
         todo = [{"id": t["id"], "data": t.get("data") or {}} for t in selected
                 if not has_prediction(t, self.version.id)]
         plan = RunPlan(label_config, len(selected), todo, len(selected) - len(todo), not_found)
-        for task in todo:
-            self._scan(plan, task)
+        self._scan(plan, todo)
         ratio, out_per_call, how = self._measure(plan, {t["id"]: t for t in tasks})
         plan.estimate = self._estimate(plan, ratio, out_per_call, how)
         return plan
 
+    def _pull(self) -> tuple[list[dict], str]:
+        """The project's tasks (with their predictions' versions) and label config: the Data Manager
+        listing, or the snapshot export when annotations are needed (ground truth) or the version id
+        has a comma (the listing joins the versions with commas)."""
+        if self.options.tasks == "ground-truth" or "," in self.version.id:
+            return self.client.pull_project(self.options.project, progress=self.options.progress)
+        return self.client.list_tasks(self.options.project)
+
     def _render(self, task: dict) -> tuple[str, list]:
         return render(self.version, self.schema_plan, task, self.predictor.media)
 
-    def _scan(self, plan: RunPlan, task: dict) -> None:
-        """Render one task: its approximate input tokens, and whether the cache answers it."""
-        try:
-            system, parts = self._render(task)
-        except Error as exc:
-            plan.unrenderable[task["id"]] = exc.reason
-            return
-        plan.approx[task["id"]] = approx_tokens(system, parts, self.schema_plan.schema)
-        if self.predictor.cache_for(self.version) is not None:  # a repeat of an earlier task's request: a hit
-            key = cache_key(self.provider, system, parts, self.schema_plan.schema, self.schema_plan.schema_name)
-            if key in plan.seen:
+    def _scan(self, plan: RunPlan, tasks: list[dict]) -> None:
+        """Render each task: its approximate input tokens; then which of them the cache answers
+        (one lookup for them all: a few round trips, not one a task)."""
+        caching = self.predictor.cache_for(self.version) is not None
+        keys: dict[Any, str] = {}
+        for task in tasks:
+            try:
+                system, parts = self._render(task)
+            except Error as exc:
+                plan.unrenderable[task["id"]] = exc.reason
+                continue
+            plan.approx[task["id"]] = approx_tokens(system, parts, self.schema_plan.schema)
+            if not caching:
+                continue
+            key = self.predictor.request_key(self.version, self.schema_plan, self.provider, system, parts)
+            if key in plan.seen:   # a repeat of an earlier task's request: a hit once that one is answered
                 plan.cached.add(task["id"])
-                return
+                continue
             plan.seen.add(key)
-        if self.predictor.cached_answer(self.version, self.schema_plan, self.provider, system, parts) is not None:
-            plan.cached.add(task["id"])
+            keys[task["id"]] = key
+        held = self.predictor.cached_keys(self.version, list(keys.values()))
+        plan.cached.update(i for i, k in keys.items() if k in held)
 
     def _measure(self, plan: RunPlan, all_tasks: dict) -> tuple[float | None, float | None, list[str]]:
         """(input calibration ratio, output tokens per call, how): the output from the ledger, else from a

@@ -143,6 +143,27 @@ def test_the_key_covers_what_determines_the_answer(settings):
     assert key() == key(pool.provider(versions.get("v1"), settings.replace(openai_api_key="another-key")))
 
 
+def test_holds_says_which_keys_are_answered_in_batches(cache, monkeypatch):
+    """A run's plan asks for all its tasks at once (``holds``), not one round trip a task."""
+    import backend.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "HOLDS_BATCH", 4)
+    keys = [f"{i:064x}" for i in range(11)]
+    for k in keys[::3]:
+        cache.put(k, CachedAnswer({"a": 1}, '{"a": 1}', 10, 2))
+    assert cache.holds(keys) == set(keys[::3])
+    assert cache.holds([]) == set()
+
+
+def test_holds_misses_expired_sqlite_entries(tmp_path):
+    c = SQLiteResponseCache(str(tmp_path / "c.sqlite3"), ttl_s=60)
+    c.put("k1", CachedAnswer({}, "{}"))
+    with sqlite3.connect(str(tmp_path / "c.sqlite3")) as db:
+        db.execute("UPDATE answers SET ts = ts - 120")
+    assert c.holds(["k1"]) == set() and c.get("k1") is None
+    c.close()
+
+
 def test_open_response_cache_follows_the_settings(tmp_path):
     assert open_response_cache(Settings(data_dir=str(tmp_path), response_cache=False)) is None
     sqlite_cache = open_response_cache(Settings(data_dir=str(tmp_path)))

@@ -202,6 +202,33 @@ def test_tasks_with_version_finds_exactly_that_version(label_studio):
     assert client.tasks_with_version(pid, [], "v1") == set()
 
 
+def test_list_tasks_lists_every_task_with_its_prediction_versions_in_pages(label_studio, monkeypatch):
+    """What a run selects from: every task's data and the versions of its predictions (exact, also
+    for versions that contain one another), across pages, without opening a task."""
+    import core.labelstudio as ls_module
+
+    config = ('<View><Text name="text" value="$text"/><Choices name="c" toName="text">'
+              '<Choice value="A"/><Choice value="B"/></Choices></View>')
+    pid = label_studio.create_project(config, title="list tasks")
+    sdk = label_studio.sdk()
+    sdk.projects.import_tasks(id=pid, request=[{"data": {"text": f"t{i}"}} for i in range(7)], commit_to_project=True)
+    ids = sorted(t.id for t in sdk.tasks.list(project=pid, page_size=10))
+    client = client_for(label_studio)
+    result = [{"from_name": "c", "to_name": "text", "type": "choices", "value": {"choices": ["A"]}}]
+    client.import_predictions(pid, [{"task": ids[0], "model_version": "v1", "result": result},
+                                    {"task": ids[1], "model_version": "v10", "result": result},
+                                    {"task": ids[1], "model_version": "v1", "result": result}])
+    monkeypatch.setattr(ls_module, "LIST_PAGE", 3)   # 7 tasks: pages of 3, 3 and 1
+    tasks, label_config = client.list_tasks(pid)
+    assert label_config == config
+    assert sorted(t["id"] for t in tasks) == ids
+    by_id = {t["id"]: t for t in tasks}
+    assert [by_id[i]["data"]["text"] for i in ids] == [f"t{i}" for i in range(7)]
+    assert [p["model_version"] for p in by_id[ids[0]]["predictions"]] == ["v1"]
+    assert sorted(p["model_version"] for p in by_id[ids[1]]["predictions"]) == ["v1", "v10"]
+    assert all(by_id[i]["predictions"] == [] for i in ids[2:])
+
+
 def test_a_refused_request_carries_its_status(label_studio):
     client = client_for(label_studio)
     with pytest.raises(LabelStudioError) as err:

@@ -283,6 +283,24 @@ def test_refusal(fake_llm, name):
     assert err.value.reason == "refusal" and err.value.usage.output_tokens > 0
 
 
+@pytest.mark.parametrize("name", ["openai", "openai-compatible"])
+def test_a_bare_compatible_reply_is_read(fake_llm, name):
+    """A server that sends no ``usage`` and no ``refusal``/``logprobs`` keys (some local ones):
+    the answer is read, its tokens count as 0."""
+    p = make_provider(version(name), settings(fake_llm))
+    done = ask(p, "Review: <text>Battery lasts two days</text> [[fault:bare]]")
+    assert done.data == EXPECTED and (done.usage.input_tokens, done.usage.output_tokens) == (0, 0)
+    assert done.logprobs is None
+
+
+@pytest.mark.parametrize("name", ["openai", "openai-compatible"])
+def test_a_reply_without_choices_is_a_provider_error(fake_llm, name):
+    p = make_provider(version(name), settings(fake_llm))
+    with pytest.raises(ProviderError, match="returned no choices") as err:
+        ask(p, "<text>Battery</text> [[fault:nochoices]]")
+    assert err.value.usage.input_tokens > 0   # the tokens the server counted are kept
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_server_error_names_base_url_and_model(fake_llm, name):
     p = make_provider(version(name), settings(fake_llm, provider_max_retries=1))

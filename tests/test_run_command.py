@@ -112,6 +112,32 @@ def test_each_tasks_choice(settings, project, fake_llm, tmp_path):
 
 
 @ls
+def test_missing_tells_versions_apart_exactly(settings, project, tmp_path):
+    """The plan lists the tasks through the Data Manager, which joins a task's prediction versions
+    with commas: ``run-v10`` is not ``run-v1``; a version id with a comma is told apart by the export."""
+    pid, ids = project
+    odd = "run,v1"
+    prompts = tmp_path / "two.yaml"
+    prompts.write_text(yaml.safe_dump({"versions": [
+        {"id": i, "provider": "openai", "model": "gpt-4o-mini", "instruction": "Label.\n<text>{text}</text>"}
+        for i in (V, odd)]}))
+    s = settings.replace(prompts_file=str(prompts))
+    result = [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Positive"]}}]
+    LabelStudioClient(s).import_predictions(pid, [
+        {"task": ids[0], "model_version": V, "result": result},
+        {"task": ids[1], "model_version": "run-v10", "result": result},
+        {"task": ids[2], "model_version": odd, "result": result},
+        {"task": ids[3], "model_version": "run", "result": result},
+        {"task": ids[3], "model_version": "v1", "result": result}])
+
+    def todo(version: str) -> list[int]:
+        plan = Runner(s, RunOptions(project=pid, version=version, progress=False, estimate_sample=0)).plan()
+        return sorted(t["id"] for t in plan.todo)
+    assert todo(V) == [i for i in ids if i != ids[0]]
+    assert todo(odd) == [i for i in ids if i != ids[2]]   # task 4's "run" and "v1" are two other versions
+
+
+@ls
 def test_estimate_writes_nothing_and_calls_only_the_stated_sample(settings, project, fake_llm, tmp_path, capsys):
     pid, ids = project
     blind = run(settings, tmp_path, pid, "--estimate", "--estimate-sample", "0")

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from backend.providers.base import Completion, ImagePart, Part, Provider, TextPart, Usage, parse_json_object
 from backend.providers.options import ProviderOptions, integer, number, option, strings
@@ -110,39 +109,50 @@ class OpenAIProvider(Provider):
         return kwargs
 
     def send(self, client: openai.OpenAI, kwargs: dict) -> Any:
-        """``POST /chat/completions`` through the SDK client (its auth, timeouts, error types and
-        ``ChatCompletion`` model), with ``kwargs`` sent as they are: they are plain JSON already, and
-        ``chat.completions.create``'s walk of its typed parameters over them was a quarter of the
-        backend's CPU per task (measured: ``bench/bench_predict.py``)."""
+        """``POST /chat/completions`` through the SDK client (its auth, timeouts, retries off, error
+        types), with ``kwargs`` sent as they are, and the reply's JSON body returned as it is
+        (``cast_to=object``): both are plain JSON, and the SDK's typed walks over them
+        (``chat.completions.create``'s parameters; building a ``ChatCompletion``) were over a third
+        of the backend's CPU per task (measured: ``bench/bench_predict.py``)."""
         body = dict(kwargs)
         headers = body.pop("extra_headers", None)   # what create() would take as extra_headers
-        return client.post("/chat/completions", body=body, cast_to=ChatCompletion,
+        return client.post("/chat/completions", body=body, cast_to=object,
                            options={"headers": headers} if headers else {})
 
     def read_usage(self, response: Any) -> tuple[int, int]:
-        u = response.usage
-        return ((u.prompt_tokens or 0), (u.completion_tokens or 0)) if u else (0, 0)
+        u = field(response, "usage")
+        return (int(field(u, "prompt_tokens") or 0), int(field(u, "completion_tokens") or 0))
 
     def read_answer(self, response: Any, usage: Usage, mode: str) -> Completion:
         where = self.where()
-        if not response.choices:
+        choices = field(response, "choices")
+        if not choices or not isinstance(choices, list):
             raise ProviderError(f"the {where} returned no choices", usage=usage)
-        choice = response.choices[0]
-        message = choice.message
-        if getattr(message, "refusal", None) or choice.finish_reason == "content_filter":
-            reason = " ".join((message.refusal or "content filter").split())[:200]
+        choice = choices[0]
+        message = field(choice, "message")
+        finish = field(choice, "finish_reason")
+        if field(message, "refusal") or finish == "content_filter":
+            reason = " ".join(str(field(message, "refusal") or "content filter").split())[:200]
             raise RefusalError(f"the {where} refused to answer: {reason}", usage=usage)
-        if choice.finish_reason == "length":
+        if finish == "length":
             raise TruncatedError(
                 f"the {where} stopped at the token limit before finishing the JSON answer "
                 f"({usage.output_tokens} output tokens); raise params.max_tokens", usage=usage)
-        data = parse_json_object(message.content, usage, where)
-        return Completion(data=data, usage=usage, raw=message.content or "", logprobs=read_logprobs(choice))
+        content = field(message, "content")
+        content = content if isinstance(content, str) else None
+        data = parse_json_object(content, usage, where)
+        return Completion(data=data, usage=usage, raw=content or "", logprobs=read_logprobs(choice))
+
+
+def field(obj: Any, name: str) -> Any:
+    """``obj[name]`` of a JSON object in the reply; None when ``obj`` is not an object or lacks it
+    (an OpenAI-compatible server may leave fields out)."""
+    return obj.get(name) if isinstance(obj, dict) else None
 
 
 def read_logprobs(choice: Any) -> list[tuple[str, float]] | None:
     """The (token, logprob) pairs of ``choice.logprobs.content``, or None when the server sent none."""
-    content = getattr(getattr(choice, "logprobs", None), "content", None)
-    if not content:
+    content = field(field(choice, "logprobs"), "content")
+    if not content or not isinstance(content, list):
         return None
-    return [(t.token, float(t.logprob)) for t in content]
+    return [(str(field(t, "token")), float(field(t, "logprob") or 0.0)) for t in content]

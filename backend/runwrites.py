@@ -11,8 +11,8 @@ chunk job wait for one.  So, with ``REDIS_URL``:
   run's ``pending``) and ends when it has predicted its tasks;
 * a **write loop** (:class:`WriteLoop`: a process next to every ``python -m scoring worker``, and a
   thread of a ``python -m scoring run`` that follows its run) looks every ``POLL_S`` seconds and, holding
-  the (project, version) write lock, imports *everything* queued in one request (:func:`drain`); while
-  the queue grows it then waits ``IMPORT_PAUSE`` times as long as that import took (at least
+  the (project, version) write lock, imports *everything* queued in one request (:func:`drain`; what
+  arrives during the import waits for the next look); while the queue grows it then waits ``IMPORT_PAUSE`` times as long as that import took (at least
   ``IMPORT_EVERY_S``), so Label Studio's recounts take at most a quarter of its time however big the
   project; once the queue stops growing (the run's chunks are done) it imports at once.  Loops on
   other machines find the lock held and leave it;
@@ -47,20 +47,24 @@ IMPORT_PAUSE = 3.0     # ... and at least 3x as long as the last one took (Label
 ERROR_PAUSE_S = 5.0   # s a write loop waits after a failed write (Label Studio down) before the next try
 
 
-def drain(store, client, project: str, version: str, wait: float = 0.0) -> int:
+def drain(store, client, project: str, version: str, wait: float = 0.0, once: bool = False) -> int:
     """Import every queued prediction of (project, version); returns how many queue entries were handled.
 
     With ``wait=0`` it returns 0 at once when another writer holds the lock (that writer imports what
-    is queued now too: it looks again before letting go)."""
+    is queued now too: it looks again before letting go).  With ``once`` (the paced loop) it makes one
+    import of what is queued (up to ``MAX_IMPORT``) and leaves what arrived meanwhile to the loop's
+    next look: importing back to back while chunks still queue would keep Label Studio recounting
+    the project without a pause."""
     handled = 0
     try:
         with store.write_lock(str(project), version, wait=wait):
-            t0 = time.monotonic()
             while items := store.peek_writes(str(project), version, MAX_IMPORT):
+                t0 = time.monotonic()
                 write_items(store, client, project, version, items)
-                handled += len(items)
-            if handled:
                 store.note_import(str(project), version, time.monotonic() - t0)
+                handled += len(items)
+                if once:
+                    break
     except LockBusy:
         return handled
     return handled
@@ -172,8 +176,8 @@ class WriteLoop:
                 if not queued or (growing and queued < MAX_IMPORT
                                   and time.time() - at < max(IMPORT_EVERY_S, IMPORT_PAUSE * took)):
                     continue
-            handled += drain(self.store, self.client, project, version, wait=wait)
-            self._seen[(project, version)] = 0
+            handled += drain(self.store, self.client, project, version, wait=wait, once=paced)
+            self._seen[(project, version)] = self.store.queued_writes(project, version) if paced else 0
         return handled
 
     def _run(self) -> None:

@@ -74,6 +74,24 @@ def test_everything_queued_is_written_in_one_import_and_counted(store):
     assert store.write_keys() == [] and drain(store, ls, "7", "v") == 0
 
 
+def test_the_paced_loop_imports_once_a_look_and_leaves_arrivals_for_the_next(store):
+    """Predictions queued during an import wait for the loop's next look (Label Studio gets its pause);
+    a final drain (``once=False``) imports until nothing is queued."""
+    class Busy(Studio):   # chunks keep queueing while Label Studio imports
+        def import_predictions(self, project, preds, chunk=1000):
+            done = super().import_predictions(project, preds, chunk)
+            if len(self.imports) < 3:
+                store.push_writes("7", "v", "r1", [item(4 + len(self.imports))])
+            return done
+    ls = Busy()
+    new_run(store, "r1")
+    store.push_writes("7", "v", "r1", [item(1), item(2), item(3)])
+    assert drain(store, ls, "7", "v", once=True) == 3 and ls.imports == [3]
+    assert store.queued_writes("7", "v") == 1                 # task 5 arrived during the import
+    assert drain(store, ls, "7", "v") == 2 and ls.imports == [3, 1, 1]
+    assert store.get("r1")["writes_pending"] == 0 and all(ls.preds[t] == ["v"] for t in (1, 2, 3, 5, 6))
+
+
 def test_a_task_queued_twice_or_already_predicted_gets_no_second_prediction(store):
     ls = Studio()
     ls.preds[5] = ["v"]                                    # written by another run before

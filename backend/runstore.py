@@ -227,6 +227,19 @@ class RedisRunStore:
     def queued_writes(self, project: str, version: str) -> int:
         return int(self.r.llen(self._writes(project, version)))
 
+    def more_coming(self, project: str, version: str) -> bool:
+        """Whether the run of the newest queued prediction of (project, version) still has chunks to do
+        (its predictions keep coming); False when nothing is queued or the run is unknown."""
+        newest = self.r.lindex(self._writes(project, version), -1)
+        if newest is None:
+            return False
+        run = json.loads(newest).get("run")
+        with self.r.pipeline(transaction=False) as p:
+            p.hget(f"{self.base}:{run}", "meta")
+            p.hlen(f"{self.base}:{run}:chunks")
+            meta, done = p.execute()
+        return meta is not None and int(done) < int(json.loads(meta).get("chunks") or 0)
+
     def note_import(self, project: str, version: str, seconds: float) -> None:
         """An import of (project, version) ended now, after ``seconds``."""
         self.r.set(f"{self._writes(project, version)}:at", f"{time.time()!r} {seconds!r}", ex=86400)

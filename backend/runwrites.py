@@ -14,7 +14,8 @@ chunk job wait for one.  So, with ``REDIS_URL``:
   the (project, version) write lock, imports *everything* queued in one request (:func:`drain`; what
   arrives during the import waits for the next look); while the queue grows it then waits ``IMPORT_PAUSE`` times as long as that import took (at least
   ``IMPORT_EVERY_S``), so Label Studio's recounts take at most a quarter of its time however big the
-  project; once the queue stops growing (the run's chunks are done) it imports at once.  Loops on
+  project; once the queue stops growing and the run of its newest prediction has no chunk left to do
+  (a pause between two pushes is not the end), it imports at once.  Loops on
   other machines find the lock held and leave it;
 * a chunk job that finds no write loop alive (none has beaten in ``ALIVE_S``: an RQ worker started
   some other way) drains itself before it ends.
@@ -165,7 +166,7 @@ class WriteLoop:
         ``paced`` (the loop): while a queue is still growing, wait after an import ``IMPORT_PAUSE`` times
         as long as it took, and at least ``IMPORT_EVERY_S`` seconds (each import costs Label Studio a
         recount of the project, which grows with it: its imports then take at most a quarter of the
-        time); once the queue stops growing (the run's chunks are done), import at once."""
+        time); once the queue stops growing and no chunk of the newest entry's run is left, import at once."""
         handled = 0
         for project, version in self.store.write_keys():
             if paced:
@@ -173,7 +174,7 @@ class WriteLoop:
                 growing = queued > self._seen.get((project, version), 0)
                 self._seen[(project, version)] = queued
                 at, took = self.store.last_import(project, version)
-                if not queued or (growing and queued < MAX_IMPORT
+                if not queued or ((growing or self.store.more_coming(project, version)) and queued < MAX_IMPORT
                                   and time.time() - at < max(IMPORT_EVERY_S, IMPORT_PAUSE * took)):
                     continue
             handled += drain(self.store, self.client, project, version, wait=wait, once=paced)

@@ -197,6 +197,25 @@ def test_the_loop_imports_a_growing_queue_at_most_every_few_seconds_and_at_once_
     assert ls.imports == [1, 2, 1]
 
 
+def test_a_pause_between_pushes_is_not_the_end_while_the_run_has_chunks_to_do(store):
+    """The last round of a chunk can leave the queue still for a poll or two: the loop imports at once
+    only when the newest entry's run has no chunk left, so the final import takes everything."""
+    ls = Studio(tasks=range(1, 100))
+    loop = WriteLoop(store, ls)
+    store.create("r2", {"project": 7, "chunks": 2, "created": time.time()})
+    store.push_writes("7", "v", "r2", [item(1)])
+    assert loop.once(paced=True) == 1                       # the first import goes at once
+    store.push_writes("7", "v", "r2", [item(2)])
+    assert loop.once(paced=True) == 0                       # growing
+    assert loop.once(paced=True) == 0                       # not growing, but chunk 1 of 2 is still running
+    store.chunk_done("r2", 0, {"tasks": 1})
+    store.push_writes("7", "v", "r2", [item(3)])
+    store.chunk_done("r2", 1, {"tasks": 2})
+    assert loop.once(paced=True) == 0                       # growing: the pause still holds
+    assert loop.once(paced=True) == 2                       # every chunk done, nothing new: at once
+    assert ls.imports == [1, 2] and store.get("r2")["status"] == "finished"
+
+
 def test_a_chunk_job_without_a_live_loop_knows_it(store):
     assert not store.writer_alive()
     store.writer_beat(5)

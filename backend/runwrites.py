@@ -10,13 +10,14 @@ chunk job wait for one.  So, with ``REDIS_URL``:
   (``RedisRunStore.push_writes``: a Redis list per (project, version), durable, counted in the
   run's ``pending``) and ends when it has predicted its tasks;
 * a **write loop** (:class:`WriteLoop`: a process next to every ``python -m scoring worker``, and a
-  thread of a ``python -m scoring run`` that follows its run) looks every ``POLL_S`` seconds and, holding
-  the (project, version) write lock, imports *everything* queued in one request (:func:`drain`; what
-  arrives during the import waits for the next look); while the queue grows it then waits ``IMPORT_PAUSE`` times as long as that import took (at least
-  ``IMPORT_EVERY_S``), so Label Studio's recounts take at most a quarter of its time however big the
-  project; once the queue stops growing and the run of its newest prediction has no chunk left to do
-  (a pause between two pushes is not the end), it imports at once.  Loops on
-  other machines find the lock held and leave it;
+  thread of a ``python -m scoring run`` that follows its run) looks every ``POLL_S`` seconds and,
+  holding the (project, version) write lock, imports *everything* queued in one request
+  (:func:`drain`; what arrives during the import waits for the next look); while the queue grows it
+  then waits ``IMPORT_PAUSE`` times as long as that import took (at least ``IMPORT_EVERY_S``), so
+  Label Studio's recounts take at most a quarter of its time however big the project; once the queue
+  stops growing and the run of its newest prediction has no chunk left to do (a pause between two
+  pushes is not the end), it imports at once. Loops on other machines find the lock held and leave
+  it;
 * a chunk job that finds no write loop alive (none has beaten in ``ALIVE_S``: an RQ worker started
   some other way) drains itself before it ends.
 

@@ -3,7 +3,8 @@
 Label Studio sends every selected task in one ``/predict`` call and waits 100 s.
 This sends 1,100 tasks (the largest batch measured from Label Studio) to the
 backend over HTTP; the stand-in LLM server answers each call after a fixed
-latency, like a hosted model would.  Prints wall time, throughput, how many
+latency, like a hosted model would; the response cache is off, so every task is a model call
+(``make_tasks`` repeats texts, which the cache would answer without one).  Prints wall time, throughput, how many
 tasks the deadline left for the next run, and the backend's overhead per task (wall
 and CPU of this process, which serves the backend; the stand-in runs in its own
 process, so its CPU is not counted), for a few concurrency settings.
@@ -57,7 +58,8 @@ def main() -> None:
                                           "instruction": "Label.\n<text>{text}</text>"}]}, fh)
         for conc in args.concurrency:
             settings = Settings(prompts_file=prompts, openai_api_key="bench", openai_base_url=fake.openai_base_url,
-                                data_dir=os.path.join(tmp, f"var{conc}"), predict_concurrency=conc, predict_deadline=90)
+                                data_dir=os.path.join(tmp, f"var{conc}"), predict_concurrency=conc, predict_deadline=90,
+                                response_cache=False)
             server = make_server("127.0.0.1", 0, create_app(settings, load_versions(prompts)), threaded=True)
             threading.Thread(target=server.serve_forever, daemon=True).start()
             with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}", timeout=120) as http:

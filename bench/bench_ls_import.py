@@ -6,7 +6,10 @@ On a project of ``--tasks`` tasks, with 0, then ``--tasks``, predictions already
 one ``import_predictions`` of 1, 200 and 1,000 predictions (Label Studio recounts every task of the
 project on each import, so the size of the import hardly matters), and of
 ``LabelStudioClient.tasks_with_version`` over as many tasks when none has the version (the check
-``backend.runwrites`` makes before every import).  Figures for the README's "Runs at scale".
+``backend.runwrites`` makes before every import); and what a run's plan pays to read the project:
+``list_tasks`` (a Data Manager listing of the tasks' data and prediction versions) against
+``pull_project`` (the snapshot export with full annotations and predictions).  Figures for the
+README's "Runs at scale".
 """
 from __future__ import annotations
 
@@ -47,6 +50,14 @@ def main() -> None:
             for existing in (0, n):
                 if existing:
                     client.import_predictions(pid, [pred(t, "other") for t in ids], chunk=n)
+                t0 = time.perf_counter()
+                listed, _ = client.list_tasks(pid)
+                listing = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                pulled, _ = client.pull_project(pid, progress=False)
+                export = time.perf_counter() - t0
+                print(f"{existing:>6} predictions in the project: reading its {len(listed)} tasks: list_tasks "
+                      f"{listing:4.2f} s, pull_project (snapshot export) {export:4.2f} s ({len(pulled)} tasks)")
                 for size in (1, 200, 1000):
                     t0 = time.perf_counter()
                     client.import_predictions(pid, [pred(t, f"v{existing}-{size}") for t in ids[:size]], chunk=size)

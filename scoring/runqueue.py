@@ -1,7 +1,7 @@
 """Queue mode of ``python -m scoring run`` (with ``REDIS_URL``): the run as chunk jobs on the RQ queue.
 
-After the plan (:class:`scoring.runs.Runner`), the estimate's sample answers are written here
-(chunk 0), the other tasks are cut into chunks of ``--chunk`` and enqueued as
+After the plan (:class:`scoring.runs.Runner`), the estimate's sample answers are queued for writing
+here (chunk 0), the other tasks are cut into chunks of ``--chunk`` and enqueued as
 ``backend.runwork.run_chunk`` jobs with deterministic ids ``<run id>-<n>`` (retried by RQ; a
 chunk that runs again skips what it wrote).  Any number of ``python -m scoring worker`` processes,
 on any machine that reaches Redis and Label Studio, share them.  The command then follows the
@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from typing import Callable, cast
 
-from backend.runwork import split
+from backend.runstore import RedisRunStore
+from backend.runwork import counts, split
 from scoring.runs import Runner, RunPlan, new_totals
 
 POLL_S = 0.5
 
 
 def submit(runner: Runner, plan: RunPlan, queue) -> int:
-    """Write the sample's answers, record the run, enqueue its chunks; returns the number of chunks."""
-    totals = runner.totals = new_totals(plan)
+    """Record the run, enqueue its chunks, queue the sample's answers for writing; returns the number of
+    chunks."""
+    runner.totals = new_totals(plan)
     rest = runner.rest(plan)   # with their data: the chunk jobs need not list them again
     chunks = split(runner.run_id, runner.options.project, runner.version.id, rest, size=runner.options.chunk,
                    use_cache=runner.options.use_cache)
@@ -34,10 +36,21 @@ def submit(runner: Runner, plan: RunPlan, queue) -> int:
             "tasks": runner.options.tasks, "selected": plan.selected, "skipped_before": plan.skipped_existing,
             "estimate_usd": plan.estimate.usd, "run_id": runner.run_id}
     runner.store.create(runner.run_id, dict(meta, chunks=len(chunks) + 1, created=time.time(), mode="queue"))
-    runner._write(plan.sample, totals, 0)
     if chunks:
         queue.enqueue_chunks(chunks)
+    queue_sample(runner, plan)
     return len(chunks) + 1
+
+
+def queue_sample(runner: Runner, plan: RunPlan) -> None:
+    """Chunk 0, the estimate's sample (already predicted): its predictions join the write queue, as
+    every chunk job's do (:func:`backend.runwork.predict_and_queue`), and the write loops import them."""
+    items = [{"task": o.task_id, "ok": o.ok, "pred": dict(p, task=o.task_id)} for o in plan.sample
+             if (p := runner.predictor.prediction(o, runner.version.id)) is not None]
+    store = cast(RedisRunStore, runner.store)   # queue mode: REDIS_URL is set, so the run records are in Redis
+    store.push_writes(str(runner.options.project), runner.version.id, runner.run_id, items)
+    runner.store.chunk_done(runner.run_id, 0, dict(counts(plan.sample, runner.price), tasks=len(plan.sample),
+                                                   predicted=0, skipped_existing=0))
 
 
 def failed_chunks(queue, run_id: str, n_chunks: int) -> int:

@@ -48,6 +48,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from rq import SimpleWorker, Worker
+from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 
 from core.settings import Settings
@@ -277,7 +278,19 @@ class _Recovering:
 
     def request_stop(self, signum, frame):
         stop_waiting(self.connection)  # type: ignore[attr-defined]
-        return super().request_stop(signum, frame)  # type: ignore[misc]
+        try:
+            return super().request_stop(signum, frame)  # type: ignore[misc]
+        except WAITED_ERRORS as exc:
+            # Busy: RQ's warm stop notes the request in Redis, then waits for the job, which cannot report
+            # its end either.  Stop now; once Redis is back, RQ's cleanup handles the job as abandoned.
+            log.warning("stop requested while Redis is unreachable (%s): the running job is stopped now; RQ "
+                        "treats it as abandoned once Redis is back", exc)
+            if getattr(self, "horse_pid", 0):   # the forking worker's job process (SimpleWorker: none)
+                self.kill_horse()  # type: ignore[attr-defined]
+                self.wait_for_horse()  # type: ignore[attr-defined]
+            if getattr(self, "scheduler", None) is not None:
+                self.stop_scheduler()
+            raise StopRequested() from None
 
     def stop_scheduler(self):
         """Stop the scheduler process: SIGTERM, then SIGKILL if it has not ended after ``STOP_GRACE`` s

@@ -263,6 +263,30 @@ def test_worker_stops_promptly_during_an_outage(tmp_path, redis_server, workers)
     assert "Traceback" not in log, log
 
 
+def test_a_busy_worker_stops_promptly_during_an_outage(tmp_path, redis_server, workers):
+    """SIGTERM while a job runs and Redis has just gone (the worker has not noticed yet): RQ's warm stop
+    would note the request in Redis (which fails, with a traceback) and then wait for the job; the
+    worker stops the job and exits at once instead."""
+    queue = Queue(QUEUE, connection=redis_server.client())
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    worker = workers.start("busy")
+    queue.enqueue("tests.jobs_for_tests.block", str(blocked), job_timeout=600)
+    wait_for(lambda: len(runs(blocked)) == 1, 60, "the worker to start the job")
+    horse = int(runs(blocked)[0].name.split("-")[1])
+    redis_server.stop()
+    asked = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(20)
+    took = time.monotonic() - asked
+    print(f"\nstopped {took:.1f} s after SIGTERM with a job running, Redis gone")
+    log = workers.log("busy")
+    assert worker.returncode == 0 and took < 8, log
+    assert "stop requested while Redis is unreachable" in log and "Traceback" not in log, log
+    with pytest.raises(ProcessLookupError):   # the job's process went with the worker
+        os.kill(horse, 0)
+
+
 # --------------------------------------------------------------------------- the parts
 def test_stale_scheduler_lock_is_taken_over_and_a_live_one_is_not(redis_server):
     conn = redis_server.client()

@@ -255,9 +255,14 @@ class LabelStudioClient(DataViewsMixin):
         tasks: dict[int, dict] = {}
         page, total = 1, 1
         while len(tasks) < total:
-            body = self._call(f"listing the tasks of project {pid} (page {page})", self._raw, "GET", "api/tasks/",
-                              params={"project": pid, "page": page, "page_size": LIST_PAGE, "fields": "all",
-                                      "include": LIST_FIELDS})
+            try:
+                body = self._call(f"listing the tasks of project {pid} (page {page})", self._raw, "GET",
+                                  "api/tasks/", params={"project": pid, "page": page, "page_size": LIST_PAGE,
+                                                        "fields": "all", "include": LIST_FIELDS})
+            except LabelStudioError as exc:
+                if page > 1 and exc.status == 404:   # the project shrank while it was listed: no such page
+                    break
+                raise
             listed, total = body.get("tasks") or [], int(body.get("total") or 0)
             for t in listed:
                 tasks[t["id"]] = {"id": t["id"], "data": t.get("data") or {}, "predictions": [

@@ -120,31 +120,31 @@ class OpenAIProvider(Provider):
                            options={"headers": headers} if headers else {})
 
     def read_usage(self, response: Any) -> tuple[int, int]:
-        u = field(response, "usage")
-        return (int(field(u, "prompt_tokens") or 0), int(field(u, "completion_tokens") or 0))
+        u = member(response, "usage")
+        return (int(member(u, "prompt_tokens") or 0), int(member(u, "completion_tokens") or 0))
 
     def read_answer(self, response: Any, usage: Usage, mode: str) -> Completion:
         where = self.where()
-        choices = field(response, "choices")
+        choices = member(response, "choices")
         if not choices or not isinstance(choices, list):
             raise ProviderError(f"the {where} returned no choices", usage=usage)
         choice = choices[0]
-        message = field(choice, "message")
-        finish = field(choice, "finish_reason")
-        if field(message, "refusal") or finish == "content_filter":
-            reason = " ".join(str(field(message, "refusal") or "content filter").split())[:200]
+        message = member(choice, "message")
+        finish = member(choice, "finish_reason")
+        if member(message, "refusal") or finish == "content_filter":
+            reason = " ".join(str(member(message, "refusal") or "content filter").split())[:200]
             raise RefusalError(f"the {where} refused to answer: {reason}", usage=usage)
         if finish == "length":
             raise TruncatedError(
                 f"the {where} stopped at the token limit before finishing the JSON answer "
                 f"({usage.output_tokens} output tokens); raise params.max_tokens", usage=usage)
-        content = field(message, "content")
+        content = member(message, "content")
         content = content if isinstance(content, str) else None
         data = parse_json_object(content, usage, where)
         return Completion(data=data, usage=usage, raw=content or "", logprobs=read_logprobs(choice))
 
 
-def field(obj: Any, name: str) -> Any:
+def member(obj: Any, name: str) -> Any:
     """``obj[name]`` of a JSON object in the reply; None when ``obj`` is not an object or lacks it
     (an OpenAI-compatible server may leave fields out)."""
     return obj.get(name) if isinstance(obj, dict) else None
@@ -152,7 +152,7 @@ def field(obj: Any, name: str) -> Any:
 
 def read_logprobs(choice: Any) -> list[tuple[str, float]] | None:
     """The (token, logprob) pairs of ``choice.logprobs.content``, or None when the server sent none."""
-    content = field(field(choice, "logprobs"), "content")
+    content = member(member(choice, "logprobs"), "content")
     if not content or not isinstance(content, list):
         return None
-    return [(str(field(t, "token")), float(field(t, "logprob") or 0.0)) for t in content]
+    return [(str(member(t, "token")), float(member(t, "logprob") or 0.0)) for t in content]

@@ -36,8 +36,10 @@ def submit(runner: Runner, plan: RunPlan, queue) -> int:
             "tasks": runner.options.tasks, "selected": plan.selected, "skipped_before": plan.skipped_existing,
             "estimate_usd": plan.estimate.usd, "run_id": runner.run_id}
     runner.store.create(runner.run_id, dict(meta, chunks=len(chunks) + 1, created=time.time(), mode="queue"))
-    if chunks:
-        queue.enqueue_chunks(chunks)
+    if not chunks:   # the sample was the whole run: write it here (no chunk job will come to import it)
+        runner._write(plan.sample, runner.totals, 0)
+        return 1
+    queue.enqueue_chunks(chunks)
     queue_sample(runner, plan)
     return len(chunks) + 1
 

@@ -101,6 +101,16 @@ def test_two_workers_finish_a_queued_run_and_runs_lists_it(label_studio, fake_ll
     assert sum(1 for e in fake_llm.requests if e["path"].endswith("/chat/completions")) == 30
 
 
+def test_a_run_that_is_all_sample_is_written_by_the_command(label_studio, fake_llm, env, tmp_path):
+    """Chunk 0 (the estimate's sample) joins the write queue only when chunk jobs follow, which import it:
+    a run of no more tasks than the sample is written by the command itself, with no worker at all."""
+    pid, ids = project(label_studio, 3)
+    done = cli(env, tmp_path, "run", "--project", str(pid), "--version", V, "--yes", "--no-progress", "--detach")
+    assert (done["mode"], done["status"], done["predicted"], done["provider_calls"]) == ("queue", "finished", 3, 3)
+    assert predictions_per_task(env, pid) == {i: 1 for i in ids}
+    assert Queue(env["RQ_QUEUE"], connection=Redis.from_url(REDIS_URL)).count == 0
+
+
 def test_a_worker_killed_mid_run_loses_nothing_and_a_rerun_writes_no_duplicate(label_studio, fake_llm, env,
                                                                               tmp_path):
     fake_llm.options.latency_ms = 600

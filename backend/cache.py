@@ -34,7 +34,7 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from core.spool import RedisLink, redis_link
@@ -55,10 +55,9 @@ class CachedAnswer:
     output_tokens: int = 0
 
     def to_json(self) -> str:
-        # the fields as they are (dataclasses.asdict deep-copies ``data`` first: measurably slower)
-        fields = {"data": self.data, "raw": self.raw, "input_tokens": self.input_tokens,
-                  "output_tokens": self.output_tokens}
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        # the fields as they are (dataclasses.asdict deep-copies ``data`` first)
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, ensure_ascii=False,
+                          separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "CachedAnswer":

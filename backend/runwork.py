@@ -318,6 +318,13 @@ def predict_and_write(predictor, client, store: RunStore, project: int, version_
                                         "tail_s": round(time.perf_counter() - t1, 3)}
 
 
+def queue_item(predictor, outcome, version_id: str) -> dict | None:
+    """What the write queue holds for one outcome (``RedisRunStore.push_writes``): ``{"task", "ok",
+    "pred"}``; None when the task gets no prediction (it failed and ``FAILED_TASK_RESULT=skip``)."""
+    p = predictor.prediction(outcome, version_id)
+    return None if p is None else {"task": outcome.task_id, "ok": outcome.ok, "pred": dict(p, task=outcome.task_id)}
+
+
 def predict_and_queue(predictor, store: RedisRunStore, chunk: Chunk, version_id: str, tasks: list[dict],
                       label_config: str) -> tuple[list, set[int], dict]:
     """Predict ``tasks``, queueing their predictions for the write loops (:mod:`backend.runwrites`)
@@ -333,11 +340,11 @@ def predict_and_queue(predictor, store: RedisRunStore, chunk: Chunk, version_id:
         queued.update(i["task"] for i in items)
 
     def add(outcome) -> None:
-        p = predictor.prediction(outcome, version_id)
-        if p is None:
+        item = queue_item(predictor, outcome, version_id)
+        if item is None:
             return
         with lock:
-            buffer.append({"task": outcome.task_id, "ok": outcome.ok, "pred": dict(p, task=outcome.task_id)})
+            buffer.append(item)
             if len(buffer) < QUEUE_EVERY:
                 return
             items = buffer[:]

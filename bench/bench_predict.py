@@ -3,11 +3,12 @@
 Label Studio sends every selected task in one ``/predict`` call and waits 100 s.
 This sends 1,100 tasks (the largest batch measured from Label Studio) to the
 backend over HTTP; the stand-in LLM server answers each call after a fixed
-latency, like a hosted model would; the response cache is off, so every task is a model call
-(``make_tasks`` repeats texts, which the cache would answer without one).  Prints wall time, throughput, how many
-tasks the deadline left for the next run, and the backend's overhead per task (wall
-and CPU of this process, which serves the backend; the stand-in runs in its own
-process, so its CPU is not counted), for a few concurrency settings.
+latency, like a hosted model would.  The response cache is off, so every task is
+a model call (``make_tasks`` repeats texts, which the cache would answer without
+one).  Prints wall time, throughput, how many tasks the deadline left for the
+next run, and the backend's overhead per task (wall and CPU of this process,
+which serves the backend; the stand-in runs in its own process, so its CPU is
+not counted), for a few concurrency settings.
 
     .venv/bin/python bench/bench_predict.py [--tasks 1100] [--latency-ms 600] [--stand-in thread]
 """

@@ -17,7 +17,7 @@ import time
 from typing import Callable, cast
 
 from backend.runstore import RedisRunStore
-from backend.runwork import counts, split
+from backend.runwork import counts, queue_item, split
 from scoring.runs import Runner, RunPlan, new_totals
 
 POLL_S = 0.5
@@ -47,8 +47,7 @@ def submit(runner: Runner, plan: RunPlan, queue) -> int:
 def queue_sample(runner: Runner, plan: RunPlan) -> None:
     """Chunk 0, the estimate's sample (already predicted): its predictions join the write queue, as
     every chunk job's do (:func:`backend.runwork.predict_and_queue`), and the write loops import them."""
-    items = [{"task": o.task_id, "ok": o.ok, "pred": dict(p, task=o.task_id)} for o in plan.sample
-             if (p := runner.predictor.prediction(o, runner.version.id)) is not None]
+    items = [i for o in plan.sample if (i := queue_item(runner.predictor, o, runner.version.id)) is not None]
     store = cast(RedisRunStore, runner.store)   # queue mode: REDIS_URL is set, so the run records are in Redis
     store.push_writes(str(runner.options.project), runner.version.id, runner.run_id, items)
     runner.store.chunk_done(runner.run_id, 0, dict(counts(plan.sample, runner.price), tasks=len(plan.sample),

@@ -96,7 +96,6 @@ class RunPlan:
     skipped_existing: int
     not_found: int = 0                             # ids:FILE ids that are not in the project
     cached: set = field(default_factory=set)       # task ids the cache answers (or a repeat of an earlier request)
-    seen: set = field(default_factory=set)         # the cache keys of the tasks scanned so far
     unrenderable: dict = field(default_factory=dict)  # task id -> reason (fails without a call)
     approx: dict = field(default_factory=dict)     # task id -> approximated input tokens
     sample: list[TaskOutcome] = field(default_factory=list)  # calls already made for the estimate
@@ -249,7 +248,8 @@ class Runner:
         """Render each task: its approximate input tokens; then which of them the cache answers
         (one lookup for them all: a few round trips, not one a task)."""
         caching = self.predictor.cache_for(self.version) is not None
-        keys: dict[Any, str] = {}
+        keys: dict[Any, str] = {}   # task id -> its cache key, for the first task of each request
+        seen: set[str] = set()
         for task in tasks:
             try:
                 system, parts = self._render(task)
@@ -260,10 +260,10 @@ class Runner:
             if not caching:
                 continue
             key = self.predictor.request_key(self.version, self.schema_plan, self.provider, system, parts)
-            if key in plan.seen:   # a repeat of an earlier task's request: a hit once that one is answered
+            if key in seen:   # a repeat of an earlier task's request: a hit once that one is answered
                 plan.cached.add(task["id"])
                 continue
-            plan.seen.add(key)
+            seen.add(key)
             keys[task["id"]] = key
         held = self.predictor.cached_keys(self.version, list(keys.values()))
         plan.cached.update(i for i, k in keys.items() if k in held)

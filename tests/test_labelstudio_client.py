@@ -179,20 +179,28 @@ def test_unknown_project_is_a_404_message(label_studio):
         client_for(label_studio).pull_project(987654, progress=False)
 
 
+CHOICES = ('<View><Text name="text" value="$text"/><Choices name="c" toName="text">'
+           '<Choice value="A"/><Choice value="B"/></Choices></View>')
+
+
+def choices_project(label_studio, title: str, n: int) -> tuple[int, list[int]]:
+    """A project of ``n`` tasks ``t0``, ``t1``... with :data:`CHOICES`: (its id, the task ids in order)."""
+    pid = label_studio.create_project(CHOICES, title=title)
+    sdk = label_studio.sdk()
+    sdk.projects.import_tasks(id=pid, request=[{"data": {"text": f"t{i}"}} for i in range(n)], commit_to_project=True)
+    return pid, sorted(t.id for t in sdk.tasks.list(project=pid, page_size=n + 10))
+
+
+def pred(task: int, version: str) -> dict:
+    return {"task": task, "model_version": version, "score": 0.5,
+            "result": [{"from_name": "c", "to_name": "text", "type": "choices", "value": {"choices": ["A"]}}]}
+
+
 def test_tasks_with_version_finds_exactly_that_version(label_studio):
     """What every run write asks first: which of these tasks already have a prediction of the version.
     Label Studio's filter matches versions that *contain* the name (v1 finds v10); the answer must not."""
-    config = ('<View><Text name="text" value="$text"/><Choices name="c" toName="text">'
-              '<Choice value="A"/><Choice value="B"/></Choices></View>')
-    pid = label_studio.create_project(config, title="tasks with version")
-    sdk = label_studio.sdk()
-    sdk.projects.import_tasks(id=pid, request=[{"data": {"text": f"t{i}"}} for i in range(6)], commit_to_project=True)
-    ids = sorted(t.id for t in sdk.tasks.list(project=pid, page_size=10))
+    pid, ids = choices_project(label_studio, "tasks with version", 6)
     client = client_for(label_studio)
-
-    def pred(task: int, version: str) -> dict:
-        return {"task": task, "model_version": version, "score": 0.5,
-                "result": [{"from_name": "c", "to_name": "text", "type": "choices", "value": {"choices": ["A"]}}]}
     client.import_predictions(pid, [pred(ids[0], "v1"), pred(ids[1], "v10"), pred(ids[2], "V1"),
                                     pred(ids[3], "v1"), pred(ids[3], "v10")])
     assert client.tasks_with_version(pid, ids, "v1") == {ids[0], ids[3]}
@@ -207,20 +215,12 @@ def test_list_tasks_lists_every_task_with_its_prediction_versions_in_pages(label
     for versions that contain one another), across pages, without opening a task."""
     import core.labelstudio as ls_module
 
-    config = ('<View><Text name="text" value="$text"/><Choices name="c" toName="text">'
-              '<Choice value="A"/><Choice value="B"/></Choices></View>')
-    pid = label_studio.create_project(config, title="list tasks")
-    sdk = label_studio.sdk()
-    sdk.projects.import_tasks(id=pid, request=[{"data": {"text": f"t{i}"}} for i in range(7)], commit_to_project=True)
-    ids = sorted(t.id for t in sdk.tasks.list(project=pid, page_size=10))
+    pid, ids = choices_project(label_studio, "list tasks", 7)
     client = client_for(label_studio)
-    result = [{"from_name": "c", "to_name": "text", "type": "choices", "value": {"choices": ["A"]}}]
-    client.import_predictions(pid, [{"task": ids[0], "model_version": "v1", "result": result},
-                                    {"task": ids[1], "model_version": "v10", "result": result},
-                                    {"task": ids[1], "model_version": "v1", "result": result}])
+    client.import_predictions(pid, [pred(ids[0], "v1"), pred(ids[1], "v10"), pred(ids[1], "v1")])
     monkeypatch.setattr(ls_module, "LIST_PAGE", 3)   # 7 tasks: pages of 3, 3 and 1
     tasks, label_config = client.list_tasks(pid)
-    assert label_config == config
+    assert label_config == CHOICES
     assert sorted(t["id"] for t in tasks) == ids
     by_id = {t["id"]: t for t in tasks}
     assert [by_id[i]["data"]["text"] for i in ids] == [f"t{i}" for i in range(7)]

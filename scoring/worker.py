@@ -276,6 +276,8 @@ class _Recovering:
             self.take_over_stale_scheduler()   # RQ then acquires the free lock and starts the scheduler
         return super().run_maintenance_tasks()  # type: ignore[misc]
 
+    _redis_gone = False   # a stop request found Redis unreachable (request_stop)
+
     def request_stop(self, signum, frame):
         stop_waiting(self.connection)  # type: ignore[attr-defined]
         try:
@@ -285,11 +287,12 @@ class _Recovering:
             # its end either.  Stop now; once Redis is back, RQ's cleanup handles the job as abandoned.
             log.warning("stop requested while Redis is unreachable (%s): the running job is stopped now; RQ "
                         "treats it as abandoned once Redis is back", exc)
+            # Only what is quick here, in the signal handler (RQ's SIGALRM job monitor may fire during a
+            # slow step): RQ's teardown stops the scheduler after the loop ends, with the short grace.
+            self._redis_gone = True
             if getattr(self, "horse_pid", 0):   # the forking worker's job process (SimpleWorker: none)
                 self.kill_horse()  # type: ignore[attr-defined]
                 self.wait_for_horse()  # type: ignore[attr-defined]
-            if getattr(self, "scheduler", None) is not None:
-                self.stop_scheduler()
             raise StopRequested() from None
 
     def stop_scheduler(self):
@@ -299,7 +302,8 @@ class _Recovering:
         if process is None or not process.pid:
             return
         retry = self.connection.get_retry()  # type: ignore[attr-defined]
-        grace = 1.0 if isinstance(retry, RedisWait) and retry.waiting else STOP_GRACE
+        unreachable = self._redis_gone or (isinstance(retry, RedisWait) and retry.waiting)
+        grace = 1.0 if unreachable else STOP_GRACE
         process.terminate()
         process.join(grace)
         if process.is_alive():

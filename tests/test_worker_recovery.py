@@ -277,7 +277,10 @@ def test_a_busy_worker_stops_promptly_during_an_outage(tmp_path, redis_server, w
     redis_server.stop()
     asked = time.monotonic()
     worker.send_signal(signal.SIGTERM)
-    worker.wait(20)
+    try:
+        worker.wait(20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running 20 s after SIGTERM:\n{workers.log('busy')}") from None
     took = time.monotonic() - asked
     print(f"\nstopped {took:.1f} s after SIGTERM with a job running, Redis gone")
     log = workers.log("busy")
